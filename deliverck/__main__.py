@@ -1,0 +1,3 @@
+from deliverck.cli import main
+
+main()
