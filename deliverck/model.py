@@ -70,6 +70,10 @@ class Owner(str, enum.Enum):
     NOBODY = "nobody"            # informational
 
 
+class Skip(Exception):
+    """Raised by a check that does not apply to this target; str() is the reason."""
+
+
 EXIT_PASS = 0
 EXIT_FAIL = 1
 EXIT_USAGE = 2

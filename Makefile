@@ -1,0 +1,51 @@
+# deliverck: the verbs.  `make demo` and `make test` work on a fresh machine:
+# they install what they need (a virtualenv, and the Debian packages the lab uses).
+
+PYTHON   ?= python3
+VENV     := .venv
+BIN      := $(VENV)/bin
+STAMP    := $(VENV)/.installed
+# Debian packages of the lab: NSD (authoritative DNS), unbound (validating
+# resolver), iproute2 (addresses in the namespace), util-linux (unshare).
+LAB_DEBS := nsd unbound iproute2 util-linux
+LAB_BINS := /usr/sbin/nsd /usr/sbin/unbound /usr/bin/unshare
+LAB      := $(BIN)/deliverck lab run --
+
+.PHONY: setup debs demo test bench docs lint clean
+
+setup: $(STAMP) debs
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+debs:
+	@missing=""; for b in $(LAB_BINS); do [ -x $$b ] || missing="$$missing $$b"; done; \
+	command -v ip >/dev/null 2>&1 || missing="$$missing ip"; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" != 0 ]; then echo "the lab needs: $(LAB_DEBS) (missing:$$missing); run: sudo apt-get install $(LAB_DEBS)"; exit 2; fi; \
+	  echo "installing Debian packages for the lab: $(LAB_DEBS)"; \
+	  DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(LAB_DEBS) >/dev/null; \
+	fi
+
+demo: setup
+	$(LAB) $(BIN)/python -m deliverck.lab.demo
+
+test: setup
+	$(LAB) $(BIN)/python -m pytest -q
+
+bench: setup
+	$(BIN)/python -m deliverck.lab.bench
+
+docs: $(STAMP)
+	$(BIN)/deliverck checks --format markdown > docs/checks.md
+	$(BIN)/python -m deliverck.ndr.docs > docs/ndr.md
+
+lint: $(STAMP)
+	$(BIN)/python -m compileall -q deliverck checks tests
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info

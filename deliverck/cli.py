@@ -1,0 +1,201 @@
+"""Command line: parse, build a Config, run, render.  Nothing else lives here.
+
+`deliverck example.com` means `deliverck check example.com`: when the first
+argument is not a command, `check` is implied.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import traceback
+from typing import List, Optional
+
+import click
+import typer
+
+from deliverck import __version__
+from deliverck.config import Config
+from deliverck.errors import DeliverckError, UsageError
+from deliverck.model import EXIT_INCOMPLETE, EXIT_USAGE, Severity
+from deliverck.net.addresses import is_ip
+from deliverck.net.dns import parse_resolver
+from deliverck.report import FORMATS, RenderOptions
+from deliverck.target import parse_target
+
+app = typer.Typer(
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    no_args_is_help=True,
+    help="Predict the bounces (NDRs) a mail server will cause, before it causes them.",
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"deliverck {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                 help="Print the version and exit."),
+) -> None:
+    """deliverck TARGET runs every check; see `deliverck check --help`."""
+
+
+def _split(values: Optional[List[str]]) -> tuple[str, ...]:
+    out: list[str] = []
+    for v in values or []:
+        out += [x.strip() for x in v.split(",") if x.strip()]
+    return tuple(out)
+
+
+def _severity(text: str, option: str) -> Severity:
+    try:
+        return Severity.from_text(text)
+    except ValueError as e:
+        raise UsageError(f"{option}: {e}") from None
+
+
+def _format(fmt: str, as_json: bool) -> str:
+    if as_json:
+        return "json"
+    if fmt not in FORMATS:
+        raise UsageError(f"unknown --format {fmt!r} (use one of: {', '.join(FORMATS)})")
+    return fmt
+
+
+def _positive(value: float, option: str) -> float:
+    if not value > 0:
+        raise UsageError(f"{option} must be a positive number of seconds")
+    return value
+
+
+@app.command("check")
+def check_cmd(
+    target: str = typer.Argument(..., help="Mail domain, mail host, IP address, or user@domain."),
+    resolver: Optional[List[str]] = typer.Option(None, "--resolver", metavar="IP[:PORT]",
+                                                 help="DNS resolver to use (repeatable); default: /etc/resolv.conf."),
+    ip: Optional[List[str]] = typer.Option(None, "--ip", metavar="ADDR",
+                                           help="An outbound address of the server, if it differs from the MX addresses (repeatable)."),
+    only: Optional[List[str]] = typer.Option(None, "--only", metavar="CHECK[,CHECK]", help="Run only these checks."),
+    skip: Optional[List[str]] = typer.Option(None, "--skip", metavar="CHECK[,CHECK]", help="Do not run these checks."),
+    fmt: str = typer.Option("table", "--format", "-f", help="Output format: table or json."),
+    as_json: bool = typer.Option(False, "--json", help="Same as --format json."),
+    fail_on: str = typer.Option("error", "--fail-on", metavar="LEVEL",
+                                help="Fail (exit 1) when a finding reaches this severity: info, notice, warning, error, critical."),
+    receivers: Optional[str] = typer.Option(None, "--receivers", metavar="SYSTEM[,SYSTEM]",
+                                            help="Receiver systems to predict NDRs for ('default', 'all', or ids; see `deliverck checks`)."),
+    dns_timeout: float = typer.Option(5.0, "--dns-timeout", metavar="SECONDS", help="Time limit per DNS question."),
+    check_timeout: float = typer.Option(30.0, "--check-timeout", metavar="SECONDS", help="Time limit per check."),
+    deadline: float = typer.Option(60.0, "--deadline", metavar="SECONDS", help="Time limit for the whole run."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Show informational findings and the evidence."),
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks of internal errors."),
+) -> None:
+    """Audit TARGET and predict the bounces it would cause (the default command)."""
+    from deliverck.ndr.catalog import parse_receivers
+    from deliverck.runner import run_audit, select_checks
+
+    out_format = _format(fmt, as_json)
+    severity = _severity(fail_on, "--fail-on")
+    try:
+        recv = parse_receivers(receivers)
+    except ValueError as e:
+        raise UsageError(f"--receivers: {e}") from None
+    resolvers = tuple(parse_resolver(r) for r in resolver or [])
+    ips = []
+    for addr in _split(ip):
+        if not is_ip(addr):
+            raise UsageError(f"--ip {addr!r} is not an IP address (give the server's outbound IPv4 or IPv6 address)")
+        ips.append(addr)
+    config = Config(
+        target=parse_target(target),
+        resolvers=resolvers,
+        outbound_ips=tuple(ips),
+        only=_split(only),
+        skip=_split(skip),
+        receivers=recv,
+        fail_on=severity,
+        dns_timeout=_positive(dns_timeout, "--dns-timeout"),
+        check_timeout=_positive(check_timeout, "--check-timeout"),
+        deadline=_positive(deadline, "--deadline"),
+        debug=debug,
+    )
+    select_checks(config)  # unknown check names are bad usage: fail before any lookup
+    report = asyncio.run(run_audit(config))
+    sys.stdout.write(FORMATS[out_format](report, RenderOptions(verbose=verbose, debug=debug)))
+    sys.stdout.flush()
+    raise typer.Exit(report.exit_code)
+
+
+@app.command("checks")
+def checks_cmd(
+    fmt: str = typer.Option("table", "--format", "-f", help="table, json or markdown."),
+) -> None:
+    """List every check and every finding it can emit, with severity and NDR keys."""
+    from deliverck.report.checklist import render_checks
+
+    if fmt not in ("table", "json", "markdown"):
+        raise UsageError(f"unknown --format {fmt!r} (use one of: table, json, markdown)")
+    sys.stdout.write(render_checks(fmt))
+
+
+def _mount_lab() -> None:
+    try:
+        from deliverck.lab.cli import lab_app
+    except ImportError:  # the lab is optional in a slim install
+        return
+    app.add_typer(lab_app, name="lab", help="The built-in hermetic lab (tests, demo, benchmark).")
+
+
+_mount_lab()
+
+_COMMANDS_HELP = ("--help", "-h", "--version")
+
+
+def _with_default_command(args: list[str]) -> list[str]:
+    command = typer.main.get_command(app)
+    names = set(getattr(command, "commands", {}))
+    if not args or args[0] in _COMMANDS_HELP or args[0] in names:
+        return args
+    return ["check", *args]
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args
+    command = typer.main.get_command(app)
+    try:
+        rc = command.main(args=_with_default_command(args), prog_name="deliverck", standalone_mode=False)
+    except click.exceptions.Exit as e:
+        rc = e.exit_code
+    except click.exceptions.Abort:
+        sys.stderr.write("deliverck: interrupted\n")
+        rc = 130
+    except click.UsageError as e:
+        hint = f"deliverck {e.ctx.info_name} --help" if e.ctx and e.ctx.info_name != "deliverck" else "deliverck --help"
+        msg = e.format_message().replace("\n", " ")
+        sys.stderr.write(f"deliverck: error: {msg} (see `{hint}`)\n")
+        rc = EXIT_USAGE
+    except click.ClickException as e:
+        sys.stderr.write(f"deliverck: error: {e.format_message()}\n")
+        rc = EXIT_USAGE
+    except DeliverckError as e:
+        if debug:
+            traceback.print_exc()
+        sys.stderr.write(f"deliverck: error: {e}\n")
+        rc = e.exit_code
+    except KeyboardInterrupt:
+        sys.stderr.write("deliverck: interrupted\n")
+        rc = 130
+    except Exception as e:  # never a bare traceback for users
+        if debug:
+            traceback.print_exc()
+        sys.stderr.write(
+            f"deliverck: internal error: {type(e).__name__}: {e} (rerun with --debug and report it)\n"
+        )
+        rc = EXIT_INCOMPLETE
+    sys.exit(rc if isinstance(rc, int) else 0)
+

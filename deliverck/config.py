@@ -1,0 +1,25 @@
+"""Everything one audit run needs to know, built once by the CLI."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from deliverck.model import Severity
+from deliverck.net.dns import ResolverAddress
+from deliverck.target import Target
+
+
+@dataclass(frozen=True)
+class Config:
+    target: Target
+    resolvers: tuple[ResolverAddress, ...] = ()
+    outbound_ips: tuple[str, ...] = ()          # --ip: addresses the server sends from
+    only: tuple[str, ...] = ()                  # run just these checks
+    skip: tuple[str, ...] = ()                  # never run these
+    receivers: tuple[str, ...] = ()             # receiver systems to predict for; () = default set
+    fail_on: Severity = Severity.ERROR
+    dns_timeout: float = 5.0                    # seconds per DNS question (all tries)
+    check_timeout: float = 30.0                 # per check
+    deadline: float = 60.0                      # whole run
+    debug: bool = False
+    severity_overrides: dict[str, Severity] = field(default_factory=dict)

@@ -1,0 +1,224 @@
+"""Facts about the target, shared by every check of one run.
+
+Checks never open sockets: they ask the context.  Each fact is computed once
+(memoized) even when several checks ask for it at the same moment
+(single-flight), so checks stay independent without repeating lookups.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Awaitable, Callable, TypeVar
+
+import dns.rdtypes.ANY.MX
+from publicsuffixlist import PublicSuffixList
+
+from deliverck.config import Config
+from deliverck.net.addresses import Scope, scope
+from deliverck.net.dns import DnsAnswer, DnsClient, Outcome
+
+T = TypeVar("T")
+
+_psl: PublicSuffixList | None = None
+
+
+def org_domain(name: str) -> str:
+    """The registrable (organizational) domain, from the bundled public suffix list."""
+    global _psl
+    if _psl is None:
+        _psl = PublicSuffixList()
+    return _psl.privatesuffix(name) or name
+
+
+@dataclass(frozen=True)
+class HostAddresses:
+    name: str
+    a: DnsAnswer
+    aaaa: DnsAnswer
+
+    @property
+    def ipv4(self) -> tuple[str, ...]:
+        return tuple(r.address for r in self.a.records) if self.a.ok else ()
+
+    @property
+    def ipv6(self) -> tuple[str, ...]:
+        return tuple(r.address for r in self.aaaa.records) if self.aaaa.ok else ()
+
+    @property
+    def ips(self) -> tuple[str, ...]:
+        return self.ipv4 + self.ipv6
+
+    @property
+    def nxdomain(self) -> bool:
+        return self.a.outcome is Outcome.NXDOMAIN and self.aaaa.outcome is Outcome.NXDOMAIN
+
+    @property
+    def failed(self) -> tuple[DnsAnswer, ...]:
+        """Lookups that gave no usable answer (timeout, SERVFAIL ...)."""
+        return tuple(x for x in (self.a, self.aaaa) if not x.outcome.definite)
+
+    @property
+    def cname_target(self) -> str:
+        for x in (self.a, self.aaaa):
+            if x.via_cname:
+                return x.canonical_name
+        return ""
+
+    def evidence(self) -> tuple[str, ...]:
+        return (self.a.describe(), self.aaaa.describe())
+
+
+@dataclass(frozen=True)
+class MxHost:
+    preference: int
+    name: str
+    addresses: HostAddresses
+
+
+@dataclass(frozen=True)
+class MxFacts:
+    domain: str
+    answer: DnsAnswer                 # the MX lookup itself
+    apex: HostAddresses               # A/AAAA of the domain (implicit MX, host role)
+    records: tuple[tuple[int, str], ...]
+    hosts: tuple[MxHost, ...]         # non-null MX targets, by preference, resolved
+
+    @property
+    def null(self) -> bool:
+        return any(ex == "" for _, ex in self.records)
+
+    @property
+    def implicit(self) -> bool:
+        return self.answer.outcome is Outcome.NODATA and bool(self.apex.ips)
+
+
+@dataclass(frozen=True)
+class MailAddress:
+    """An address that sends or receives the audited mail, and why we audit it."""
+
+    ip: str
+    hosts: tuple[str, ...]            # names it belongs to ("" for --ip / literal)
+    sources: tuple[str, ...]          # "mx", "host", "ip-literal", "--ip"
+
+    @property
+    def scope(self) -> Scope:
+        return scope(self.ip)
+
+
+class Context:
+    def __init__(self, config: Config, dns_client: DnsClient) -> None:
+        self.config = config
+        self.target = config.target
+        self.dns_client = dns_client
+        self._facts: dict[object, asyncio.Future] = {}
+
+    async def fact(self, key: object, compute: Callable[[], Awaitable[T]]) -> T:
+        """Compute `compute()` once per run; concurrent askers share the result."""
+        task = self._facts.get(key)
+        if task is None:
+            task = asyncio.ensure_future(compute())
+            self._facts[key] = task
+        return await asyncio.shield(task)
+
+    async def close(self) -> None:
+        pending = [t for t in self._facts.values() if not t.done()]
+        for t in pending:
+            t.cancel()
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)
+
+    # ---- DNS facts -------------------------------------------------------
+
+    async def dns(self, name: str, rdtype: str) -> DnsAnswer:
+        return await self.dns_client.lookup(name, rdtype)
+
+    async def ptr(self, ip: str) -> DnsAnswer:
+        return await self.dns_client.ptr(ip)
+
+    async def addresses(self, name: str) -> HostAddresses:
+        async def compute() -> HostAddresses:
+            a, aaaa = await self.dns_client.addresses(name)
+            return HostAddresses(name.rstrip(".").lower(), a, aaaa)
+
+        return await self.fact(("addresses", name.rstrip(".").lower()), compute)
+
+    async def mx(self) -> MxFacts | None:
+        """MX facts for the target name; None when the target is an IP literal."""
+        if self.target.is_ip:
+            return None
+        return await self.fact("mx", self._mx)
+
+    async def _mx(self) -> MxFacts:
+        domain = self.target.name
+        answer, apex = await asyncio.gather(self.dns(domain, "MX"), self.addresses(domain))
+        records: list[tuple[int, str]] = []
+        if answer.ok:
+            for r in answer.records:
+                assert isinstance(r, dns.rdtypes.ANY.MX.MX)
+                ex = r.exchange.to_text(omit_final_dot=True).lower()
+                records.append((r.preference, "" if ex in ("", ".") else ex))
+        records.sort()
+        names = []
+        for _, ex in records:
+            if ex and ex not in names:
+                names.append(ex)
+        resolved = await asyncio.gather(*(self.addresses(n) for n in names))
+        by_name = dict(zip(names, resolved))
+        hosts = tuple(MxHost(p, ex, by_name[ex]) for p, ex in records if ex)
+        return MxFacts(domain, answer, apex, tuple(records), hosts)
+
+    async def mail_addresses(self) -> tuple[MailAddress, ...]:
+        """Every address whose reputation and DNS the audit examines."""
+        return await self.fact("mail_addresses", self._mail_addresses)
+
+    async def _mail_addresses(self) -> tuple[MailAddress, ...]:
+        found: dict[str, tuple[list[str], list[str]]] = {}
+
+        def add(ip: str, host: str, source: str) -> None:
+            hosts, sources = found.setdefault(ip, ([], []))
+            if host and host not in hosts:
+                hosts.append(host)
+            if source not in sources:
+                sources.append(source)
+
+        if self.target.is_ip:
+            add(self.target.ip, "", "ip-literal")
+        else:
+            mx = await self.mx()
+            assert mx is not None
+            for h in mx.hosts:
+                for ip in h.addresses.ips:
+                    add(ip, h.name, "mx")
+            if self.target_is_host(mx):
+                for ip in mx.apex.ips:
+                    add(ip, mx.domain, "host")
+        for ip in self.config.outbound_ips:
+            add(ip, "", "--ip")
+        return tuple(MailAddress(ip, tuple(h), tuple(s)) for ip, (h, s) in found.items())
+
+    def target_is_host(self, mx: MxFacts) -> bool:
+        """Is the target name itself a mail host (not only a mail domain)?
+
+        A name with addresses and no MX is a host (and its own implicit MX).
+        A name with both is audited as a host too, unless it is the apex of
+        a registered domain: `example.com`'s A record is usually the web site,
+        `mail.example.com`'s is usually the mail server.
+        """
+        if not mx.apex.ips or mx.null:
+            return False
+        if not mx.records:
+            return True
+        return org_domain(mx.domain) != mx.domain
+
+    async def roles(self) -> tuple[str, ...]:
+        if self.target.is_ip:
+            return ("address",)
+        mx = await self.mx()
+        assert mx is not None
+        roles = []
+        if mx.records:
+            roles.append("domain")
+        if self.target_is_host(mx):
+            roles.append("host")
+        return tuple(roles)

@@ -1,0 +1,1 @@
+"""The only code in deliverck that touches the network."""

@@ -1,0 +1,316 @@
+"""Asynchronous DNS lookups that never raise for DNS outcomes.
+
+Checks reason about *what happened* (the name does not exist, exists with no
+such record, the resolver failed, nobody answered) rather than catching
+exceptions, so every lookup returns a `DnsAnswer` whose `outcome` says which.
+Lookups are cached for the run and single-flight: two checks asking the same
+question at the same moment share one query.
+
+Built on dnspython's async resolver, which already does TCP fallback on
+truncation and EDNS; we add the classification, the run cache, resolver
+selection (`--resolver IP[:port]`) and per-query timeouts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import ipaddress
+import time
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import dns.asyncresolver
+import dns.exception
+import dns.flags
+import dns.message
+import dns.name
+import dns.nameserver
+import dns.rcode
+import dns.rdatatype
+import dns.resolver
+import dns.reversename
+
+from deliverck.errors import UsageError
+
+EDNS_PAYLOAD = 1232  # the DNS flag day 2020 size: avoids fragmentation, TCP on TC
+
+
+class Outcome(str, enum.Enum):
+    OK = "ok"                  # records of the asked type exist
+    NODATA = "nodata"          # the name exists, no records of that type
+    NXDOMAIN = "nxdomain"      # the name does not exist
+    SERVFAIL = "servfail"      # the resolver could not get an answer (or DNSSEC bogus)
+    REFUSED = "refused"        # the resolver refused to answer
+    TIMEOUT = "timeout"        # nobody answered in time
+    UNREACHABLE = "unreachable"  # network error talking to the resolver
+    ERROR = "error"            # malformed answer, or any other failure
+
+    @property
+    def definite(self) -> bool:
+        """True when DNS gave an authoritative-looking answer we can reason about."""
+        return self in (Outcome.OK, Outcome.NODATA, Outcome.NXDOMAIN)
+
+
+@dataclass(frozen=True)
+class DnsAnswer:
+    qname: str                       # as asked, no trailing dot
+    rdtype: str                      # "MX", "A", ...
+    outcome: Outcome
+    records: tuple = ()              # dnspython rdata objects of the final answer RRset
+    canonical_name: str = ""         # differs from qname when a CNAME chain was followed
+    ttl: int = 0
+    authenticated: bool = False      # AD bit from the resolver
+    detail: str = ""                 # human text for failures
+    server: str = ""                 # which resolver answered / failed
+    elapsed_ms: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome is Outcome.OK
+
+    @property
+    def via_cname(self) -> bool:
+        return bool(self.canonical_name) and self.canonical_name.lower() != self.qname.lower()
+
+    def texts(self) -> tuple[str, ...]:
+        return tuple(r.to_text() for r in self.records)
+
+    def describe(self) -> str:
+        """One line for evidence: `name TYPE -> outcome / records`."""
+        head = f"{self.qname} {self.rdtype}"
+        if self.outcome is Outcome.OK:
+            body = ", ".join(self.texts())
+            if self.via_cname:
+                body = f"(via CNAME {self.canonical_name}) {body}"
+            return f"{head}: {body}"
+        extra = f" ({self.detail})" if self.detail else ""
+        return f"{head}: {self.outcome.value.upper()}{extra}"
+
+
+@dataclass(frozen=True)
+class ResolverAddress:
+    ip: str
+    port: int = 53
+
+    def __str__(self) -> str:
+        return f"[{self.ip}]:{self.port}" if ":" in self.ip else f"{self.ip}:{self.port}"
+
+
+def parse_resolver(text: str) -> ResolverAddress:
+    """`IP`, `IP:port`, `[IPv6]:port` or a bare IPv6 address."""
+    s = text.strip()
+    bad = UsageError(
+        f"--resolver {text!r} is not an IP address with optional port "
+        "(use e.g. 192.0.2.53, 192.0.2.53:5353 or [2001:db8::53]:53)"
+    )
+    port = 53
+    host = s
+    if s.startswith("["):
+        end = s.find("]")
+        if end < 0:
+            raise bad
+        host, rest = s[1:end], s[end + 1:]
+        if rest:
+            if not rest.startswith(":"):
+                raise bad
+            port = _port(rest[1:], bad)
+    elif s.count(":") == 1:
+        host, p = s.split(":")
+        port = _port(p, bad)
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        raise bad from None
+    return ResolverAddress(str(ip), port)
+
+
+def _port(text: str, bad: Exception) -> int:
+    if not text.isdigit() or not 0 < int(text) < 65536:
+        raise bad
+    return int(text)
+
+
+def system_resolvers() -> tuple[ResolverAddress, ...]:
+    """The resolvers of /etc/resolv.conf (what `deliverck` uses by default)."""
+    try:
+        r = dns.resolver.Resolver(configure=True)
+    except dns.resolver.NoResolverConfiguration:
+        return ()
+    out = []
+    for ns in r.nameservers:
+        if isinstance(ns, str):
+            out.append(ResolverAddress(ns, r.port))
+        elif isinstance(ns, dns.nameserver.Do53Nameserver):
+            out.append(ResolverAddress(ns.address, ns.port))
+    return tuple(out)
+
+
+def reverse_name(ip: str) -> str:
+    return dns.reversename.from_address(ip).to_text(omit_final_dot=True)
+
+
+def _norm(name: str) -> str:
+    return name.rstrip(".").lower()
+
+
+@dataclass
+class DnsStats:
+    queries: int = 0
+    cache_hits: int = 0
+    shared: int = 0
+    log: list = field(default_factory=list)   # (qname, rdtype, start, end) relative seconds
+
+
+class DnsClient:
+    """One per audit: resolver choice, run cache, single-flight, classification."""
+
+    def __init__(
+        self,
+        resolvers: Sequence[ResolverAddress] = (),
+        *,
+        timeout: float = 5.0,
+        attempts: int = 2,
+    ) -> None:
+        self.resolvers = tuple(resolvers) or system_resolvers()
+        if not self.resolvers:
+            raise UsageError(
+                "no DNS resolver configured: /etc/resolv.conf has none; pass --resolver IP"
+            )
+        self.timeout = timeout
+        r = dns.asyncresolver.Resolver(configure=False)
+        r.nameservers = [dns.nameserver.Do53Nameserver(a.ip, a.port) for a in self.resolvers]
+        r.use_edns(0, 0, EDNS_PAYLOAD)
+        r.flags = dns.flags.RD
+        # Per-server wait: several tries fit in the lifetime, each server gets a chance.
+        r.timeout = max(timeout / max(attempts, 1), 0.2)
+        r.lifetime = timeout
+        r.retry_servfail = False
+        r.cache = None          # we cache ourselves, per run
+        r.search = []
+        r.ndots = 1
+        self._resolver = r
+        self._cache: dict[tuple[str, str], asyncio.Future[DnsAnswer]] = {}
+        self.stats = DnsStats()
+        self._t0 = time.monotonic()
+
+    async def lookup(self, name: str, rdtype: str) -> DnsAnswer:
+        key = (_norm(name), rdtype.upper())
+        task = self._cache.get(key)
+        if task is None:
+            # The query runs as its own task so that one caller giving up
+            # (its check hit a deadline) does not cancel it for the others.
+            task = asyncio.ensure_future(self._query(*key))
+            self._cache[key] = task
+        elif task.done():
+            self.stats.cache_hits += 1
+        else:
+            self.stats.shared += 1
+        return await asyncio.shield(task)
+
+    async def addresses(self, name: str) -> tuple[DnsAnswer, DnsAnswer]:
+        a, aaaa = await asyncio.gather(self.lookup(name, "A"), self.lookup(name, "AAAA"))
+        return a, aaaa
+
+    async def ptr(self, ip: str) -> DnsAnswer:
+        return await self.lookup(reverse_name(ip), "PTR")
+
+    async def _query(self, qname: str, rdtype: str) -> DnsAnswer:
+        self.stats.queries += 1
+        start = time.monotonic()
+        try:
+            res = await self._resolver.resolve(
+                dns.name.from_text(qname),
+                rdtype,
+                raise_on_no_answer=False,
+                search=False,
+            )
+        except dns.resolver.NXDOMAIN as e:
+            canon = ""
+            try:
+                canon = _norm(e.canonical_name.to_text())
+            except Exception:
+                pass
+            return self._done(qname, rdtype, start, Outcome.NXDOMAIN, canonical_name=canon)
+        except dns.resolver.LifetimeTimeout as e:
+            return self._done(qname, rdtype, start, Outcome.TIMEOUT,
+                              detail=f"no answer within {self.timeout:g}s", errors=e.kwargs.get("errors"))
+        except dns.resolver.NoNameservers as e:
+            outcome, detail = _classify_errors(e.kwargs.get("errors") or [])
+            return self._done(qname, rdtype, start, outcome, detail=detail)
+        except dns.resolver.YXDOMAIN:
+            return self._done(qname, rdtype, start, Outcome.ERROR, detail="YXDOMAIN")
+        except dns.exception.DNSException as e:
+            return self._done(qname, rdtype, start, Outcome.ERROR, detail=_one_line(str(e)))
+        except OSError as e:
+            return self._done(qname, rdtype, start, Outcome.UNREACHABLE, detail=_one_line(str(e)))
+        resp = res.response
+        ad = bool(resp.flags & dns.flags.AD)
+        canon = _norm(res.canonical_name.to_text())
+        server = f"{res.nameserver}:{res.port}" if res.nameserver else ""
+        if res.rrset is None:
+            return self._done(qname, rdtype, start, Outcome.NODATA, canonical_name=canon,
+                              authenticated=ad, server=server)
+        return self._done(
+            qname, rdtype, start, Outcome.OK,
+            records=tuple(res.rrset), canonical_name=canon, ttl=res.rrset.ttl,
+            authenticated=ad, server=server,
+        )
+
+    def _done(self, qname, rdtype, start, outcome, errors=None, **kw) -> DnsAnswer:
+        end = time.monotonic()
+        self.stats.log.append((qname, rdtype, start - self._t0, end - self._t0))
+        if "server" not in kw:
+            kw["server"] = ", ".join(str(r) for r in self.resolvers)
+        return DnsAnswer(qname=qname, rdtype=rdtype, outcome=outcome,
+                         elapsed_ms=int((end - start) * 1000), **kw)
+
+    async def reachable(self) -> tuple[bool, str]:
+        """Does any configured resolver answer at all?  Asked once per run.
+
+        A question about the root zone is answered from any recursive
+        resolver's cache; if not even that comes back, the resolver (not the
+        audited domain) is the problem and the run cannot complete.
+        """
+        ans = await self.lookup(".", "NS")
+        if ans.outcome in (Outcome.TIMEOUT, Outcome.UNREACHABLE):
+            return False, ans.detail or ans.outcome.value
+        return True, ""
+
+
+def _classify_errors(errors: list) -> tuple[Outcome, str]:
+    outcomes = []
+    parts = []
+    for err in errors:
+        server, _tcp, port, what = err[0], err[1], err[2], err[3]
+        parts.append(f"{server}:{port} {_one_line(str(what))}")
+        if isinstance(what, str):
+            if what == "SERVFAIL":
+                outcomes.append(Outcome.SERVFAIL)
+            elif what == "REFUSED":
+                outcomes.append(Outcome.REFUSED)
+            else:
+                outcomes.append(Outcome.ERROR)
+        elif isinstance(what, OSError):
+            outcomes.append(Outcome.UNREACHABLE)
+        elif isinstance(what, dns.exception.Timeout):
+            outcomes.append(Outcome.TIMEOUT)
+        else:
+            outcomes.append(Outcome.ERROR)
+    for o in (Outcome.SERVFAIL, Outcome.REFUSED, Outcome.ERROR, Outcome.TIMEOUT, Outcome.UNREACHABLE):
+        if o in outcomes:
+            return o, "; ".join(parts)
+    return Outcome.ERROR, "; ".join(parts) or "all resolvers failed"
+
+
+def _one_line(s: str) -> str:
+    return " ".join(s.split())[:300]
+
+
+async def close(client: DnsClient) -> None:
+    """Cancel lookups nobody waits for any more (after a deadline)."""
+    pending = [t for t in client._cache.values() if not t.done()]
+    for t in pending:
+        t.cancel()
+    if pending:
+        await asyncio.gather(*pending, return_exceptions=True)

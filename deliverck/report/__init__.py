@@ -1,0 +1,32 @@
+"""Renderers: one module per output format, each `render(report, options) -> str`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from deliverck.model import Report
+
+
+@dataclass(frozen=True)
+class RenderOptions:
+    verbose: bool = False     # table: also show info-level findings and evidence
+    debug: bool = False       # include tracebacks of crashed checks
+
+
+def _table(report: Report, opts: RenderOptions) -> str:
+    from deliverck.report.table import render
+
+    return render(report, opts)
+
+
+def _json(report: Report, opts: RenderOptions) -> str:
+    from deliverck.report.json import render
+
+    return render(report, opts)
+
+
+FORMATS: dict[str, Callable[[Report, RenderOptions], str]] = {
+    "table": _table,
+    "json": _json,
+}

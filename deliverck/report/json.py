@@ -1,0 +1,96 @@
+"""JSON output, schema `deliverck.report/1` (docs/report.schema.json)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from deliverck.model import CheckResult, Finding, NdrPrediction, Report
+
+
+def _plain(v: Any) -> Any:
+    if isinstance(v, (str, int, float, bool)) or v is None:
+        return v
+    if isinstance(v, (list, tuple)):
+        return [_plain(x) for x in v]
+    if isinstance(v, dict):
+        return {str(k): _plain(x) for k, x in v.items()}
+    return str(v)
+
+
+def finding_dict(f: Finding) -> dict:
+    return {
+        "id": f.id,
+        "severity": f.severity.to_text(),
+        "subject": f.subject,
+        "summary": f.summary,
+        "evidence": list(f.evidence),
+        "fix": f.fix,
+        "owner": f.owner.value,
+        "direction": f.direction.value,
+        "ndr": list(f.ndr),
+        "refs": list(f.refs),
+        "inconclusive": f.inconclusive,
+        "args": _plain(dict(f.args)),
+    }
+
+
+def check_dict(r: CheckResult, debug: bool) -> dict:
+    d = {
+        "id": r.id,
+        "title": r.title,
+        "status": r.status.value,
+        "duration_ms": r.duration_ms,
+        "reason": r.reason,
+        "findings": [finding_dict(f) for f in r.findings],
+    }
+    if debug and r.traceback:
+        d["traceback"] = r.traceback
+    return d
+
+
+def prediction_dict(p: NdrPrediction) -> dict:
+    return {
+        "key": p.key,
+        "system": p.system,
+        "system_name": p.system_name,
+        "code": p.code,
+        "status": p.status,
+        "reply": p.reply,
+        "text": p.text,
+        "direction": p.direction.value,
+        "owner": p.owner.value,
+        "fix": p.fix,
+        "caused_by": list(p.caused_by),
+        "subjects": list(p.subjects),
+        "source": p.source,
+    }
+
+
+def report_dict(report: Report, debug: bool = False) -> dict:
+    t = report.target
+    return {
+        "schema": report.schema,
+        "tool": {"name": "deliverck", "version": report.tool_version},
+        "target": {
+            "input": t.input,
+            "name": t.name,
+            "ip": t.ip,
+            "roles": list(t.roles),
+            "notes": list(t.notes),
+        },
+        "started": report.started,
+        "finished": report.finished,
+        "duration_ms": report.duration_ms,
+        "verdict": report.verdict.value,
+        "exit_code": report.exit_code,
+        "fail_on": report.fail_on.to_text(),
+        "resolvers": list(report.resolvers),
+        "receivers": list(report.receivers),
+        "checks": [check_dict(c, debug) for c in report.checks],
+        "predicted_ndrs": [prediction_dict(p) for p in report.predicted_ndrs],
+    }
+
+
+def render(report: Report, opts) -> str:
+    return json.dumps(report_dict(report, opts.debug), indent=2, ensure_ascii=True) + "\n"

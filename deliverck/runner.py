@@ -1,0 +1,183 @@
+"""Runs the checks of one audit concurrently and turns them into a Report.
+
+Each check runs inside an *attempt*: its own deadline, and a crash or hang
+becomes a finding (`<id>.crashed`, `<id>.timeout`) that makes the check's
+status `error`.  One check can never take down the report, and a check that
+did not complete is never reported as a pass.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+import traceback
+from datetime import datetime, timezone
+from typing import Sequence
+
+from deliverck import __version__
+from deliverck.config import Config
+from deliverck.context import Context
+from deliverck.errors import IncompleteError, UsageError
+from deliverck.model import (
+    EXIT_FAIL,
+    EXIT_INCOMPLETE,
+    EXIT_PASS,
+    CheckResult,
+    Finding,
+    Report,
+    Severity,
+    Skip,
+    Status,
+    TargetInfo,
+    Verdict,
+)
+from deliverck.net import dns as dnsnet
+from deliverck.registry import Check, all_checks
+
+
+def select_checks(config: Config) -> tuple[Check, ...]:
+    checks = all_checks()
+    known = {c.id for c in checks}
+    for name in config.only + config.skip:
+        if name not in known:
+            raise UsageError(f"unknown check {name!r} (known: {', '.join(sorted(known))}; see `deliverck checks`)")
+    return tuple(
+        c for c in checks
+        if (not config.only or c.id in config.only) and c.id not in config.skip
+    )
+
+
+def status_of(findings: Sequence[Finding], fail_on: Severity) -> Status:
+    if any(not f.inconclusive and f.severity >= fail_on for f in findings):
+        return Status.FAIL
+    if any(f.inconclusive for f in findings):
+        return Status.ERROR
+    if any(f.severity >= Severity.WARNING for f in findings):
+        return Status.WARN
+    return Status.PASS
+
+
+def _apply_overrides(findings: list[Finding], overrides: dict[str, Severity]) -> list[Finding]:
+    if not overrides:
+        return findings
+    return [dataclasses.replace(f, severity=overrides[f.id]) if f.id in overrides else f for f in findings]
+
+
+async def attempt(check: Check, ctx: Context) -> CheckResult:
+    cfg = ctx.config
+    start = time.monotonic()
+    tb = ""
+    reason = ""
+    try:
+        async with asyncio.timeout(cfg.check_timeout):
+            findings = list(await check.run(ctx))
+    except Skip as e:
+        return CheckResult(check.id, check.spec.title, Status.SKIPPED,
+                           int((time.monotonic() - start) * 1000), reason=str(e))
+    except TimeoutError:
+        reason = f"did not finish within {cfg.check_timeout:g}s"
+        findings = [check.spec.finding("timeout", subject=ctx.target.label, check=check.id,
+                                       seconds=f"{cfg.check_timeout:g}")]
+    except asyncio.CancelledError:
+        # The run's global deadline: report what we know, never a pass.
+        reason = f"the run's deadline of {cfg.deadline:g}s passed first"
+        findings = [check.spec.finding("timeout", subject=ctx.target.label, check=check.id,
+                                       seconds=f"{cfg.deadline:g}")]
+    except Exception as e:  # a bug in a check must not kill the run
+        tb = traceback.format_exc()
+        reason = f"{type(e).__name__}: {e}"
+        findings = [check.spec.finding("crashed", subject=ctx.target.label, check=check.id,
+                                       error=f"{type(e).__name__}: {e}")]
+    findings = _apply_overrides(findings, cfg.severity_overrides)
+    duration = int((time.monotonic() - start) * 1000)
+    status = status_of(findings, cfg.fail_on)
+    if status is Status.ERROR and not reason:
+        reason = "; ".join(f.summary for f in findings if f.inconclusive)
+    return CheckResult(check.id, check.spec.title, status, duration, tuple(findings), reason, tb)
+
+
+def verdict_of(results: Sequence[CheckResult]) -> tuple[Verdict, int]:
+    if any(r.status is Status.FAIL for r in results):
+        return Verdict.FAIL, EXIT_FAIL
+    if any(r.status is Status.ERROR for r in results):
+        return Verdict.INCOMPLETE, EXIT_INCOMPLETE
+    return Verdict.PASS, EXIT_PASS
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+async def run_audit(config: Config, checks: Sequence[Check] | None = None) -> Report:
+    """Audit config.target.  Raises IncompleteError when no resolver answers."""
+    from deliverck.ndr.catalog import load as load_catalog
+    from deliverck.ndr.predict import predict
+
+    selected = tuple(checks) if checks is not None else select_checks(config)
+    started, t0 = _now(), time.monotonic()
+    client = dnsnet.DnsClient(config.resolvers, timeout=config.dns_timeout)
+    ctx = Context(config, client)
+    tasks = [asyncio.ensure_future(attempt(c, ctx)) for c in selected]
+    reach = asyncio.ensure_future(client.reachable())
+    try:
+        ok, why = await reach
+        if not ok:
+            names = ", ".join(str(r) for r in client.resolvers)
+            raise IncompleteError(
+                f"the DNS resolver {names} did not answer ({why}): check --resolver or /etc/resolv.conf"
+            )
+        done, pending = await asyncio.wait(tasks, timeout=max(config.deadline - (time.monotonic() - t0), 0))
+        for t in pending:
+            t.cancel()
+        results = [await t for t in tasks]
+        roles = await _roles(ctx)
+    finally:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await ctx.close()
+        await dnsnet.close(client)
+    verdict, code = verdict_of(results)
+    receivers = config.receivers or load_catalog().default_receivers()
+    findings = [f for r in results for f in r.findings]
+    domain = config.target.name or _ptr_name(results) or config.target.ip
+    predictions = predict(findings, receivers, domain=domain)
+    target = TargetInfo(
+        input=config.target.input,
+        name=config.target.name,
+        ip=config.target.ip,
+        roles=roles,
+        notes=config.target.notes,
+    )
+    return Report(
+        target=target,
+        started=started,
+        finished=_now(),
+        duration_ms=int((time.monotonic() - t0) * 1000),
+        verdict=verdict,
+        exit_code=code,
+        fail_on=config.fail_on,
+        checks=tuple(results),
+        predicted_ndrs=tuple(predictions),
+        resolvers=tuple(str(r) for r in client.resolvers),
+        receivers=tuple(receivers),
+        tool_version=__version__,
+    )
+
+
+async def _roles(ctx: Context) -> tuple[str, ...]:
+    try:
+        async with asyncio.timeout(1):
+            return await ctx.roles()
+    except (Exception, asyncio.CancelledError):
+        return ()
+
+
+def _ptr_name(results: Sequence[CheckResult]) -> str:
+    for r in results:
+        for f in r.findings:
+            name = f.args.get("ptr_name")
+            if name:
+                return str(name)
+    return ""
