@@ -1,0 +1,318 @@
+"""The NDR catalog: receiver systems and the replies they give, read from catalog.toml.
+
+The catalog is the only place that links a finding to the bounces it causes;
+the engine copies each entry's `findings` into FindingSpec.ndr.  Loading is
+lenient so that `Catalog.problems()` can report every defect at once instead
+of stopping at the first.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import tomllib
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any, Iterable, Mapping
+
+from deliverck.model import Direction, Owner
+
+PLACEHOLDERS = ("ip", "host", "domain", "recipient", "sender")
+FAMILIES = ("ipv4", "ipv6")
+ENTRY_DIRECTIONS = (Direction.INBOUND, Direction.OUTBOUND, Direction.INTERNAL)
+
+_STATUS_RE = re.compile(r"^([245])\.(\d{1,3})\.(\d{1,3})$")
+_FINDING_RE = re.compile(r"^[a-z0-9_]+\.[a-z0-9_]+$")
+_SYSTEM_ID_RE = re.compile(r"^[a-z0-9][a-z0-9-]*$")
+_PLACEHOLDER_RE = re.compile(r"\{([^{}]*)\}")
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+@dataclass(frozen=True)
+class ReceiverSystem:
+    id: str
+    name: str
+    description: str = ""
+    default: bool = False
+    fallback: bool = False
+
+
+@dataclass(frozen=True)
+class CatalogEntry:
+    key: str
+    system: str
+    direction: Direction | str      # a str only when the catalog file is wrong
+    code: int                       # 0: no reply code appears in the NDR
+    status: str                     # "" when the system gives no enhanced status
+    text: str
+    meaning: str
+    causes: tuple[str, ...]
+    owner: Owner | str              # a str only when the catalog file is wrong
+    fix: str
+    findings: tuple[str, ...]
+    source: str
+    family: str = ""
+    mixed_class: bool = False
+    predict_at_info: bool = False
+
+    @property
+    def reply(self) -> str:
+        """The reply line as it appears in an NDR, placeholders unfilled."""
+        return reply_line(self.code, self.status, self.text)
+
+
+def reply_line(code: int, status: str, text: str) -> str:
+    return " ".join(p for p in (str(code) if code else "", status, text) if p)
+
+
+def status_key(status: str) -> tuple[int, ...]:
+    """Numeric sort key for an enhanced status; entries without one sort last."""
+    m = _STATUS_RE.match(status)
+    if not m:
+        return (9, 999, 999)
+    return tuple(int(g) for g in m.groups())
+
+
+class Catalog:
+    def __init__(
+        self,
+        systems: Iterable[ReceiverSystem],
+        entries: Iterable[CatalogEntry],
+        load_problems: Iterable[str] = (),
+    ) -> None:
+        self.systems: tuple[ReceiverSystem, ...] = tuple(systems)
+        self.entries: tuple[CatalogEntry, ...] = tuple(entries)
+        self._load_problems = tuple(load_problems)
+        self._system_by_id = {s.id: s for s in self.systems}
+        self._entry_by_key = {e.key: e for e in self.entries}
+        by_finding: dict[str, list[CatalogEntry]] = {}
+        for e in self.entries:
+            for fid in dict.fromkeys(e.findings):
+                by_finding.setdefault(fid, []).append(e)
+        self._by_finding = {k: tuple(v) for k, v in by_finding.items()}
+
+    # -- lookups
+
+    def system(self, system_id: str) -> ReceiverSystem:
+        return self._system_by_id[system_id]
+
+    def entry(self, key: str) -> CatalogEntry:
+        return self._entry_by_key[key]
+
+    def has_entry(self, key: str) -> bool:
+        return key in self._entry_by_key
+
+    def system_ids(self) -> tuple[str, ...]:
+        return tuple(s.id for s in self.systems)
+
+    def system_order(self, system_id: str) -> int:
+        ids = self.system_ids()
+        return ids.index(system_id) if system_id in ids else len(ids)
+
+    def by_finding(self, finding_id: str) -> tuple[CatalogEntry, ...]:
+        return self._by_finding.get(finding_id, ())
+
+    def finding_ids(self) -> tuple[str, ...]:
+        """Every finding id some entry lists, sorted."""
+        return tuple(sorted(self._by_finding))
+
+    def default_receivers(self) -> tuple[str, ...]:
+        return tuple(s.id for s in self.systems if s.default)
+
+    def fallback_receivers(self) -> tuple[str, ...]:
+        return tuple(s.id for s in self.systems if s.fallback)
+
+    def entries_for(self, system_id: str) -> tuple[CatalogEntry, ...]:
+        return tuple(e for e in self.entries if e.system == system_id)
+
+    # -- validation
+
+    def problems(self) -> list[str]:
+        out = list(self._load_problems)
+        seen_sys: set[str] = set()
+        for s in self.systems:
+            if s.id in seen_sys:
+                out.append(f"duplicate system id {s.id!r}")
+            seen_sys.add(s.id)
+            if not _SYSTEM_ID_RE.match(s.id):
+                out.append(f"system id {s.id!r}: use lowercase letters, digits and '-'")
+            if not s.name:
+                out.append(f"system {s.id!r}: missing name")
+        if not any(s.default for s in self.systems):
+            out.append("no system is in the default receiver set")
+        seen_keys: set[str] = set()
+        for e in self.entries:
+            where = f"entry {e.key!r}"
+            if e.key in seen_keys:
+                out.append(f"duplicate entry key {e.key!r}")
+            seen_keys.add(e.key)
+            if e.system not in self._system_by_id:
+                out.append(f"{where}: unknown system {e.system!r}")
+            elif not e.key.startswith(e.system + "."):
+                out.append(f"{where}: key must start with its system id {e.system + '.'!r}")
+            if not isinstance(e.direction, Direction) or e.direction not in ENTRY_DIRECTIONS:
+                names = ", ".join(d.value for d in ENTRY_DIRECTIONS)
+                out.append(f"{where}: unknown direction {_value(e.direction)!r} (use one of: {names})")
+            if not isinstance(e.owner, Owner):
+                names = ", ".join(o.value for o in Owner)
+                out.append(f"{where}: unknown owner {e.owner!r} (use one of: {names})")
+            out.extend(_code_problems(e))
+            for fid in e.findings:
+                if not _FINDING_RE.match(fid):
+                    out.append(f"{where}: malformed finding id {fid!r} (use '<check>.<slug>')")
+            if len(set(e.findings)) != len(e.findings):
+                out.append(f"{where}: a finding id is listed twice")
+            for field_name in ("text", "meaning", "fix", "source"):
+                if not getattr(e, field_name).strip():
+                    out.append(f"{where}: missing {field_name}")
+            if not e.causes:
+                out.append(f"{where}: missing causes")
+            for name in _PLACEHOLDER_RE.findall(e.text):
+                if name not in PLACEHOLDERS:
+                    out.append(f"{where}: unknown placeholder {{{name}}} in text")
+            if e.family and e.family not in FAMILIES:
+                out.append(f"{where}: unknown family {e.family!r} (use ipv4 or ipv6)")
+            for field_name in ("text", "meaning", "fix", "source"):
+                if _CONTROL_RE.search(getattr(e, field_name)):
+                    out.append(f"{where}: control character in {field_name}")
+        return out
+
+
+def _value(x: Any) -> Any:
+    return x.value if isinstance(x, Direction | Owner) else x
+
+
+def _code_problems(e: CatalogEntry) -> list[str]:
+    where = f"entry {e.key!r}"
+    out: list[str] = []
+    if isinstance(e.code, bool) or not isinstance(e.code, int):
+        return [f"{where}: reply code must be an integer, got {e.code!r}"]
+    if e.code != 0 and not 200 <= e.code <= 599:
+        out.append(f"{where}: reply code {e.code} is not an SMTP reply code (200-599, or 0 for none)")
+    if e.status:
+        m = _STATUS_RE.match(e.status)
+        if not m:
+            out.append(f"{where}: bad enhanced status syntax {e.status!r} (want class.subject.detail, e.g. 5.7.25)")
+        elif e.code and str(e.code)[0] != m.group(1) and not e.mixed_class:
+            out.append(
+                f"{where}: status {e.status} disagrees with reply code {e.code} "
+                "(set mixed_class = true only if the system really does this)"
+            )
+        elif e.mixed_class and (not e.code or str(e.code)[0] == m.group(1)):
+            out.append(f"{where}: mixed_class is set but code and status agree")
+    elif e.mixed_class:
+        out.append(f"{where}: mixed_class is set but there is no status")
+    if e.code == 0 and not e.status and not e.text:
+        out.append(f"{where}: neither reply code, status nor text")
+    return out
+
+
+# -- parsing
+
+
+def _enum(cls: type, raw: Any) -> Any:
+    try:
+        return cls(raw)
+    except ValueError:
+        return str(raw)
+
+
+def _strs(raw: Any) -> tuple[str, ...]:
+    if isinstance(raw, str):
+        return (raw,)
+    return tuple(str(x) for x in (raw or ()))
+
+
+_SYSTEM_FIELDS = {"id", "name", "description", "default", "fallback"}
+_ENTRY_FIELDS = {
+    "key", "system", "direction", "code", "status", "text", "meaning", "causes",
+    "owner", "fix", "findings", "source", "family", "mixed_class", "predict_at_info",
+}
+_ENTRY_REQUIRED = {"key", "system", "direction", "code", "status", "text", "meaning", "owner", "fix", "findings", "source"}
+
+
+def from_mapping(data: Mapping[str, Any]) -> Catalog:
+    problems: list[str] = []
+    if data.get("schema") != 1:
+        problems.append(f"unsupported catalog schema {data.get('schema')!r} (want 1)")
+    systems = []
+    for i, raw in enumerate(data.get("system", [])):
+        unknown = set(raw) - _SYSTEM_FIELDS
+        if unknown:
+            problems.append(f"system #{i + 1}: unknown fields {sorted(unknown)}")
+        if "id" not in raw:
+            problems.append(f"system #{i + 1}: missing id")
+        systems.append(ReceiverSystem(
+            id=str(raw.get("id", "")),
+            name=str(raw.get("name", "")),
+            description=str(raw.get("description", "")),
+            default=bool(raw.get("default", False)),
+            fallback=bool(raw.get("fallback", False)),
+        ))
+    entries = []
+    for i, raw in enumerate(data.get("entry", [])):
+        label = raw.get("key", f"#{i + 1}")
+        unknown = set(raw) - _ENTRY_FIELDS
+        if unknown:
+            problems.append(f"entry {label!r}: unknown fields {sorted(unknown)}")
+        missing = _ENTRY_REQUIRED - set(raw)
+        if missing:
+            problems.append(f"entry {label!r}: missing fields {sorted(missing)}")
+        entries.append(CatalogEntry(
+            key=str(raw.get("key", "")),
+            system=str(raw.get("system", "")),
+            direction=_enum(Direction, raw.get("direction", "")),
+            code=raw.get("code", 0),
+            status=str(raw.get("status", "")),
+            text=str(raw.get("text", "")),
+            meaning=str(raw.get("meaning", "")),
+            causes=_strs(raw.get("causes")),
+            owner=_enum(Owner, raw.get("owner", "")),
+            fix=str(raw.get("fix", "")),
+            findings=_strs(raw.get("findings")),
+            source=str(raw.get("source", "")),
+            family=str(raw.get("family", "")),
+            mixed_class=bool(raw.get("mixed_class", False)),
+            predict_at_info=bool(raw.get("predict_at_info", False)),
+        ))
+    return Catalog(systems, entries, problems)
+
+
+def from_toml(text: str) -> Catalog:
+    return from_mapping(tomllib.loads(text))
+
+
+@functools.cache
+def load() -> Catalog:
+    """The catalog shipped with deliverck (read as package data, so wheels work)."""
+    text = resources.files("deliverck.ndr").joinpath("catalog.toml").read_text(encoding="utf-8")
+    return from_toml(text)
+
+
+def parse_receivers(text: str | None, catalog: Catalog | None = None) -> tuple[str, ...]:
+    """Parse a --receivers value: system ids separated by commas or spaces.
+
+    `default` (or an empty value) stands for the default set, `all` for every
+    system.  Order is kept and duplicates dropped.
+    """
+    cat = catalog or load()
+    known = cat.system_ids()
+    if text is None or not text.strip():
+        return cat.default_receivers()
+    out: list[str] = []
+    for item in re.split(r"[\s,]+", text.strip()):
+        name = item.strip().lower()
+        if not name:
+            continue
+        if name == "default":
+            out.extend(cat.default_receivers())
+        elif name == "all":
+            out.extend(known)
+        elif name in known:
+            out.append(name)
+        else:
+            shown = item if not _CONTROL_RE.search(item) else item.encode("unicode_escape").decode("ascii")
+            raise ValueError(
+                f"unknown receiver system {shown!r} (known: {', '.join(known)}; or 'default', 'all')"
+            )
+    return tuple(dict.fromkeys(out))

@@ -1,0 +1,166 @@
+"""Findings -> the NDRs receivers would return, for a chosen set of receiver systems.
+
+Which finding predicts which reply is decided by the catalog alone (each
+entry's `findings`, plus any catalog keys a finding carries in `ndr`).
+Inconclusive findings take part: a lookup that timed out for deliverck times
+out for senders too, and that means deferrals and, later, expiry NDRs.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import unicodedata
+from typing import Any, Iterable, Mapping, Sequence
+
+from deliverck.model import Direction, Finding, NdrPrediction, Severity
+from deliverck.ndr.catalog import ENTRY_DIRECTIONS, Catalog, CatalogEntry, load, reply_line, status_key
+
+_PLACEHOLDER_RE = re.compile(r"\{([a-z_]+)\}")
+_IP_ARGS = ("ip", "address", "addr")
+_HOST_ARGS = ("host", "target", "ptr", "name")
+_DIRECTION_ORDER = {d: i for i, d in enumerate(ENTRY_DIRECTIONS)}
+
+
+def predict(
+    findings: Iterable[Finding],
+    receivers: Sequence[str],
+    *,
+    domain: str,
+    sender: str | None = None,
+    catalog: Catalog | None = None,
+) -> tuple[NdrPrediction, ...]:
+    """One prediction per catalog entry any finding triggers.
+
+    Entries of the selected receivers are used; entries of fallback systems
+    (generic RFC classes) are used too when selected, or for a (finding,
+    direction) that no selected system covers.
+    """
+    cat = catalog or load()
+    known = set(cat.system_ids())
+    for r in receivers:
+        if r not in known:
+            raise ValueError(f"unknown receiver system {r!r} (known: {', '.join(cat.system_ids())})")
+    selected = set(receivers)
+    fallback = set(cat.fallback_receivers()) - selected
+
+    causes: dict[str, list[Finding]] = {}
+    for f in findings:
+        for e in _entries_for(cat, f, selected, fallback):
+            bucket = causes.setdefault(e.key, [])
+            if all(c is not f for c in bucket):
+                bucket.append(f)
+
+    out = [_prediction(cat, cat.entry(key), fs, domain, sender) for key, fs in causes.items()]
+    out.sort(key=lambda p: (
+        _DIRECTION_ORDER.get(p.direction, len(_DIRECTION_ORDER)),
+        cat.system_order(p.system),
+        status_key(p.status),
+        p.code,
+        p.key,
+    ))
+    return tuple(out)
+
+
+def _entries_for(cat: Catalog, f: Finding, selected: set[str], fallback: set[str]) -> list[CatalogEntry]:
+    candidates = list(cat.by_finding(f.id))
+    for key in f.ndr:
+        if cat.has_entry(key):
+            e = cat.entry(key)
+            if e not in candidates:
+                candidates.append(e)
+    if f.severity == Severity.INFO:
+        candidates = [e for e in candidates if e.predict_at_info]
+    family = _family(_ip_of(f))
+    candidates = [e for e in candidates if not e.family or e.family == family]
+    chosen = [e for e in candidates if e.system in selected]
+    covered = {e.direction for e in chosen}
+    chosen += [e for e in candidates if e.system in fallback and e.direction not in covered]
+    return chosen
+
+
+def _prediction(
+    cat: Catalog, e: CatalogEntry, fs: list[Finding], domain: str, sender: str | None
+) -> NdrPrediction:
+    first = fs[0]
+    values = {
+        "domain": domain,
+        "recipient": f"postmaster@{domain}",
+        "sender": sender or f"postmaster@{domain}",
+    }
+    ip = _ip_of(first)
+    if ip:
+        values["ip"] = ip
+    host = _host_of(first)
+    if host:
+        values["host"] = host
+    return NdrPrediction(
+        key=e.key,
+        system=e.system,
+        system_name=cat.system(e.system).name,
+        code=e.code,
+        status=e.status,
+        reply=render(reply_line(e.code, e.status, e.text), values),
+        text=e.meaning,
+        direction=e.direction if isinstance(e.direction, Direction) else Direction.NONE,
+        owner=e.owner,  # type: ignore[arg-type]  # validated catalogs hold Owner values
+        fix=e.fix,
+        caused_by=tuple(dict.fromkeys(f.id for f in fs)),
+        subjects=tuple(dict.fromkeys(clean(f.subject) for f in fs)),
+        source=e.source,
+    )
+
+
+def render(template: str, values: Mapping[str, Any]) -> str:
+    """Fill {name} placeholders; a placeholder without a value stays as written."""
+
+    def sub(m: re.Match[str]) -> str:
+        name = m.group(1)
+        return clean(str(values[name])) if name in values else m.group(0)
+
+    return clean(_PLACEHOLDER_RE.sub(sub, template))
+
+
+def clean(text: str) -> str:
+    """Escape control and format characters (terminal escapes, bidi overrides)."""
+    if text.isprintable():
+        return text
+    out = []
+    for ch in text:
+        if ch == " " or unicodedata.category(ch)[0] not in "CZ" or unicodedata.category(ch) == "Zs":
+            out.append(ch)
+        else:
+            cp = ord(ch)
+            out.append(f"\\x{cp:02x}" if cp < 0x100 else f"\\u{cp:04x}" if cp < 0x10000 else f"\\U{cp:08x}")
+    return "".join(out)
+
+
+def _arg(f: Finding, names: Sequence[str]) -> str:
+    for n in names:
+        v = f.args.get(n)
+        if isinstance(v, (list, tuple)):
+            v = v[0] if v else None
+        if v not in (None, ""):
+            return str(v).rstrip(".") if n in _HOST_ARGS else str(v)
+    return ""
+
+
+def _ip_of(f: Finding) -> str:
+    ip = _arg(f, _IP_ARGS)
+    if ip:
+        return ip
+    return f.subject if _family(f.subject) else ""
+
+
+def _host_of(f: Finding) -> str:
+    host = _arg(f, _HOST_ARGS)
+    if host:
+        return host
+    return f.subject.rstrip(".") if f.subject and not _family(f.subject) else ""
+
+
+def _family(text: str) -> str:
+    try:
+        return "ipv6" if ipaddress.ip_address(text.strip("[]")).version == 6 else "ipv4"
+    except ValueError:
+        return ""

@@ -1,0 +1,409 @@
+"""The NDR catalog, its validator, the predictor and the generated reference."""
+
+from __future__ import annotations
+
+import random
+import re
+from pathlib import Path
+
+import pytest
+
+from deliverck.model import Direction, Finding, NdrPrediction, Owner, Severity
+from deliverck.ndr import catalog as catalog_mod
+from deliverck.ndr import docs, load, parse_receivers, predict
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# TODO: replace with the ids declared in deliverck.registry once the MX and
+# PTR checks land (every declared finding id, runner findings included).
+KNOWN_FINDINGS = {
+    "mx.records", "mx.domain_nxdomain", "mx.no_mail_host", "mx.implicit", "mx.null",
+    "mx.null_mixed", "mx.target_cname", "mx.target_ip_literal", "mx.target_doubled_origin",
+    "mx.target_nxdomain", "mx.target_no_address", "mx.target_private", "mx.no_usable_host",
+    "mx.ipv6_only", "mx.single_host", "mx.equal_preference", "mx.lookup_failed",
+    "mx.target_lookup_failed", "mx.crashed", "mx.timeout",
+    "ptr.confirmed", "ptr.missing", "ptr.forward_missing", "ptr.forward_mismatch",
+    "ptr.multiple", "ptr.generic", "ptr.name_invalid", "ptr.lookup_failed",
+    "ptr.forward_lookup_failed", "ptr.not_public", "ptr.crashed", "ptr.timeout",
+}
+
+# Findings that cause bounces, deferrals or expiries by themselves.
+DELIVERY_CONSEQUENCE = {
+    "mx.domain_nxdomain", "mx.no_mail_host", "mx.null", "mx.null_mixed",
+    "mx.no_usable_host", "mx.ipv6_only", "mx.lookup_failed", "mx.target_lookup_failed",
+    "ptr.missing", "ptr.forward_missing", "ptr.forward_mismatch", "ptr.generic",
+    "ptr.name_invalid", "ptr.lookup_failed", "ptr.forward_lookup_failed",
+}
+
+# Findings that predict no NDR.  A single bad MX target only bounces mail when
+# no other target works, and then the check also reports mx.no_usable_host,
+# which carries the prediction; the rest are risks or information.
+NO_NDR = KNOWN_FINDINGS - DELIVERY_CONSEQUENCE
+
+DOMAIN = "example.test"
+
+# Arguments the MX and PTR checks put on their findings (the catalog's
+# placeholder contract: ip, host).
+EXAMPLE = {
+    "mx.domain_nxdomain": (DOMAIN, {}),
+    "mx.no_mail_host": (DOMAIN, {}),
+    "mx.null": (DOMAIN, {}),
+    "mx.null_mixed": (DOMAIN, {"host": "mx1.example.test"}),
+    "mx.no_usable_host": (DOMAIN, {"host": "mx1.example.test", "ip": "10.0.0.25"}),
+    "mx.ipv6_only": ("mx1.example.test", {"host": "mx1.example.test", "ip": "2001:db8::25"}),
+    "mx.lookup_failed": (DOMAIN, {}),
+    "mx.target_lookup_failed": ("mx1.example.test", {"host": "mx1.example.test"}),
+    "ptr.missing": ("192.0.2.25", {"ip": "192.0.2.25"}),
+    "ptr.forward_missing": ("192.0.2.25", {"ip": "192.0.2.25", "host": "mail.example.test"}),
+    "ptr.forward_mismatch": ("192.0.2.25", {"ip": "192.0.2.25", "host": "mail.example.test"}),
+    "ptr.generic": ("192.0.2.25", {"ip": "192.0.2.25", "host": "dyn-192-0-2-25.pool.example.net"}),
+    "ptr.name_invalid": ("192.0.2.25", {"ip": "192.0.2.25", "host": "bad_name.example.test"}),
+    "ptr.lookup_failed": ("192.0.2.25", {"ip": "192.0.2.25"}),
+    "ptr.forward_lookup_failed": ("192.0.2.25", {"ip": "192.0.2.25", "host": "mail.example.test"}),
+}
+
+INCONCLUSIVE = {"mx.lookup_failed", "mx.target_lookup_failed", "ptr.lookup_failed", "ptr.forward_lookup_failed"}
+
+
+def finding(fid: str, subject: str | None = None, severity: Severity = Severity.ERROR, **args) -> Finding:
+    if subject is None:
+        subject, example_args = EXAMPLE.get(fid, (DOMAIN, {}))
+        args = {**example_args, **args}
+    return Finding(
+        id=fid,
+        severity=severity,
+        subject=subject,
+        summary=f"{fid} on {subject}",
+        fix="",
+        owner=Owner.DNS_ADMIN,
+        direction=Direction.OUTBOUND if fid.startswith("ptr.") else Direction.INBOUND,
+        inconclusive=fid in INCONCLUSIVE,
+        args=args,
+    )
+
+
+def entry_dict(**over):
+    base = {
+        "key": "generic.x", "system": "generic", "direction": "outbound", "code": 550,
+        "status": "5.7.25", "text": "t {ip}", "meaning": "m", "causes": ["c"],
+        "owner": "ip_owner", "fix": "f", "findings": ["ptr.missing"], "source": "RFC 7372",
+    }
+    base.update(over)
+    return base
+
+
+def catalog_with(*entries, systems=None):
+    return catalog_mod.from_mapping({
+        "schema": 1,
+        "system": systems if systems is not None else [
+            {"id": "generic", "name": "Generic", "default": True, "fallback": True},
+        ],
+        "entry": list(entries),
+    })
+
+
+# ------------------------------------------------------------ the catalog
+
+
+def test_catalog_has_no_problems():
+    assert load().problems() == []
+
+
+def test_load_is_cached_and_reads_package_data():
+    assert load() is load()
+    assert len(load().entries) > 30
+
+
+def test_default_set():
+    cat = load()
+    assert cat.default_receivers() == ("exchange-online", "exchange", "gmail", "postfix")
+    assert cat.fallback_receivers() == ("generic",)
+    for sid in ("sina", "tom", "musemail", "other"):
+        assert sid in cat.system_ids()
+
+
+@pytest.mark.parametrize("fid", sorted(DELIVERY_CONSEQUENCE))
+def test_consequential_finding_maps_into_default_set(fid):
+    cat = load()
+    usable = set(cat.default_receivers()) | set(cat.fallback_receivers())
+    assert [e.key for e in cat.by_finding(fid) if e.system in usable], f"{fid} predicts no NDR"
+
+
+@pytest.mark.parametrize("fid", sorted(NO_NDR))
+def test_harmless_or_per_target_finding_predicts_nothing(fid):
+    assert load().by_finding(fid) == ()
+
+
+def test_entry_findings_are_known_ids():
+    unknown = {(e.key, f) for e in load().entries for f in e.findings if f not in KNOWN_FINDINGS}
+    assert unknown == set()
+
+
+def test_seed_codes_are_present():
+    cat = load()
+    have = {(e.system, e.code, e.status, e.text.split(" ")[0]) for e in cat.entries}
+    expected = {
+        ("exchange-online", 0, "4.4.316", "Connection"),    # seed 002
+        ("exchange-online", 0, "4.4.7", "Message"),         # seed 002
+        ("exchange-online", 0, "5.4.300", "Message"),       # seed 002
+        ("exchange-online", 550, "5.4.1", "Relay"),         # seed 002
+        ("exchange-online", 550, "5.7.25", "Access"),       # seed 002
+        ("exchange", 451, "4.4.0", "Primary"),              # seed 001
+        ("musemail", 505, "", "Your"),                      # seed 004
+        ("sina", 553, "", "Spam"),                          # seed 004
+        ("other", 451, "", "<{sender}>..."),                # seed 003
+        ("other", 421, "", "SERVICE"),                      # seed 003
+    }
+    assert expected <= have
+
+
+def test_entries_without_findings_are_reference_only():
+    # Entries that no finding predicts yet stay few and say why in their source.
+    for e in load().entries:
+        if not e.findings:
+            assert "no current check" in e.source.lower(), e.key
+
+
+# ------------------------------------------------------------ the validator
+
+
+@pytest.mark.parametrize(
+    ("over", "needle"),
+    [
+        ({"system": "nosuch", "key": "nosuch.x"}, "unknown system 'nosuch'"),
+        ({"status": "5.7"}, "bad enhanced status syntax"),
+        ({"status": "five.7.25"}, "bad enhanced status syntax"),
+        ({"status": "4.7.25"}, "disagrees with reply code 550"),
+        ({"code": 250, "status": "5.7.25"}, "disagrees"),
+        ({"code": 700}, "not an SMTP reply code"),
+        ({"code": "550"}, "must be an integer"),
+        ({"owner": "isp"}, "unknown owner 'isp'"),
+        ({"direction": "sideways"}, "unknown direction 'sideways'"),
+        ({"direction": "none"}, "unknown direction 'none'"),
+        ({"source": ""}, "missing source"),
+        ({"text": "hello {user}"}, "unknown placeholder {user}"),
+        ({"findings": ["ptr missing"]}, "malformed finding id"),
+        ({"key": "other.x"}, "key must start with its system id"),
+        ({"family": "ipv5"}, "unknown family"),
+        ({"mixed_class": True}, "mixed_class is set but code and status agree"),
+        ({"text": "a\x1b[31mb"}, "control character"),
+        ({"colour": "red"}, "unknown fields"),
+    ],
+)
+def test_validator_reports(over, needle):
+    problems = catalog_with(entry_dict(**over)).problems()
+    assert any(needle in p for p in problems), problems
+
+
+def test_validator_reports_missing_source_field_and_duplicates():
+    raw = entry_dict()
+    del raw["source"]
+    assert any("missing fields ['source']" in p for p in catalog_with(raw).problems())
+    dup = catalog_with(entry_dict(), entry_dict())
+    assert any("duplicate entry key 'generic.x'" in p for p in dup.problems())
+
+
+def test_validator_accepts_mixed_class_and_code_zero():
+    assert catalog_with(entry_dict(code=550, status="4.4.7", mixed_class=True)).problems() == []
+    assert catalog_with(entry_dict(code=0, status="4.4.7")).problems() == []
+    assert catalog_with(entry_dict(code=505, status="")).problems() == []
+
+
+def test_validator_needs_a_default_system():
+    cat = catalog_with(entry_dict(), systems=[{"id": "generic", "name": "G"}])
+    assert any("default receiver set" in p for p in cat.problems())
+
+
+# ------------------------------------------------------------ receivers option
+
+
+def test_parse_receivers():
+    cat = load()
+    assert parse_receivers(None) == cat.default_receivers()
+    assert parse_receivers("  ") == cat.default_receivers()
+    assert parse_receivers("default") == cat.default_receivers()
+    assert parse_receivers("all") == cat.system_ids()
+    assert parse_receivers("Gmail, postfix gmail") == ("gmail", "postfix")
+    assert parse_receivers("sina,default") == ("sina", *cat.default_receivers())
+
+
+@pytest.mark.parametrize("text", ["hotmail", "gmail,yahoo", "gmail;postfix"])
+def test_parse_receivers_rejects_unknown(text):
+    with pytest.raises(ValueError, match=r"^unknown receiver system '.+' \(known: exchange-online, "):
+        parse_receivers(text)
+
+
+def test_parse_receivers_escapes_control_characters():
+    with pytest.raises(ValueError) as info:
+        parse_receivers("bad\x1b[2J")
+    assert "\x1b" not in str(info.value)
+
+
+def test_predict_rejects_unknown_receiver():
+    with pytest.raises(ValueError, match="unknown receiver system 'nosuch'"):
+        predict([finding("ptr.missing")], ["nosuch"], domain=DOMAIN)
+
+
+# ------------------------------------------------------------ prediction
+
+
+@pytest.mark.parametrize("fid", sorted(DELIVERY_CONSEQUENCE))
+def test_replies_render_completely_for_real_args(fid):
+    f = finding(fid)
+    if fid == "ptr.missing":
+        fs = [f, finding(fid, "2001:db8::25", ip="2001:db8::25")]
+    else:
+        fs = [f]
+    preds = predict(fs, parse_receivers("all"), domain=DOMAIN, sender="alice@example.test")
+    expected = {e.key for e in load().by_finding(fid)}
+    assert {p.key for p in preds} == expected
+    for p in preds:
+        assert not re.search(r"\{[a-z_]*\}", p.reply), (p.key, p.reply)
+        assert p.reply.isprintable(), p.key
+
+
+def test_prediction_fields_come_from_the_catalog():
+    (p,) = [p for p in predict([finding("ptr.missing")], ["gmail"], domain=DOMAIN)]
+    e = load().entry("gmail.ptr-missing")
+    assert isinstance(p, NdrPrediction)
+    assert (p.key, p.system, p.system_name, p.code, p.status) == (e.key, "gmail", "Gmail", 550, "5.7.25")
+    assert p.reply.startswith("550 5.7.25 [192.0.2.25] The IP address sending this message")
+    assert (p.text, p.fix, p.source, p.owner, p.direction) == (e.meaning, e.fix, e.source, Owner.IP_OWNER, Direction.OUTBOUND)
+    assert p.caused_by == ("ptr.missing",) and p.subjects == ("192.0.2.25",)
+
+
+def test_sender_and_recipient_placeholders():
+    f = finding("mx.no_mail_host")
+    by_key = {p.key: p for p in predict([f], ["postfix", "generic"], domain=DOMAIN)}
+    assert by_key["postfix.sender-domain-not-found"].reply == (
+        "450 4.1.8 <postmaster@example.test>: Sender address rejected: Domain not found")
+    assert "<postmaster@example.test>:" in by_key["generic.bad-destination-system"].reply
+    by_key = {p.key: p for p in predict([f], ["postfix"], domain=DOMAIN, sender="bob@example.test")}
+    assert by_key["postfix.sender-domain-not-found"].reply.startswith("450 4.1.8 <bob@example.test>:")
+
+
+def test_predictions_are_deterministic_and_deduplicated():
+    fs = [finding(fid) for fid in sorted(DELIVERY_CONSEQUENCE)]
+    fs += [finding("ptr.missing", "192.0.2.26", ip="192.0.2.26"), fs[0], fs[3]]
+    receivers = parse_receivers("all")
+    first = predict(fs, receivers, domain=DOMAIN)
+    keys = [p.key for p in first]
+    assert len(keys) == len(set(keys))
+    for p in first:
+        assert len(p.caused_by) == len(set(p.caused_by))
+        assert len(p.subjects) == len(set(p.subjects))
+    rng = random.Random(7)
+    for _ in range(5):
+        shuffled = fs[:]
+        rng.shuffle(shuffled)
+        again = predict(shuffled, receivers, domain=DOMAIN)
+        assert [p.key for p in again] == keys
+    (p,) = [p for p in first if p.key == "gmail.ptr-missing"]
+    assert p.subjects[:1] == ("192.0.2.25",) and "192.0.2.26" in p.subjects
+    assert p.caused_by == ("ptr.forward_mismatch", "ptr.forward_missing", "ptr.missing", "ptr.name_invalid")
+    assert predict(fs, receivers, domain=DOMAIN) == first
+
+
+def test_caused_by_keeps_input_order():
+    fs = [finding("ptr.forward_mismatch"), finding("ptr.missing")]
+    (p,) = [p for p in predict(fs, ["gmail"], domain=DOMAIN)]
+    assert p.caused_by == ("ptr.forward_mismatch", "ptr.missing")
+    (p,) = [p for p in predict(fs[::-1], ["gmail"], domain=DOMAIN)]
+    assert p.caused_by == ("ptr.missing", "ptr.forward_mismatch")
+
+
+def test_sorted_by_direction_system_status():
+    cat = load()
+    preds = predict([finding(f) for f in sorted(DELIVERY_CONSEQUENCE)], parse_receivers("all"), domain=DOMAIN)
+    order = {"inbound": 0, "outbound": 1, "internal": 2}
+    keys = [
+        (order[p.direction.value], cat.system_order(p.system), catalog_mod.status_key(p.status))
+        for p in preds
+    ]
+    assert keys == sorted(keys)
+    assert preds[0].direction == Direction.INBOUND and preds[-1].direction == Direction.OUTBOUND
+
+
+def test_inconclusive_lookup_failures_predict_deferrals():
+    f = finding("mx.lookup_failed")
+    assert f.inconclusive
+    keys = {p.key for p in predict([f], parse_receivers(None), domain=DOMAIN)}
+    assert {"postfix.dns-try-again", "exchange.dns-query-failed", "exchange.queue-expired"} <= keys
+
+
+def test_info_findings_are_skipped():
+    f = finding("ptr.missing", severity=Severity.INFO)
+    assert predict([f], parse_receivers("all"), domain=DOMAIN) == ()
+    assert predict([finding("mx.records", severity=Severity.INFO)], parse_receivers("all"), domain=DOMAIN) == ()
+
+
+def test_info_findings_predict_when_entry_opts_in():
+    cat = catalog_with(entry_dict(predict_at_info=True))
+    f = finding("ptr.missing", severity=Severity.INFO)
+    assert [p.key for p in predict([f], ["generic"], domain=DOMAIN, catalog=cat)] == ["generic.x"]
+
+
+def test_runner_findings_predict_nothing():
+    fs = [finding("mx.crashed"), finding("ptr.timeout")]
+    assert predict(fs, parse_receivers("all"), domain=DOMAIN) == ()
+
+
+def test_ipv6_only_entry_needs_an_ipv6_address():
+    v4 = finding("ptr.missing")
+    v6 = finding("ptr.missing", "2001:db8::25", ip="2001:db8::25")
+    assert "exchange-online.ipv6-ptr-missing" not in {p.key for p in predict([v4], ["exchange-online"], domain=DOMAIN)}
+    (p,) = [p for p in predict([v4, v6], ["exchange-online"], domain=DOMAIN) if p.system == "exchange-online"]
+    assert p.reply == "550 5.7.25 Access denied, the sending IPv6 address [2001:db8::25] must have a reverse DNS record"
+    assert p.caused_by == ("ptr.missing",) and p.subjects == ("2001:db8::25",)
+
+
+def test_generic_fallback_only_where_no_selected_system_covers():
+    # Only exchange-online selected, IPv4 without PTR: Exchange Online documents
+    # nothing for IPv4, so the generic entry stands in.
+    keys = {p.key for p in predict([finding("ptr.missing")], ["exchange-online"], domain=DOMAIN)}
+    assert keys == {"generic.reverse-dns-failed"}
+    # Postfix covers the outbound side of a null MX but not the inbound side.
+    keys = {p.key for p in predict([finding("mx.null")], ["postfix"], domain=DOMAIN)}
+    assert keys == {"postfix.sender-null-mx", "generic.null-mx-recipient"}
+    # Selecting generic explicitly always includes it.
+    keys = {p.key for p in predict([finding("mx.null")], ["postfix", "generic"], domain=DOMAIN)}
+    assert "generic.null-mx-sender" in keys
+
+
+def test_catalog_keys_carried_by_a_finding_are_honoured():
+    f = Finding(id="thirdparty.thing", severity=Severity.ERROR, subject="192.0.2.9", summary="", fix="",
+                owner=Owner.MAIL_ADMIN, direction=Direction.OUTBOUND, ndr=("gmail.ptr-missing", "no.such-key"))
+    (p,) = predict([f], ["gmail"], domain=DOMAIN)
+    assert p.key == "gmail.ptr-missing" and "[192.0.2.9]" in p.reply
+
+
+def test_no_control_characters_from_hostile_args():
+    f = finding("mx.no_usable_host", host="mx\x1b[31m.example.test\u202e", ip="10.0.0.1\r\n")
+    g = finding("ptr.missing", "192.0.2.25\x07")
+    preds = predict([f, g], parse_receivers("all"), domain=DOMAIN)
+    assert preds
+    for p in preds:
+        assert p.reply.isprintable(), repr(p.reply)
+        assert all(s.isprintable() for s in p.subjects)
+    assert any("\\x1b[31m" in p.reply for p in preds)
+
+
+def test_unknown_placeholders_stay_readable():
+    from deliverck.ndr.predict import render
+
+    assert render("a {ip} b {nope} {host}", {"ip": "192.0.2.1"}) == "a 192.0.2.1 b {nope} {host}"
+
+
+# ------------------------------------------------------------ generated docs
+
+
+def test_docs_are_generated_from_the_catalog():
+    path = ROOT / "docs" / "ndr.md"
+    assert path.read_text(encoding="utf-8") == docs.render_markdown(load()), (
+        "docs/ndr.md is stale: regenerate with `python -m deliverck.ndr.docs > docs/ndr.md`")
+
+
+def test_docs_list_every_entry():
+    text = docs.render_markdown(load())
+    for e in load().entries:
+        assert f"### `{e.key}`" in text
