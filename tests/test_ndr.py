@@ -24,7 +24,8 @@ KNOWN_FINDINGS = {
     "mx.target_lookup_failed", "mx.crashed", "mx.timeout",
     "ptr.confirmed", "ptr.missing", "ptr.forward_missing", "ptr.forward_mismatch",
     "ptr.multiple", "ptr.generic", "ptr.name_invalid", "ptr.lookup_failed",
-    "ptr.forward_lookup_failed", "ptr.not_public", "ptr.crashed", "ptr.timeout",
+    "ptr.forward_lookup_failed", "ptr.not_public", "ptr.addresses_unknown",
+    "ptr.crashed", "ptr.timeout",
 }
 
 # Findings that cause bounces, deferrals or expiries by themselves.
@@ -42,24 +43,27 @@ NO_NDR = KNOWN_FINDINGS - DELIVERY_CONSEQUENCE
 
 DOMAIN = "example.test"
 
-# Arguments the MX and PTR checks put on their findings (the catalog's
-# placeholder contract: ip, host).
+# Subjects and arguments as checks/mx.py and checks/ptr.py emit them.
 EXAMPLE = {
     "mx.domain_nxdomain": (DOMAIN, {}),
     "mx.no_mail_host": (DOMAIN, {}),
     "mx.null": (DOMAIN, {}),
-    "mx.null_mixed": (DOMAIN, {"host": "mx1.example.test"}),
-    "mx.no_usable_host": (DOMAIN, {"host": "mx1.example.test", "ip": "10.0.0.25"}),
-    "mx.ipv6_only": ("mx1.example.test", {"host": "mx1.example.test", "ip": "2001:db8::25"}),
-    "mx.lookup_failed": (DOMAIN, {}),
-    "mx.target_lookup_failed": ("mx1.example.test", {"host": "mx1.example.test"}),
-    "ptr.missing": ("192.0.2.25", {"ip": "192.0.2.25"}),
-    "ptr.forward_missing": ("192.0.2.25", {"ip": "192.0.2.25", "host": "mail.example.test"}),
-    "ptr.forward_mismatch": ("192.0.2.25", {"ip": "192.0.2.25", "host": "mail.example.test"}),
-    "ptr.generic": ("192.0.2.25", {"ip": "192.0.2.25", "host": "dyn-192-0-2-25.pool.example.net"}),
-    "ptr.name_invalid": ("192.0.2.25", {"ip": "192.0.2.25", "host": "bad_name.example.test"}),
-    "ptr.lookup_failed": ("192.0.2.25", {"ip": "192.0.2.25"}),
-    "ptr.forward_lookup_failed": ("192.0.2.25", {"ip": "192.0.2.25", "host": "mail.example.test"}),
+    "mx.null_mixed": (DOMAIN, {}),
+    "mx.no_usable_host": (DOMAIN, {}),
+    "mx.ipv6_only": (DOMAIN, {}),
+    "mx.lookup_failed": (DOMAIN, {"outcome": "timeout"}),
+    "mx.target_lookup_failed": ("mx1.example.test", {"outcome": "servfail"}),
+    "ptr.missing": ("192.0.2.25", {"ip": "192.0.2.25", "rname": "25.2.0.192.in-addr.arpa",
+                                   "outcome": "NXDOMAIN", "hosts": ["mx1.example.test"]}),
+    "ptr.forward_missing": ("192.0.2.25", {"ip": "192.0.2.25", "ptr_name": "mail.example.test", "family": "A"}),
+    "ptr.forward_mismatch": ("192.0.2.25", {"ip": "192.0.2.25", "ptr_name": "mail.example.test", "family": "A",
+                                            "forward": "192.0.2.99"}),
+    "ptr.generic": ("192.0.2.25", {"ip": "192.0.2.25", "ptr_name": "dyn-192-0-2-25.pool.example.net",
+                                   "why": "contains 'dyn'"}),
+    "ptr.name_invalid": ("192.0.2.25", {"ip": "192.0.2.25", "ptr_name": "bad_name.example.test"}),
+    "ptr.lookup_failed": ("192.0.2.25", {"ip": "192.0.2.25", "outcome": "timeout"}),
+    "ptr.forward_lookup_failed": ("192.0.2.25", {"ip": "192.0.2.25", "ptr_name": "mail.example.test",
+                                                 "family": "A", "outcome": "timeout"}),
 }
 
 INCONCLUSIVE = {"mx.lookup_failed", "mx.target_lookup_failed", "ptr.lookup_failed", "ptr.forward_lookup_failed"}
@@ -375,6 +379,31 @@ def test_catalog_keys_carried_by_a_finding_are_honoured():
                 owner=Owner.MAIL_ADMIN, direction=Direction.OUTBOUND, ndr=("gmail.ptr-missing", "no.such-key"))
     (p,) = predict([f], ["gmail"], domain=DOMAIN)
     assert p.key == "gmail.ptr-missing" and "[192.0.2.9]" in p.reply
+
+
+def test_host_and_address_come_from_args_or_subject():
+    f = finding("mx.target_lookup_failed")
+    (p,) = [p for p in predict([f], ["postfix"], domain=DOMAIN)]
+    assert p.reply == ("4.4.3 Host or domain name not found. Name service error for "
+                       "name=mx1.example.test type=A: Host not found, try again")
+    g = finding("mx.no_usable_host", DOMAIN, host="mx1.example.test.", addresses="10.0.0.1, 10.0.0.2")
+    by_key = {p.key: p for p in predict([g], ["postfix"], domain=DOMAIN)}
+    assert by_key["postfix.connect-timeout"].reply == (
+        "4.4.1 connect to mx1.example.test[10.0.0.1]:25: Connection timed out")
+    # Without them a readable stand-in appears, never a bare template field.
+    by_key = {p.key: p for p in predict([finding("mx.no_usable_host")], ["postfix"], domain=DOMAIN)}
+    assert by_key["postfix.connect-timeout"].reply == (
+        "4.4.1 connect to (mail host)[(address)]:25: Connection timed out")
+
+
+def test_known_findings_match_the_registry():
+    pytest.importorskip("dns")
+    from deliverck import registry
+
+    declared = {fid for fid in registry.finding_specs() if fid.split(".")[0] in ("mx", "ptr")}
+    assert declared == KNOWN_FINDINGS
+    for fid, spec in registry.finding_specs().items():
+        assert set(spec.ndr) >= {e.key for e in load().by_finding(fid)}
 
 
 def test_no_control_characters_from_hostile_args():

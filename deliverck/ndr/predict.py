@@ -17,8 +17,10 @@ from deliverck.model import Direction, Finding, NdrPrediction, Severity
 from deliverck.ndr.catalog import ENTRY_DIRECTIONS, Catalog, CatalogEntry, load, reply_line, status_key
 
 _PLACEHOLDER_RE = re.compile(r"\{([a-z_]+)\}")
-_IP_ARGS = ("ip", "address", "addr")
-_HOST_ARGS = ("host", "target", "ptr", "name")
+_IP_ARGS = ("ip", "address", "addresses", "addr")
+_HOST_ARGS = ("host", "ptr_name", "target", "ptr", "name")
+# Shown for a placeholder the causing finding has no value for.
+_STAND_INS = {"ip": "(address)", "host": "(mail host)"}
 _DIRECTION_ORDER = {d: i for i, d in enumerate(ENTRY_DIRECTIONS)}
 
 
@@ -84,6 +86,7 @@ def _prediction(
 ) -> NdrPrediction:
     first = fs[0]
     values = {
+        **_STAND_INS,
         "domain": domain,
         "recipient": f"postmaster@{domain}",
         "sender": sender or f"postmaster@{domain}",
@@ -91,7 +94,7 @@ def _prediction(
     ip = _ip_of(first)
     if ip:
         values["ip"] = ip
-    host = _host_of(first)
+    host = _host_of(first, domain)
     if host:
         values["host"] = host
     return NdrPrediction(
@@ -140,6 +143,8 @@ def _arg(f: Finding, names: Sequence[str]) -> str:
         v = f.args.get(n)
         if isinstance(v, (list, tuple)):
             v = v[0] if v else None
+        if isinstance(v, str) and "," in v:
+            v = v.split(",", 1)[0].strip()
         if v not in (None, ""):
             return str(v).rstrip(".") if n in _HOST_ARGS else str(v)
     return ""
@@ -152,11 +157,15 @@ def _ip_of(f: Finding) -> str:
     return f.subject if _family(f.subject) else ""
 
 
-def _host_of(f: Finding) -> str:
+def _host_of(f: Finding, domain: str) -> str:
+    """The host a finding is about; a finding about the domain itself names none."""
     host = _arg(f, _HOST_ARGS)
     if host:
         return host
-    return f.subject.rstrip(".") if f.subject and not _family(f.subject) else ""
+    subject = f.subject.rstrip(".")
+    if not subject or _family(subject) or subject.lower() == domain.rstrip(".").lower():
+        return ""
+    return subject
 
 
 def _family(text: str) -> str:
