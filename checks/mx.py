@@ -178,7 +178,8 @@ async def run(ctx: Context) -> list[Finding]:
             host_findings, usable = _host_findings(d, mx.apex, d)
             out += host_findings
             if usable is False:
-                out.append(CHECK.finding("no_usable_host", d, mx.apex.evidence()))
+                out.append(CHECK.finding("no_usable_host", d, mx.apex.evidence(), host=d,
+                                         ip=(mx.apex.ips or ("",))[0]))
             return out
         if mx.apex.failed:
             out.append(CHECK.finding("target_lookup_failed", d, mx.apex.evidence(),
@@ -204,10 +205,13 @@ async def run(ctx: Context) -> list[Finding]:
         seen[host.name] = usable
         if usable and any(scope(ip).routable for ip in host.addresses.ipv4):
             v4_usable = True
+    first = mx.hosts[0] if mx.hosts else None
+    where = dict(host=first.name if first else d,
+                 ip=(first.addresses.ips or ("",))[0] if first else "")
     if seen and not any(v is not False for v in seen.values()):
-        out.append(CHECK.finding("no_usable_host", d, shown))
+        out.append(CHECK.finding("no_usable_host", d, shown, **where))
     elif any(seen.values()) and not v4_usable:
-        out.append(CHECK.finding("ipv6_only", d, shown))
+        out.append(CHECK.finding("ipv6_only", d, shown, **where))
     if len(seen) == 1:
         out.append(CHECK.finding("single_host", d, shown, host=next(iter(seen))))
     by_pref: dict[int, list[str]] = defaultdict(list)

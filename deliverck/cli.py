@@ -11,7 +11,6 @@ import sys
 import traceback
 from typing import List, Optional
 
-import click
 import typer
 
 from deliverck import __version__
@@ -163,25 +162,21 @@ def _with_default_command(args: list[str]) -> list[str]:
     return ["check", *args]
 
 
+def _usage_error(e: Exception) -> bool:
+    # Typer has vendored click in some releases and depends on it in others:
+    # recognise click's exceptions by shape rather than by import.
+    return hasattr(e, "format_message") and type(e).__name__ in (
+        "UsageError", "BadParameter", "MissingParameter", "NoSuchOption", "BadOptionUsage",
+        "BadArgumentUsage", "ClickException", "FileError",
+    )
+
+
 def main(argv: Optional[List[str]] = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
     command = typer.main.get_command(app)
     try:
         rc = command.main(args=_with_default_command(args), prog_name="deliverck", standalone_mode=False)
-    except click.exceptions.Exit as e:
-        rc = e.exit_code
-    except click.exceptions.Abort:
-        sys.stderr.write("deliverck: interrupted\n")
-        rc = 130
-    except click.UsageError as e:
-        hint = f"deliverck {e.ctx.info_name} --help" if e.ctx and e.ctx.info_name != "deliverck" else "deliverck --help"
-        msg = e.format_message().replace("\n", " ")
-        sys.stderr.write(f"deliverck: error: {msg} (see `{hint}`)\n")
-        rc = EXIT_USAGE
-    except click.ClickException as e:
-        sys.stderr.write(f"deliverck: error: {e.format_message()}\n")
-        rc = EXIT_USAGE
     except DeliverckError as e:
         if debug:
             traceback.print_exc()
@@ -191,11 +186,26 @@ def main(argv: Optional[List[str]] = None) -> None:
         sys.stderr.write("deliverck: interrupted\n")
         rc = 130
     except Exception as e:  # never a bare traceback for users
-        if debug:
-            traceback.print_exc()
-        sys.stderr.write(
-            f"deliverck: internal error: {type(e).__name__}: {e} (rerun with --debug and report it)\n"
-        )
-        rc = EXIT_INCOMPLETE
+        name = type(e).__name__
+        if name == "Exit" and hasattr(e, "exit_code"):
+            rc = e.exit_code
+        elif name == "NoArgsIsHelpError":  # help was printed: usage, not an error line
+            rc = EXIT_USAGE
+        elif name == "Abort":
+            sys.stderr.write("deliverck: interrupted\n")
+            rc = 130
+        elif _usage_error(e):
+            ctx = getattr(e, "ctx", None)
+            sub = getattr(ctx, "info_name", None)
+            hint = f"deliverck {sub} --help" if sub and sub != "deliverck" else "deliverck --help"
+            msg = " ".join(e.format_message().split())
+            sys.stderr.write(f"deliverck: error: {msg} (see `{hint}`)\n")
+            rc = EXIT_USAGE
+        else:
+            if debug:
+                traceback.print_exc()
+            sys.stderr.write(
+                f"deliverck: internal error: {name}: {e} (rerun with --debug and report it)\n"
+            )
+            rc = EXIT_INCOMPLETE
     sys.exit(rc if isinstance(rc, int) else 0)
-

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import ipaddress
 import re
-import unicodedata
 from typing import Any, Iterable, Mapping, Sequence
 
 from deliverck.model import Direction, Finding, NdrPrediction, Severity
+from deliverck.report.escape import safe as clean
 from deliverck.ndr.catalog import ENTRY_DIRECTIONS, Catalog, CatalogEntry, load, reply_line, status_key
 
 _PLACEHOLDER_RE = re.compile(r"\{([a-z_]+)\}")
@@ -122,20 +122,6 @@ def render(template: str, values: Mapping[str, Any]) -> str:
         return clean(str(values[name])) if name in values else m.group(0)
 
     return clean(_PLACEHOLDER_RE.sub(sub, template))
-
-
-def clean(text: str) -> str:
-    """Escape control and format characters (terminal escapes, bidi overrides)."""
-    if text.isprintable():
-        return text
-    out = []
-    for ch in text:
-        if ch == " " or unicodedata.category(ch)[0] not in "CZ" or unicodedata.category(ch) == "Zs":
-            out.append(ch)
-        else:
-            cp = ord(ch)
-            out.append(f"\\x{cp:02x}" if cp < 0x100 else f"\\u{cp:04x}" if cp < 0x10000 else f"\\U{cp:08x}")
-    return "".join(out)
 
 
 def _arg(f: Finding, names: Sequence[str]) -> str:

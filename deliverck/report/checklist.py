@@ -46,6 +46,14 @@ def _sev(f: dict) -> str:
 
 def render_checks(fmt: str) -> str:
     data = checks_data()
+    from deliverck.ndr.catalog import load
+
+    catalog = {e.key: e for e in load().entries}
+
+    def short(key: str) -> str:
+        e = catalog.get(key)
+        return f"{e.system} {e.status or e.code or '-'}" if e else key
+
     if fmt == "json":
         return json.dumps({"schema": "deliverck.checks/1", "checks": data}, indent=2) + "\n"
     if fmt == "markdown":
@@ -53,8 +61,9 @@ def render_checks(fmt: str) -> str:
     lines = []
     for c in data:
         lines.append(f"{c['id']}: {c['title']} -- {c['cause']}")
-        rows = [[f["id"], _sev(f), f["direction"], ", ".join(f["ndr"]) or "-"] for f in c["findings"]]
-        lines.append(tabulate(rows, headers=["finding", "severity", "mail", "predicted NDRs"], tablefmt="simple"))
+        rows = [[f["id"], _sev(f), f["direction"], ", ".join(dict.fromkeys(short(k) for k in f["ndr"])) or "-"] for f in c["findings"]]
+        lines.append(tabulate(rows, headers=["finding", "severity", "mail", "predicted NDRs"], tablefmt="simple",
+                              maxcolwidths=[None, None, None, 70]))
         lines.append("")
     return "\n".join(lines)
 

@@ -1,0 +1,65 @@
+"""The command line as users meet it: bad input, exit codes, listings."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conftest import deliverck
+from deliverck import __version__
+from deliverck.registry import all_checks
+
+BAD = [
+    ([""], "empty"),
+    (["a" * 64 + ".example"], "63"),
+    (["exa mple.com"], "valid host name"),
+    (["https://example.com"], "URL"),
+    (["mail.example.com:25"], "port"),
+    (["example.com", "--resolver", "not-an-ip"], "--resolver"),
+    (["example.com", "--resolver", "192.0.2.1:70000"], "--resolver"),
+    (["example.com", "--format", "xml"], "--format"),
+    (["example.com", "--fail-on", "sometimes"], "--fail-on"),
+    (["example.com", "--receivers", "nosuchmta"], "--receivers"),
+    (["example.com", "--only", "nosuchcheck"], "unknown check"),
+    (["example.com", "--ip", "mail.example.com"], "--ip"),
+    (["example.com", "--dns-timeout", "0"], "--dns-timeout"),
+    (["example.com", "--no-such-option"], "No such option"),
+    (["check"], "Missing argument"),
+]
+
+
+@pytest.mark.parametrize("args,fragment", BAD)
+def test_bad_input_one_line_exit_2(args, fragment):
+    r = deliverck(*args)
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    assert r.stdout == ""
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1, r.stderr
+    assert fragment in lines[0]
+    assert lines[0].startswith("deliverck: error:")
+    assert "Traceback" not in r.stderr
+
+
+def test_version():
+    r = deliverck("--version")
+    assert (r.returncode, r.stdout.strip()) == (0, f"deliverck {__version__}")
+
+
+def test_checks_lists_every_finding_with_severity_and_ndr():
+    r = deliverck("checks", "--format", "json")
+    assert r.returncode == 0
+    data = json.loads(r.stdout)
+    ids = {f["id"] for c in data["checks"] for f in c["findings"]}
+    for c in all_checks():
+        for f in c.spec.findings:
+            assert f.id in ids
+    ptr_missing = next(f for c in data["checks"] for f in c["findings"] if f["id"] == "ptr.missing")
+    assert ptr_missing["severity"] == "error" and ptr_missing["ndr"]
+    table = deliverck("checks").stdout
+    assert "ptr.missing" in table and "mx.null" in table
+
+
+def test_no_args_shows_help():
+    r = deliverck()
+    assert r.returncode in (0, 2) and "check" in (r.stdout + r.stderr)

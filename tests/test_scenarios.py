@@ -1,0 +1,114 @@
+"""End to end: the real CLI against every lab scenario, judged by the
+scenario's own expectations (deliverck/lab/scenarios/*.toml), so adding a
+scenario adds a test."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, deliverck, validate_report
+from deliverck.ndr.catalog import load as load_catalog
+from deliverck.registry import finding_specs
+
+SCENARIOS = sorted(p.stem for p in (ROOT / "deliverck" / "lab" / "scenarios").glob("*.toml"))
+EXIT = {"pass": 0, "fail": 1, "incomplete": 3}
+
+pytestmark = pytest.mark.lab
+
+
+@pytest.mark.parametrize("name", SCENARIOS)
+def test_scenario(lab, name):
+    sc = lab.scenario(name)
+    r = deliverck(sc.domain, "--json", "--dns-timeout", "2", "--deadline", "30")
+    assert r.stderr == "", r.stderr
+    doc = json.loads(r.stdout)
+    validate_report(doc)
+    ids = [f["id"] for c in doc["checks"] for f in c["findings"]]
+    assert doc["verdict"] == sc.expect.verdict, (doc["verdict"], ids)
+    assert r.returncode == EXIT[sc.expect.verdict] == doc["exit_code"]
+    for fid in sc.expect.findings:
+        assert fid in ids, f"{name}: expected {fid} in {ids}"
+    for fid in sc.expect.absent:
+        assert fid not in ids, f"{name}: did not expect {fid}"
+    declared = finding_specs()
+    catalog = {e.key for e in load_catalog().entries}
+    for c in doc["checks"]:
+        for f in c["findings"]:
+            assert f["id"] in declared
+            assert set(f["ndr"]) <= catalog
+        if doc["verdict"] == "incomplete":
+            assert c["status"] != "fail"
+    if doc["verdict"] != "pass":
+        failing = {f["id"] for c in doc["checks"] for f in c["findings"]
+                   if f["severity"] in ("error", "critical") and not f["inconclusive"]}
+        predicted_causes = {x for p in doc["predicted_ndrs"] for x in p["caused_by"]}
+        # every definite failure with a catalog entry shows up as a predicted NDR
+        for fid in failing:
+            if declared[fid].ndr:
+                assert fid in predicted_causes, fid
+
+
+def test_every_scenario_file_is_in_the_lab(lab):
+    assert sorted(s.name for s in lab.scenarios) == SCENARIOS
+
+
+def test_good_table_report(lab):
+    r = deliverck("good.test")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stdout.splitlines()[1].startswith("VERDICT: PASS")
+    assert "No bounces predicted" in r.stdout
+
+
+def test_broken_table_report_shows_fix_and_ndrs(lab):
+    r = deliverck("no-ptr.test")
+    assert r.returncode == 1
+    out = r.stdout
+    assert "VERDICT: FAIL" in out
+    assert "ptr.missing" in out and "fix (ip_owner)" in out
+    assert "Predicted NDRs" in out and "outbound" in out
+
+
+def test_ip_literal_target_is_a_host(lab):
+    ip = lab.scenario("good").reverse[0].address
+    r = deliverck(ip, "--json")
+    doc = json.loads(r.stdout)
+    validate_report(doc)
+    assert doc["target"]["roles"] == ["address"]
+    mx = next(c for c in doc["checks"] if c["id"] == "mx")
+    assert mx["status"] == "skipped"
+    ptr = next(c for c in doc["checks"] if c["id"] == "ptr")
+    assert ptr["status"] == "pass" and r.returncode == 0
+
+
+def test_mail_address_and_outbound_ip(lab):
+    bad_ip = lab.scenario("no-ptr").addresses[0]
+    r = deliverck("postmaster@good.test", "--ip", bad_ip, "--json")
+    doc = json.loads(r.stdout)
+    assert doc["target"]["name"] == "good.test" and doc["target"]["notes"]
+    missing = [f for c in doc["checks"] for f in c["findings"] if f["id"] == "ptr.missing"]
+    assert [f["subject"] for f in missing] == [bad_ip]
+    assert r.returncode == 1
+
+
+def test_fail_on_and_only(lab):
+    # generic-ptr has only warnings: passes by default, fails with --fail-on warning
+    assert deliverck("generic-ptr.test").returncode == 0
+    assert deliverck("generic-ptr.test", "--fail-on", "warning").returncode == 1
+    r = deliverck("no-ptr.test", "--only", "mx", "--json")
+    assert [c["id"] for c in json.loads(r.stdout)["checks"]] == ["mx"] and r.returncode == 0
+
+
+def test_resolver_unreachable_exits_3(lab):
+    r = deliverck("good.test", "--resolver", "127.0.0.9:53", "--dns-timeout", "1")
+    assert r.returncode == 3
+    assert r.stdout == ""
+    assert len(r.stderr.strip().splitlines()) == 1 and "127.0.0.9:53" in r.stderr
+
+
+def test_explicit_resolver(lab):
+    r = deliverck("good.test", "--resolver", lab.resolver, "--json")
+    assert r.returncode == 0
+    assert json.loads(r.stdout)["resolvers"] == [f"{lab.resolver}:53"]
