@@ -112,3 +112,17 @@ def test_explicit_resolver(lab):
     r = deliverck("good.test", "--resolver", lab.resolver, "--json")
     assert r.returncode == 0
     assert json.loads(r.stdout)["resolvers"] == [f"{lab.resolver}:53"]
+
+
+def test_truncated_answer_falls_back_to_tcp(lab):
+    import dns.flags
+    import dns.message
+    import dns.query
+
+    q = dns.message.make_query("mx-truncated.test", "MX", use_edns=0, payload=1232)
+    udp = dns.query.udp(q, lab.resolver, timeout=5)
+    assert udp.flags & dns.flags.TC, "scenario no longer exceeds the UDP buffer"
+    r = deliverck("mx-truncated.test", "--json", "--only", "mx")
+    doc = json.loads(r.stdout)
+    records = next(f for f in doc["checks"][0]["findings"] if f["id"] == "mx.records")
+    assert records["args"]["count"] == 40

@@ -1,0 +1,111 @@
+"""`make bench`: how close is an audit to its critical path?
+
+The lab delays every DNS answer by LATENCY ms (a proxy in front of the lab
+resolver).  An audit of `many-mx.test` (4 MX hosts, each with A and AAAA)
+cannot finish faster than its longest chain of dependent round trips:
+
+    MX -> A/AAAA of an MX host -> PTR of its address -> A/AAAA of the PTR name
+
+The last step costs nothing when the PTR names are the MX host names
+(their addresses are already known: the context asks each question once),
+so the chain is worked out from what the audit found, not assumed.  We
+print wall time / (chain x LATENCY); 1.0 is perfect concurrency, and the
+sequential sum of all lookups is shown for scale.  Ratios, not absolute
+times, are the result: they hold on any machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import subprocess
+import sys
+import time
+
+LATENCY_MS = 50
+TARGETS = ("many-mx.test", "many-mx-ptr.test")
+RUNS = 7
+
+
+def chain_length(report) -> int:
+    """Dependent round trips: MX -> host A/AAAA -> PTR [-> A/AAAA of PTR names not yet known]."""
+    findings = [f for c in report.checks for f in c.findings]
+    mx_hosts = {e.split()[1] for f in findings if f.id == "mx.records" for e in f.evidence}
+    ptr_names = {f.args["ptr_name"] for f in findings if f.id == "ptr.confirmed"}
+    return 3 + (1 if ptr_names - mx_hosts else 0)
+
+
+async def _audit_once(target: str):
+    from deliverck.config import Config
+    from deliverck.runner import run_audit
+    from deliverck.target import parse_target
+
+    cfg = Config(target=parse_target(target), only=("mx", "ptr"))
+    t0 = time.perf_counter()
+    report = await run_audit(cfg)
+    return time.perf_counter() - t0, report
+
+
+def inside(latency_ms: int) -> int:
+    from deliverck.net import dns as dnsnet
+
+    queries = {}
+    orig = dnsnet.DnsClient._query
+
+    async def counting(self, qname, rdtype):
+        queries[(qname, rdtype)] = queries.get((qname, rdtype), 0) + 1
+        return await orig(self, qname, rdtype)
+
+    print(f"bench: audits (checks mx, ptr) with {latency_ms} ms added to every DNS answer; median of {RUNS} runs")
+    worst = 0.0
+    for target in TARGETS:
+        asyncio.run(_audit_once(target))  # warm the lab resolver's cache, imports, PSL
+        dnsnet.DnsClient._query = counting
+        walls = []
+        for _ in range(RUNS):
+            queries.clear()
+            wall, report = asyncio.run(_audit_once(target))
+            if report.verdict.value != "pass":
+                print(f"bench: {target} did not pass ({report.verdict.value}); is the lab intact?", file=sys.stderr)
+                return 1
+            walls.append(wall)
+        dnsnet.DnsClient._query = orig
+        chain = chain_length(report)
+        bound = chain * latency_ms / 1000
+        med = statistics.median(walls)
+        n = sum(queries.values())
+        assert all(v == 1 for v in queries.values()), "a DNS question was asked twice"
+        worst = max(worst, med / bound)
+        print(f"  {target}")
+        print(f"    DNS questions per audit        {n}, each asked once")
+        print(f"    sequential sum of lookups      {n * latency_ms} ms")
+        print(f"    critical path                  {chain} round trips = {bound * 1000:.0f} ms")
+        print(f"    audit wall time                {med * 1000:.0f} ms (min {min(walls) * 1000:.0f}, "
+              f"max {max(walls) * 1000:.0f})")
+        print(f"    RATIO wall / critical path     {med / bound:.2f}")
+    t0 = time.perf_counter()
+    cli = subprocess.run([sys.executable, "-m", "deliverck", TARGETS[0], "--only", "mx,ptr"],
+                         capture_output=True, text=True)
+    cli_wall = time.perf_counter() - t0
+    print(f"  worst ratio {worst:.2f} (target <= 1.3)")
+    print(f"  whole CLI process for {TARGETS[0]}: {cli_wall * 1000:.0f} ms (exit {cli.returncode}; "
+          "includes interpreter start-up)")
+    return 0
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="deliverck-bench")
+    p.add_argument("--latency", type=int, default=LATENCY_MS)
+    p.add_argument("--inside", action="store_true", help=argparse.SUPPRESS)
+    a = p.parse_args(argv)
+    if a.inside:
+        return inside(a.latency)
+    from deliverck.lab import run
+
+    return run([sys.executable, "-m", "deliverck.lab.bench", "--inside", "--latency", str(a.latency)],
+               dns_latency_ms=a.latency)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
