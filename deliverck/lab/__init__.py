@@ -1,0 +1,135 @@
+"""The hermetic lab: a small mail internet in a network namespace.
+
+`run(command)` builds it (NSD, unbound, misbehaving DNS servers, SMTP peers, all
+on documentation addresses on the namespace's `lo`), runs the command inside
+with /etc/resolv.conf pointing at the lab resolver, and tears it all down.
+Nothing inside can reach any other network: the namespace has only `lo`.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Sequence
+
+from deliverck.lab.errors import LabUnavailable
+
+__all__ = ["LabUnavailable", "run", "preflight", "unshare_argv"]
+
+TOOLS = {"unbound": "unbound", "nsd": "nsd", "ip": "iproute2", "unshare": "util-linux",
+         "nsenter": "util-linux", "mount": "mount"}
+_NS_FLAGS = ["--pid", "--fork", "--kill-child=SIGTERM", "--mount-proc"]
+_namespace_flags: list[str] | None = None
+
+
+def find_tool(name: str) -> str | None:
+    path = os.environ.get("PATH", os.defpath) + os.pathsep + "/usr/sbin:/sbin:/usr/bin:/bin"
+    return shutil.which(name, path=path)
+
+
+def _try_unshare(flags: list[str]) -> str | None:
+    """None if `unshare FLAGS true` works, else its error."""
+    try:
+        r = subprocess.run([find_tool("unshare"), *flags, "true"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return str(e)
+    return None if r.returncode == 0 else (r.stderr.strip().splitlines() or [f"status {r.returncode}"])[-1]
+
+
+def namespace_flags() -> list[str]:
+    """unshare flags that work here: a user namespace when possible, else (as real root) none."""
+    global _namespace_flags
+    if _namespace_flags is not None:
+        return _namespace_flags
+    missing = [n for n in TOOLS if find_tool(n) is None]
+    if missing:
+        packages = " ".join(sorted({TOOLS[n] for n in missing} | {"unbound", "nsd", "iproute2"}))
+        raise LabUnavailable(f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} not installed: "
+                             f"apt-get install {packages}")
+    try:
+        import aiosmtpd  # noqa: F401
+    except ImportError:
+        raise LabUnavailable("aiosmtpd is not installed (the lab's SMTP peers): pip install 'deliverck[lab]'") from None
+    err = _try_unshare(["-rnm", *_NS_FLAGS])
+    if err is None:
+        _namespace_flags = ["-rnm", *_NS_FLAGS]
+        return _namespace_flags
+    if os.geteuid() == 0 and _try_unshare(["-nm", *_NS_FLAGS]) is None:
+        _namespace_flags = ["-nm", *_NS_FLAGS]
+        return _namespace_flags
+    raise LabUnavailable(f"the lab needs user and network namespaces (unshare -rn failed: {err}); "
+                         "run as root or enable unprivileged user namespaces "
+                         "(sysctl kernel.unprivileged_userns_clone=1 / user.max_user_namespaces)")
+
+
+def preflight() -> str | None:
+    """None if the lab can run here, else the one-line reason.  Starts nothing."""
+    try:
+        namespace_flags()
+    except LabUnavailable as e:
+        return str(e)
+    return None
+
+
+def unshare_argv(lab_dir: Path, tail: list[str]) -> list[str]:
+    return [find_tool("unshare"), *namespace_flags(), sys.executable, "-m", "deliverck.lab.inside",
+            str(lab_dir), *tail]
+
+
+def make_lab_dir(zone_dirs: Sequence[Path] = (), dns_latency_ms: int = 0) -> tuple[Path, "object"]:
+    from deliverck.lab import plan
+    if dns_latency_ms < 0:
+        raise LabUnavailable(f"dns_latency_ms must be 0 or more, not {dns_latency_ms}")
+    lab_dir = Path(tempfile.mkdtemp(prefix="deliverck-lab-"))
+    try:
+        manifest = plan.prepare(lab_dir, [Path(z) for z in zone_dirs], dns_latency_ms)
+    except BaseException:
+        shutil.rmtree(lab_dir, ignore_errors=True)
+        raise
+    return lab_dir, manifest
+
+
+def start_error(lab_dir: Path) -> str | None:
+    try:
+        return (lab_dir / "error").read_text(encoding="utf-8").strip() or "the lab failed to start"
+    except FileNotFoundError:
+        return None
+
+
+def run(command: list[str], *, zone_dirs: Sequence[Path] = (), dns_latency_ms: int = 0) -> int:
+    """Run `command` inside a fresh lab and return its exit status.
+
+    stdin/stdout/stderr, cwd and environment are the caller's, plus
+    $DELIVERCK_LAB (the manifest path).  Raises LabUnavailable if the lab
+    cannot start; the lab directory (with the server logs) is then kept.
+    """
+    from deliverck.lab.manifest import ENV
+    if not command:
+        raise LabUnavailable("no command given to run inside the lab")
+    namespace_flags()
+    lab_dir, _manifest = make_lab_dir(zone_dirs, dns_latency_ms)
+    env = {**os.environ, ENV: str(lab_dir / "manifest.json")}
+    keep = False
+    try:
+        proc = subprocess.Popen(unshare_argv(lab_dir, ["--", *command]), env=env)
+        try:
+            status = proc.wait()
+        except KeyboardInterrupt:
+            try:
+                proc.wait(5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            raise
+        error = start_error(lab_dir)
+        if error is not None:
+            keep = True
+            raise LabUnavailable(error + f" (lab files kept in {lab_dir})")
+        return status if status >= 0 else 128 - status
+    finally:
+        if not keep:
+            shutil.rmtree(lab_dir, ignore_errors=True)

@@ -1,0 +1,181 @@
+"""Process 1 of the lab's namespaces: bring the lab up, run the command, tear down.
+
+    python -m deliverck.lab.inside <lab dir> -- CMD...   run CMD, exit with its status
+    python -m deliverck.lab.inside <lab dir> --hold      stay up until SIGTERM (`lab up`)
+
+A failure to start writes one line to <lab dir>/error and exits 125; the
+caller turns it into LabUnavailable.  Everything started here dies with this
+process, because it is the init of a pid namespace.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import dns.exception
+import dns.flags
+import dns.message
+import dns.query
+import dns.rcode
+
+from deliverck.lab import zones
+
+START_TIMEOUT = 10.0
+ERROR_STATUS = 125
+
+
+class StartFailed(Exception):
+    pass
+
+
+def _tool(name: str) -> str:
+    for d in os.environ.get("PATH", "").split(os.pathsep) + ["/usr/sbin", "/sbin", "/usr/bin"]:
+        p = Path(d) / name
+        if d and p.is_file() and os.access(p, os.X_OK):
+            return str(p)
+    raise StartFailed(f"{name} is not installed: apt-get install unbound nsd iproute2")
+
+
+def _run(argv: list[str], what: str, stdin: str | None = None) -> None:
+    r = subprocess.run(argv, input=stdin, capture_output=True, text=True)
+    if r.returncode != 0:
+        err = (r.stderr or r.stdout).strip().replace("\n", "; ")
+        raise StartFailed(f"{what} failed ({' '.join(argv[:3])}...: {err})")
+
+
+def network(lab_dir: Path, addresses: list[str]) -> None:
+    batch = ["link set lo up"]
+    for a in addresses:
+        batch.append(f"addr add {a}/128 dev lo nodad" if ":" in a else f"addr add {a}/32 dev lo")
+    _run([_tool("ip"), "-batch", "-"], "adding the lab addresses to lo", "\n".join(batch) + "\n")
+    target = os.path.realpath("/etc/resolv.conf")
+    if not os.path.isfile(target):
+        raise StartFailed(f"/etc/resolv.conf ({target}) does not exist, so the lab cannot bind its own over it")
+    _run([_tool("mount"), "--bind", str(lab_dir / "resolv.conf"), target], "bind-mounting the lab resolv.conf")
+
+
+def _spawn(argv: list[str], log: Path, **kw) -> subprocess.Popen:
+    with open(log, "ab") as out:
+        return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=kw.pop("stdout", out), stderr=out,
+                                start_new_session=True, **kw)
+
+
+def _answers(server: str, name: str, rdtype: str, recursive: bool) -> bool:
+    q = dns.message.make_query(name, rdtype)
+    if not recursive:
+        q.flags &= ~dns.flags.RD
+    try:
+        r = dns.query.udp(q, server, timeout=0.2)
+    except (OSError, dns.exception.DNSException):
+        return False
+    return r.rcode() == dns.rcode.NOERROR and bool(r.answer)
+
+
+def _wait(what: str, proc: subprocess.Popen, log: Path, ready, deadline: float) -> None:
+    while not ready():
+        if proc.poll() is not None:
+            raise StartFailed(f"{what} exited at start (status {proc.returncode}); its log is {log}")
+        if time.monotonic() > deadline:
+            raise StartFailed(f"{what} did not become ready within {START_TIMEOUT:.0f}s; its log is {log}")
+        time.sleep(0.01)
+
+
+def _services_ready(proc: subprocess.Popen) -> bool:
+    r, _, _ = select.select([proc.stdout], [], [], 0.01)
+    return bool(r) and proc.stdout.readline().strip() == b"ready"
+
+
+def start(lab_dir: Path) -> list[subprocess.Popen]:
+    manifest = json.loads((lab_dir / "manifest.json").read_text(encoding="utf-8"))
+    network(lab_dir, list(manifest["lo_addresses"]))
+    deadline = time.monotonic() + START_TIMEOUT
+    procs = []
+    nsd_log = lab_dir / "nsd.log"
+    nsd = _spawn([_tool("nsd"), "-d", "-c", str(lab_dir / "nsd.conf")], nsd_log)
+    procs.append(nsd)
+    services_log = lab_dir / "services.log"
+    services = _spawn([sys.executable, "-m", "deliverck.lab.services", str(lab_dir)], services_log,
+                      stdout=subprocess.PIPE)
+    procs.append(services)
+    auth = zones.SERVERS["nsd"][1][0]
+    _wait("nsd (the lab's authoritative server)", nsd, nsd_log,
+          lambda: _answers(auth, ".", "SOA", recursive=False), deadline)
+    unbound_log = lab_dir / "unbound.log"
+    unbound = _spawn([_tool("unbound"), "-d", "-c", str(lab_dir / "unbound.conf")], unbound_log)
+    procs.append(unbound)
+    resolver = manifest["unbound"]
+    _wait("unbound (the lab's resolver)", unbound, unbound_log,
+          lambda: _answers(resolver, zones.AUTH_NAME.to_text(), "A", recursive=True), deadline)
+    _wait("the lab's Python servers (SMTP peers, misbehaving DNS, latency proxy)", services, services_log,
+          lambda: _services_ready(services), deadline)
+    if manifest["dns_latency_ms"] > 0:
+        _wait("the DNS latency proxy", services, services_log,
+              lambda: _answers(manifest["resolver"], zones.AUTH_NAME.to_text(), "A", recursive=True), deadline)
+    return procs
+
+
+def stop(procs: list[subprocess.Popen]) -> None:
+    for p in procs:
+        if p.poll() is None:
+            p.terminate()
+    deadline = time.monotonic() + 1.0
+    for p in procs:
+        try:
+            p.wait(max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            p.kill()
+
+
+def main(argv: list[str]) -> int:
+    lab_dir = Path(argv[0])
+    hold = argv[1:2] == ["--hold"]
+    command = argv[2:] if argv[1:2] == ["--"] else []
+    child: list[subprocess.Popen] = []
+
+    def on_signal(signum, _frame):
+        if child:
+            if signum != signal.SIGINT:       # a terminal's SIGINT reaches the command directly
+                child[0].send_signal(signum)
+        else:
+            raise SystemExit(128 + signum)
+
+    # As pid 1 we get no default signal handling: SIGTERM and SIGHUP must be caught
+    # explicitly.  SIGINT from a terminal reaches the command directly.
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGHUP, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    procs: list[subprocess.Popen] = []
+    try:
+        try:
+            procs = start(lab_dir)
+        except StartFailed as e:
+            (lab_dir / "error").write_text(str(e) + "\n", encoding="utf-8")
+            return ERROR_STATUS
+        if hold:
+            (lab_dir / "ready").write_text(str(os.getpid()) + "\n")
+            signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(SystemExit(0)))
+            signal.signal(signal.SIGINT, lambda *_: (_ for _ in ()).throw(SystemExit(0)))
+            while True:
+                signal.pause()
+        if not command:
+            return 0
+        try:
+            child.append(subprocess.Popen(command, restore_signals=True))
+        except OSError as e:
+            (lab_dir / "error").write_text(f"cannot run {command[0]!r} inside the lab: {e.strerror}\n")
+            return ERROR_STATUS
+        status = child[0].wait()
+        return status if status >= 0 else 128 - status
+    finally:
+        stop(procs)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

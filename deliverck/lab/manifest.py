@@ -1,0 +1,117 @@
+"""What a running lab holds, for code and tests inside it.
+
+The lab writes manifest.json before the command starts and points
+$DELIVERCK_LAB at it; `current()` reads it back as frozen dataclasses.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from deliverck.lab.errors import LabUnavailable
+
+SCHEMA = "deliverck.lab/1"
+ENV = "DELIVERCK_LAB"
+
+
+@dataclass(frozen=True)
+class Expectation:
+    verdict: str                       # "pass" | "fail" | "incomplete"
+    findings: tuple[str, ...]          # finding ids that must appear
+    absent: tuple[str, ...]            # finding ids that must not appear
+
+
+@dataclass(frozen=True)
+class SmtpPeer:
+    address: str
+    hostname: str                      # what it greets with: 220 <hostname> ESMTP deliverck-lab
+
+
+@dataclass(frozen=True)
+class ReverseEntry:
+    address: str
+    names: tuple[str, ...]             # absolute PTR names; () means no PTR
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    domain: str                        # "good.test" (no trailing dot)
+    description: str
+    served_by: str                     # nsd | blackhole | servfail | refused | nobody
+    reverse_served_by: str
+    signed: bool
+    addresses: tuple[str, ...]         # every A/AAAA the zone publishes
+    never_contacted: tuple[str, ...]   # published in DNS only: never on lo, never probe
+    reverse: tuple[ReverseEntry, ...]
+    smtp: tuple[SmtpPeer, ...]
+    expect: Expectation
+
+
+@dataclass(frozen=True)
+class DnsServer:
+    name: str                          # "ns.test"
+    behaviour: str                     # nsd | blackhole | servfail | refused
+    addresses: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Manifest:
+    schema: str
+    lab_dir: str
+    resolver: str                      # what /etc/resolv.conf names (port 53)
+    unbound: str                       # unbound itself (differs from resolver with latency)
+    dns_latency_ms: int
+    dnssec: bool
+    trust_anchor: str | None           # file with the lab root's DS, when signed
+    servers: tuple[DnsServer, ...]
+    zones: tuple[str, ...]             # every zone origin NSD serves
+    user_zones: tuple[str, ...]
+    lo_addresses: tuple[str, ...]
+    scenarios: tuple[Scenario, ...]
+
+    def scenario(self, name: str) -> Scenario:
+        for s in self.scenarios:
+            if s.name == name or s.domain == name.rstrip("."):
+                return s
+        raise KeyError(f"no lab scenario {name!r}")
+
+    def server(self, behaviour: str) -> DnsServer:
+        return next(s for s in self.servers if s.behaviour == behaviour)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=1)
+
+
+def _tuple(v):
+    return tuple(v) if isinstance(v, list) else v
+
+
+def from_json(text: str) -> Manifest:
+    d = json.loads(text)
+    if d.get("schema") != SCHEMA:
+        raise LabUnavailable(f"lab manifest has schema {d.get('schema')!r}, expected {SCHEMA!r}")
+    scenarios = tuple(
+        Scenario(**{**s,
+                    "addresses": tuple(s["addresses"]),
+                    "never_contacted": tuple(s["never_contacted"]),
+                    "reverse": tuple(ReverseEntry(r["address"], tuple(r["names"])) for r in s["reverse"]),
+                    "smtp": tuple(SmtpPeer(**p) for p in s["smtp"]),
+                    "expect": Expectation(**{k: _tuple(v) for k, v in s["expect"].items()})})
+        for s in d["scenarios"])
+    servers = tuple(DnsServer(s["name"], s["behaviour"], tuple(s["addresses"])) for s in d["servers"])
+    return Manifest(**{**{k: _tuple(v) for k, v in d.items()}, "servers": servers, "scenarios": scenarios})
+
+
+def current() -> Manifest:
+    """The manifest of the lab this process runs in; LabUnavailable outside a lab."""
+    path = os.environ.get(ENV)
+    if not path:
+        raise LabUnavailable(f"not inside a lab (${ENV} is unset); run the command under `deliverck lab run -- ...`")
+    try:
+        return from_json(Path(path).read_text(encoding="utf-8"))
+    except OSError as e:
+        raise LabUnavailable(f"the lab manifest {path} cannot be read ({e.strerror}); is the lab still up?") from None

@@ -1,0 +1,162 @@
+"""Write a lab directory: zone files, NSD and unbound configs, services, manifest.
+
+This runs outside the namespace; everything inside reads only this directory.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Sequence
+
+from deliverck.lab import manifest as m
+from deliverck.lab import zones
+from deliverck.lab.scenarios import Scenario, is_documentation, load_all
+
+RESOLVER = "127.0.0.1"
+RESOLVER6 = "::1"
+UNBOUND_BEHIND_PROXY = "127.0.0.2"
+
+
+def nsd_conf(d: Path, tree: zones.Tree) -> str:
+    lines = ["server:"]
+    lines += [f"  ip-address: {a}" for a in zones.SERVERS["nsd"][1]]
+    lines += [
+        "  port: 53",
+        '  username: ""',
+        '  chroot: ""',
+        '  database: ""',
+        f'  zonesdir: "{d / "zones"}"',
+        f'  zonelistfile: "{d / "nsd.zonelist"}"',
+        f'  xfrdfile: "{d / "nsd.xfrd"}"',
+        f'  xfrdir: "{d}"',
+        f'  pidfile: "{d / "nsd.pid"}"',
+        f'  logfile: "{d / "nsd.log"}"',
+        "  server-count: 1",
+        "  verbosity: 1",
+        "  hide-version: yes",
+        "  refuse-any: no",
+        "remote-control:",
+        "  control-enable: no",
+    ]
+    for lz in sorted(tree.served(), key=lambda z: z.origin.to_text()):
+        lines += ["zone:", f'  name: "{lz.origin}"', f'  zonefile: "{zones.file_name(lz.origin)}"']
+    return "\n".join(lines) + "\n"
+
+
+def unbound_conf(d: Path, tree: zones.Tree, latency_ms: int, trust_anchor: Path | None) -> str:
+    interfaces = [UNBOUND_BEHIND_PROXY] if latency_ms > 0 else [RESOLVER, RESOLVER6]
+    auth = zones.SERVERS["nsd"][1]
+    lines = ["server:"]
+    lines += [f"  interface: {a}" for a in interfaces]
+    lines += [
+        "  port: 53",
+        "  verbosity: 1",
+        '  username: ""',
+        '  chroot: ""',
+        f'  directory: "{d}"',
+        f'  pidfile: "{d / "unbound.pid"}"',
+        f'  logfile: "{d / "unbound.log"}"',
+        "  use-syslog: no",
+        "  log-servfail: yes",
+        f'  root-hints: "{d / "root.hints"}"',
+        "  do-not-query-localhost: no",
+        "  access-control: 0.0.0.0/0 allow",
+        "  access-control: ::/0 allow",
+        "  num-threads: 1",
+        "  so-reuseport: no",
+        "  do-ip6: yes",
+        "  qname-minimisation: no",
+        "  prefetch: no",
+        "  ede: yes",
+        # Broken scenarios must fail within seconds, not unbound's default minutes.
+        "  outbound-msg-retry: 2",
+        "  infra-cache-max-rtt: 1000",
+        "  unknown-server-time-limit: 300",
+        "  cache-max-negative-ttl: 10",
+        "  discard-timeout: 10000",          # Debian's default drops a late SERVFAIL
+        "  infra-host-ttl: 30",
+        '  tls-cert-bundle: ""',
+    ]
+    if trust_anchor is not None:
+        lines += ['  module-config: "validator iterator"', f'  trust-anchor-file: "{trust_anchor}"',
+                  "  val-log-level: 2"]
+    else:
+        lines += ['  module-config: "iterator"']
+    # unbound answers test. and the documentation reverse zones itself (RFC 6761,
+    # RFC 6303); the lab serves them for real.
+    for origin in sorted(o for o in tree.zones if o != zones.ROOT):
+        lines.append(f'  local-zone: "{origin}" nodefault')
+    lines += ["remote-control:", "  control-enable: no"]
+    for origin in tree.user_origins:
+        lines += ["stub-zone:", f'  name: "{origin}"'] + [f"  stub-addr: {a}" for a in auth]
+    return "\n".join(lines) + "\n"
+
+
+def root_hints() -> str:
+    name, addresses = zones.SERVERS["nsd"]
+    lines = [f". 3600000 NS {name}"]
+    for a in addresses:
+        lines.append(f"{name} 3600000 {'AAAA' if ':' in a else 'A'} {a}")
+    return "\n".join(lines) + "\n"
+
+
+def manifest_for(d: Path, scenarios: Sequence[Scenario], tree: zones.Tree, latency_ms: int,
+                 trust_anchor: Path | None) -> m.Manifest:
+    servers = tuple(m.DnsServer(name.to_text(omit_final_dot=True), b, addrs)
+                    for b, (name, addrs) in zones.SERVERS.items())
+    return m.Manifest(
+        schema=m.SCHEMA,
+        lab_dir=str(d),
+        resolver=RESOLVER,
+        unbound=UNBOUND_BEHIND_PROXY if latency_ms > 0 else RESOLVER,
+        dns_latency_ms=latency_ms,
+        dnssec=trust_anchor is not None,
+        trust_anchor=str(trust_anchor) if trust_anchor else None,
+        servers=servers,
+        zones=tuple(sorted(lz.origin.to_text() for lz in tree.served())),
+        user_zones=tuple(o.to_text() for o in tree.user_origins),
+        lo_addresses=tuple(tree.addresses()),
+        scenarios=tuple(
+            m.Scenario(
+                name=s.name, domain=s.domain, description=s.description, served_by=s.served_by,
+                reverse_served_by=s.reverse_served_by, signed=s.signed, addresses=s.addresses(),
+                never_contacted=s.never_contacted,
+                reverse=tuple(m.ReverseEntry(a, names) for a, names in s.reverse),
+                smtp=tuple(m.SmtpPeer(a, s.smtp_hostname(a)) for a in s.smtp),
+                expect=m.Expectation(s.expect.verdict, s.expect.findings, s.expect.absent))
+            for s in scenarios),
+    )
+
+
+def services(manifest: m.Manifest, latency_ms: int) -> dict:
+    return {
+        "badns": [{"address": a, "behaviour": s.behaviour}
+                  for s in manifest.servers if s.behaviour != "nsd" for a in s.addresses],
+        "smtp": [{"address": p.address, "hostname": p.hostname}
+                 for s in manifest.scenarios for p in s.smtp],
+        "latency": ({"listen": [RESOLVER, RESOLVER6], "upstream": UNBOUND_BEHIND_PROXY,
+                     "delay_ms": latency_ms} if latency_ms > 0 else None),
+    }
+
+
+def prepare(d: Path, zone_dirs: Sequence[Path] = (), dns_latency_ms: int = 0,
+            scenarios: Sequence[Scenario] | None = None) -> m.Manifest:
+    """Fill directory `d` with everything the lab needs; return its manifest."""
+    if scenarios is None:
+        scenarios = load_all()
+    tree = zones.build(scenarios, zone_dirs)
+    trust_anchor = None
+    (d / "zones").mkdir(parents=True, exist_ok=True)
+    for lz in tree.served():
+        (d / "zones" / zones.file_name(lz.origin)).write_text(zones.zone_text(lz.zone), encoding="utf-8")
+    manifest = manifest_for(d, scenarios, tree, dns_latency_ms, trust_anchor)
+    for a in manifest.lo_addresses:
+        assert is_documentation(a), a      # nothing else ever goes onto lo
+    (d / "nsd.conf").write_text(nsd_conf(d, tree), encoding="utf-8")
+    (d / "unbound.conf").write_text(unbound_conf(d, tree, dns_latency_ms, trust_anchor), encoding="utf-8")
+    (d / "root.hints").write_text(root_hints(), encoding="utf-8")
+    (d / "resolv.conf").write_text(f"nameserver {RESOLVER}\n", encoding="utf-8")
+    (d / "services.json").write_text(json.dumps(services(manifest, dns_latency_ms), indent=1), encoding="utf-8")
+    (d / "manifest.json").write_text(manifest.to_json(), encoding="utf-8")
+    return manifest

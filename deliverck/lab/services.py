@@ -1,0 +1,38 @@
+"""The lab's Python servers in one process: misbehaving DNS, SMTP peers, latency proxy.
+
+Run inside the namespace as `python -m deliverck.lab.services <lab dir>`; it
+prints "ready" on stdout once every socket is bound, then serves until killed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sys
+from pathlib import Path
+
+from deliverck.lab import badns, latency, smtp_peers
+
+
+async def main(lab_dir: Path) -> None:
+    config = json.loads((lab_dir / "services.json").read_text(encoding="utf-8"))
+    held = []
+    for s in config["badns"]:
+        held += await badns.serve(s["address"], s["behaviour"])
+    for p in config["smtp"]:
+        held.append(await smtp_peers.serve(p["address"], p["hostname"]))
+    if config.get("latency"):
+        lat = config["latency"]
+        for address in lat["listen"]:
+            held += await latency.serve(address, lat["upstream"], lat["delay_ms"])
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    print("ready", flush=True)
+    await stop.wait()
+
+
+if __name__ == "__main__":
+    asyncio.run(main(Path(sys.argv[1])))
