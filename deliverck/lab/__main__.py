@@ -1,0 +1,3 @@
+from deliverck.lab.cli import main
+
+main()

@@ -1,0 +1,182 @@
+"""`deliverck lab ...`: run a command in the lab, keep a lab up, list scenarios."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from deliverck.errors import UsageError
+from deliverck.lab.errors import LabUnavailable
+
+lab_app = typer.Typer(
+    help="The hermetic lab: DNS, resolver and SMTP peers on documentation addresses in a namespace.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+_PASSTHROUGH = {"allow_interspersed_args": False, "ignore_unknown_options": True}
+UP_TIMEOUT = 15.0
+
+
+def _command(command: Optional[List[str]]) -> list[str]:
+    command = [c for c in (command or [])]
+    if command[:1] == ["--"]:
+        command = command[1:]
+    if not command:
+        raise UsageError("give the command to run after --, e.g. `deliverck lab run -- deliverck good.test`")
+    return command
+
+
+@lab_app.command("run", context_settings=_PASSTHROUGH)
+def run_cmd(
+    command: Optional[List[str]] = typer.Argument(None, help="The command (after --) to run inside the lab."),
+    zone_dir: Optional[List[Path]] = typer.Option(
+        None, "--zone-dir", help="Serve every <origin>.zone file in DIR too (repeatable)."),
+    dns_latency: int = typer.Option(0, "--dns-latency", min=0, help="Delay every DNS answer by MS milliseconds."),
+) -> None:
+    """Build a lab, run COMMAND inside it, tear the lab down; exit with COMMAND's status."""
+    from deliverck.lab import run
+
+    raise typer.Exit(run(_command(command), zone_dirs=zone_dir or (), dns_latency_ms=dns_latency))
+
+
+@lab_app.command("scenarios")
+def scenarios_cmd() -> None:
+    """List the built-in scenarios: domain and what it exhibits."""
+    from deliverck.lab.scenarios import load_all
+
+    scenarios = load_all()
+    width = max(len(s.domain) for s in scenarios)
+    for s in scenarios:
+        typer.echo(f"{s.domain:<{width}}  {s.description}")
+
+
+def state_file() -> Path:
+    base = os.environ.get("XDG_RUNTIME_DIR") or f"/tmp/deliverck-lab-{os.getuid()}"
+    return Path(base) / "deliverck-lab" / "state.json"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _read_state() -> dict | None:
+    try:
+        state = json.loads(state_file().read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not _alive(state.get("pid", 0)):
+        shutil.rmtree(state.get("lab_dir", "/nonexistent"), ignore_errors=True)
+        state_file().unlink(missing_ok=True)
+        return None
+    return state
+
+
+def _inner_pid(unshare_pid: int) -> int | None:
+    """The lab's process 1 as seen from here (unshare --fork's only child)."""
+    try:
+        children = Path(f"/proc/{unshare_pid}/task/{unshare_pid}/children").read_text().split()
+    except OSError:
+        return None
+    return int(children[0]) if children else None
+
+
+@lab_app.command("up", context_settings=_PASSTHROUGH)
+def up_cmd(
+    zone_dir: Optional[List[Path]] = typer.Option(None, "--zone-dir", help="Serve every <origin>.zone file in DIR too."),
+    dns_latency: int = typer.Option(0, "--dns-latency", min=0, help="Delay every DNS answer by MS milliseconds."),
+) -> None:
+    """Start a lab in the background; use `lab exec -- CMD` to work in it, `lab down` to stop it."""
+    from deliverck.lab import make_lab_dir, start_error, unshare_argv
+
+    state = _read_state()
+    if state:
+        typer.echo(f"the lab is already up (pid {state['pid']}); `deliverck lab down` stops it")
+        return
+    lab_dir, _ = make_lab_dir(zone_dir or (), dns_latency)
+    with open(lab_dir / "holder.log", "ab") as log:
+        proc = subprocess.Popen(unshare_argv(lab_dir, ["--hold"]), stdin=subprocess.DEVNULL, stdout=log,
+                                stderr=log, start_new_session=True)
+    deadline = time.monotonic() + UP_TIMEOUT
+    while not (lab_dir / "ready").exists():
+        error = start_error(lab_dir)
+        if error or proc.poll() is not None or time.monotonic() > deadline:
+            if proc.poll() is None:
+                proc.terminate()
+            raise LabUnavailable((error or f"the lab did not come up; see {lab_dir / 'holder.log'}")
+                                 + f" (lab files kept in {lab_dir})")
+        time.sleep(0.02)
+    pid = _inner_pid(proc.pid)
+    state_file().parent.mkdir(parents=True, exist_ok=True)
+    state_file().write_text(json.dumps({
+        "pid": pid, "unshare_pid": proc.pid, "lab_dir": str(lab_dir),
+        "userns": "-rnm" in unshare_argv(lab_dir, [])}), encoding="utf-8")
+    typer.echo(f"the lab is up (manifest {lab_dir / 'manifest.json'}); "
+               "`deliverck lab exec -- CMD` runs CMD in it, `deliverck lab down` stops it")
+
+
+@lab_app.command("exec", context_settings=_PASSTHROUGH)
+def exec_cmd(
+    command: Optional[List[str]] = typer.Argument(None, help="The command (after --) to run inside the lab."),
+) -> None:
+    """Run COMMAND inside the lab started by `lab up`; exit with its status."""
+    from deliverck.lab import find_tool
+    from deliverck.lab.manifest import ENV
+
+    command = _command(command)
+    state = _read_state()
+    if not state:
+        raise LabUnavailable("no lab is up: start one with `deliverck lab up` (or use `deliverck lab run -- CMD`)")
+    flags = ["-U", "--preserve-credentials"] if state.get("userns") else []
+    argv = [find_tool("nsenter"), "-t", str(state["pid"]), *flags, "-n", "-m", "-p", f"--wd={os.getcwd()}",
+            *command]
+    env = {**os.environ, ENV: str(Path(state["lab_dir"]) / "manifest.json")}
+    try:
+        status = subprocess.call(argv, env=env)
+    except KeyboardInterrupt:
+        status = 130
+    raise typer.Exit(status if status >= 0 else 128 - status)
+
+
+@lab_app.command("down")
+def down_cmd() -> None:
+    """Stop the lab started by `lab up` and remove its files."""
+    state = _read_state()
+    if not state:
+        typer.echo("no lab is up")
+        return
+    for pid in (state["pid"], state["unshare_pid"]):
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + 5
+    while _alive(state["unshare_pid"]) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    shutil.rmtree(state["lab_dir"], ignore_errors=True)
+    state_file().unlink(missing_ok=True)
+    typer.echo("the lab is down")
+
+
+def main() -> None:
+    """`python -m deliverck.lab`: the lab commands on their own (as the main CLI runs them)."""
+    try:
+        rc = lab_app(standalone_mode=False)
+    except (UsageError, LabUnavailable) as e:
+        print(f"deliverck lab: {e}", file=sys.stderr)
+        sys.exit(e.exit_code)
+    sys.exit(rc if isinstance(rc, int) else 0)
