@@ -67,12 +67,12 @@ def _spawn(argv: list[str], log: Path, **kw) -> subprocess.Popen:
                                 start_new_session=True, **kw)
 
 
-def _answers(server: str, name: str, rdtype: str, recursive: bool) -> bool:
+def _answers(server: str, name: str, rdtype: str, recursive: bool, timeout: float = 0.2) -> bool:
     q = dns.message.make_query(name, rdtype)
     if not recursive:
         q.flags &= ~dns.flags.RD
     try:
-        r = dns.query.udp(q, server, timeout=0.2)
+        r = dns.query.udp(q, server, timeout=timeout)
     except (OSError, dns.exception.DNSException):
         return False
     return r.rcode() == dns.rcode.NOERROR and bool(r.answer)
@@ -117,7 +117,8 @@ def start(lab_dir: Path) -> list[subprocess.Popen]:
           lambda: _services_ready(services), deadline)
     if manifest["dns_latency_ms"] > 0:
         _wait("the DNS latency proxy", services, services_log,
-              lambda: _answers(manifest["resolver"], zones.AUTH_NAME.to_text(), "A", recursive=True), deadline)
+              lambda: _answers(manifest["resolver"], zones.AUTH_NAME.to_text(), "A", recursive=True,
+                               timeout=0.5 + manifest["dns_latency_ms"] / 1000), deadline)
     return procs
 
 
