@@ -261,6 +261,25 @@ def test_prepare_writes_a_consistent_lab_dir(tmp_path):
             assert r.returncode == 0, r.stdout + r.stderr
 
 
+def test_signing_chain(tmp_path, all_scenarios):
+    from deliverck.lab import signing
+
+    unsigned = scenarios.parse('name = "plain"\ndescription = "d"\nsigned = false\n'
+                               'records = "@ MX 10 mx\\nmx A 198.51.100.251"\n[expect]\nverdict = "pass"\n', "plain.toml")
+    _write_zone(tmp_path, "example.com.zone", USER_ZONE)
+    tree = zones.build((*all_scenarios, unsigned), [tmp_path])
+    anchor = signing.sign(tree)
+    assert len(anchor) == 1 and " DS " in anchor[0] and " 13 2 " in anchor[0]
+    test_zone = tree.zones[zones.TEST].zone
+    assert test_zone.get_rdataset("good.test.", "DS") is not None
+    assert test_zone.get_rdataset("plain.test.", "DS") is None            # signed = false
+    assert test_zone.get_rdataset("slow.test.", "DS") is None             # misbehaving server
+    assert tree.zones[dns.name.root].zone.get_rdataset("example.com.", "DS") is None   # user zone
+    assert tree.zones[dns.name.from_text("good.test.")].zone.get_rdataset("good.test.", "DNSKEY")
+    assert tree.zones[dns.name.from_text("plain.test.")].zone.get_rdataset("plain.test.", "DNSKEY") is None
+    assert tree.zones[dns.name.from_text("example.com.")].zone.get_rdataset("example.com.", "RRSIG") is None
+
+
 def test_misbehaving_answers():
     q = dns.message.make_query("slow.test.", "MX")
     assert badns.answer("blackhole", q.to_wire()) is None
@@ -348,6 +367,18 @@ def test_ptr_of_good(lab_manifest):
 
 
 @pytest.mark.lab
+def test_resolver_validates(lab_manifest):
+    import dns.flags
+
+    assert lab_manifest.dnssec and Path(lab_manifest.trust_anchor).is_file()
+    for name, rdtype in (("good.test.", "MX"), ("mx1.good.test.", "A"), ("nxdomain.test.", "MX"),
+                         (dns.reversename.from_address("198.51.100.10").to_text(), "PTR")):
+        q = dns.message.make_query(name, rdtype, want_dnssec=True)
+        r = dns.query.udp(q, lab_manifest.resolver, timeout=5)
+        assert r.flags & dns.flags.AD, (name, rdtype)
+
+
+@pytest.mark.lab
 def test_broken_scenarios(lab_manifest):
     assert _query(lab_manifest.resolver, "servfail.test.", "MX").rcode() == dns.rcode.SERVFAIL
     assert _query(lab_manifest.resolver, "refused.test.", "MX").rcode() == dns.rcode.SERVFAIL
@@ -388,6 +419,9 @@ assert {r.address for r in res.resolve("mail.example.com", "A")} == {"192.0.2.20
 assert [r.exchange.to_text() for r in res.resolve("example.com", "MX")] == ["mail.example.com."]
 assert {r.exchange.to_text() for r in res.resolve("good.test", "MX")} == {"mx1.good.test.", "mx2.good.test."}
 assert "192.0.2.200" in m.lo_addresses and m.user_zones == ("example.com.",)
+import dns.flags, dns.message, dns.query
+r = dns.query.udp(dns.message.make_query("mail.example.com.", "A", want_dnssec=True), m.resolver, timeout=5)
+assert r.rcode() == 0 and not r.flags & dns.flags.AD          # user zones are served unsigned
 sys.exit(7)
 """
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Sequence
 
 from deliverck.lab import manifest as m
-from deliverck.lab import zones
+from deliverck.lab import signing, zones
 from deliverck.lab.scenarios import Scenario, is_documentation, load_all
 
 RESOLVER = "127.0.0.1"
@@ -133,20 +133,23 @@ def services(manifest: m.Manifest, latency_ms: int) -> dict:
     return {
         "badns": [{"address": a, "behaviour": s.behaviour}
                   for s in manifest.servers if s.behaviour != "nsd" for a in s.addresses],
-        "smtp": [{"address": p.address, "hostname": p.hostname}
-                 for s in manifest.scenarios for p in s.smtp],
+        "smtp": list({p.address: {"address": p.address, "hostname": p.hostname}   # first one wins
+                      for s in reversed(manifest.scenarios) for p in reversed(s.smtp)}.values()),
         "latency": ({"listen": [RESOLVER, RESOLVER6], "upstream": UNBOUND_BEHIND_PROXY,
                      "delay_ms": latency_ms} if latency_ms > 0 else None),
     }
 
 
 def prepare(d: Path, zone_dirs: Sequence[Path] = (), dns_latency_ms: int = 0,
-            scenarios: Sequence[Scenario] | None = None) -> m.Manifest:
+            scenarios: Sequence[Scenario] | None = None, dnssec: bool = True) -> m.Manifest:
     """Fill directory `d` with everything the lab needs; return its manifest."""
     if scenarios is None:
         scenarios = load_all()
     tree = zones.build(scenarios, zone_dirs)
     trust_anchor = None
+    if dnssec:
+        trust_anchor = d / "root.ds"
+        trust_anchor.write_text("\n".join(signing.sign(tree)) + "\n", encoding="utf-8")
     (d / "zones").mkdir(parents=True, exist_ok=True)
     for lz in tree.served():
         (d / "zones" / zones.file_name(lz.origin)).write_text(zones.zone_text(lz.zone), encoding="utf-8")
