@@ -8,11 +8,14 @@ Nothing inside can reach any other network: the namespace has only `lo`.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 from pathlib import Path
 from typing import Sequence
 
@@ -93,6 +96,35 @@ def make_lab_dir(zone_dirs: Sequence[Path] = (), dns_latency_ms: int = 0) -> tup
     return lab_dir, manifest
 
 
+def inner_pid(unshare_pid: int) -> int | None:
+    """The lab's process 1 as seen from outside (unshare --fork's only child)."""
+    try:
+        children = Path(f"/proc/{unshare_pid}/task/{unshare_pid}/children").read_text().split()
+    except OSError:
+        return None
+    return int(children[0]) if children else None
+
+
+def _die_with_parent() -> None:
+    """In unshare, before exec: if we die, unshare is killed, and --kill-child stops the lab."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)    # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def _stop(proc: subprocess.Popen, signum: int = signal.SIGTERM) -> None:
+    """Ask the lab's process 1 to stop (unshare itself ignores SIGTERM)."""
+    pid = inner_pid(proc.pid)
+    try:
+        if pid is not None:
+            os.kill(pid, signum)
+        else:
+            proc.kill()
+    except ProcessLookupError:
+        pass
+
+
 def start_error(lab_dir: Path) -> str | None:
     try:
         return (lab_dir / "error").read_text(encoding="utf-8").strip() or "the lab failed to start"
@@ -115,16 +147,23 @@ def run(command: list[str], *, zone_dirs: Sequence[Path] = (), dns_latency_ms: i
     env = {**os.environ, ENV: str(lab_dir / "manifest.json")}
     keep = False
     try:
-        proc = subprocess.Popen(unshare_argv(lab_dir, ["--", *command]), env=env)
+        proc = subprocess.Popen(unshare_argv(lab_dir, ["--", *command]), env=env, preexec_fn=_die_with_parent)
+        previous = {}
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGHUP):
+                previous[sig] = signal.signal(sig, lambda signum, _f: _stop(proc, signum))
         try:
             status = proc.wait()
-        except KeyboardInterrupt:
+        except KeyboardInterrupt:       # the command got the terminal's SIGINT too: let it finish
             try:
                 proc.wait(5)
             except subprocess.TimeoutExpired:
-                proc.kill()
+                _stop(proc)
                 proc.wait()
             raise
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
         error = start_error(lab_dir)
         if error is not None:
             keep = True

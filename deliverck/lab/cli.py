@@ -86,22 +86,13 @@ def _read_state() -> dict | None:
     return state
 
 
-def _inner_pid(unshare_pid: int) -> int | None:
-    """The lab's process 1 as seen from here (unshare --fork's only child)."""
-    try:
-        children = Path(f"/proc/{unshare_pid}/task/{unshare_pid}/children").read_text().split()
-    except OSError:
-        return None
-    return int(children[0]) if children else None
-
-
 @lab_app.command("up", context_settings=_PASSTHROUGH)
 def up_cmd(
     zone_dir: Optional[List[Path]] = typer.Option(None, "--zone-dir", help="Serve every <origin>.zone file in DIR too."),
     dns_latency: int = typer.Option(0, "--dns-latency", min=0, help="Delay every DNS answer by MS milliseconds."),
 ) -> None:
     """Start a lab in the background; use `lab exec -- CMD` to work in it, `lab down` to stop it."""
-    from deliverck.lab import make_lab_dir, start_error, unshare_argv
+    from deliverck.lab import inner_pid, make_lab_dir, start_error, unshare_argv
 
     state = _read_state()
     if state:
@@ -120,7 +111,7 @@ def up_cmd(
             raise LabUnavailable((error or f"the lab did not come up; see {lab_dir / 'holder.log'}")
                                  + f" (lab files kept in {lab_dir})")
         time.sleep(0.02)
-    pid = _inner_pid(proc.pid)
+    pid = inner_pid(proc.pid)
     state_file().parent.mkdir(parents=True, exist_ok=True)
     state_file().write_text(json.dumps({
         "pid": pid, "unshare_pid": proc.pid, "lab_dir": str(lab_dir),
