@@ -280,6 +280,13 @@ def test_signing_chain(tmp_path, all_scenarios):
     assert tree.zones[dns.name.from_text("example.com.")].zone.get_rdataset("example.com.", "RRSIG") is None
 
 
+def test_prepare_refuses_inconsistent_scenarios(tmp_path, all_scenarios):
+    clash = scenarios.parse('name = "clash"\ndescription = "d"\nrecords = "mx A 198.51.100.10"\n'
+                            '[expect]\nverdict = "pass"\n', "clash.toml")
+    with pytest.raises(LabUnavailable, match="198.51.100.10 is also used by"):
+        plan.prepare(tmp_path, scenarios=(*all_scenarios, clash), dnssec=False)
+
+
 def test_misbehaving_answers():
     q = dns.message.make_query("slow.test.", "MX")
     assert badns.answer("blackhole", q.to_wire()) is None

@@ -11,7 +11,8 @@ from typing import Sequence
 
 from deliverck.lab import manifest as m
 from deliverck.lab import signing, zones
-from deliverck.lab.scenarios import Scenario, is_documentation, load_all
+from deliverck.lab.errors import LabUnavailable
+from deliverck.lab.scenarios import Scenario, is_documentation, load_all, problems
 
 RESOLVER = "127.0.0.1"
 RESOLVER6 = "::1"
@@ -145,6 +146,10 @@ def prepare(d: Path, zone_dirs: Sequence[Path] = (), dns_latency_ms: int = 0,
     """Fill directory `d` with everything the lab needs; return its manifest."""
     if scenarios is None:
         scenarios = load_all()
+    found = problems(tuple(scenarios))
+    if found:
+        more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
+        raise LabUnavailable(f"scenario data is inconsistent: {found[0]}{more}; fix deliverck/lab/scenarios/")
     tree = zones.build(scenarios, zone_dirs)
     trust_anchor = None
     if dnssec:
