@@ -31,7 +31,7 @@ import dns.rdatatype
 import dns.resolver
 import dns.reversename
 
-from deliverck.errors import UsageError
+from deliverck.errors import IncompleteError, UsageError
 
 EDNS_PAYLOAD = 1232  # the DNS flag day 2020 size: avoids fragmentation, TCP on TC
 
@@ -174,8 +174,8 @@ class DnsClient:
     ) -> None:
         self.resolvers = tuple(resolvers) or system_resolvers()
         if not self.resolvers:
-            raise UsageError(
-                "no DNS resolver configured: /etc/resolv.conf has none; pass --resolver IP"
+            raise IncompleteError(
+                "no DNS resolver configured: /etc/resolv.conf names none; pass --resolver IP"
             )
         self.timeout = timeout
         r = dns.asyncresolver.Resolver(configure=False)

@@ -56,7 +56,9 @@ def render(report: Report, opts) -> str:
         detail = c.reason if c.status in (Status.SKIPPED, Status.ERROR) else ""
         if not detail:
             info = [f for f in c.findings if f.severity == Severity.INFO]
-            detail = info[0].summary if len(info) == 1 else (f"{len(info)} details" if info else "")
+            detail = info[0].summary if info else ""
+            if len(info) > 1:
+                detail += f" (+{len(info) - 1} more, -v shows all)"
         rows.append([c.id, _MARK[c.status], _counts([f for f in c.findings if f.severity > Severity.INFO
                                                     or f.inconclusive]), _wrap(detail, 60)])
     lines.append(tabulate(rows, headers=["check", "status", "findings", "detail"], tablefmt="simple"))
