@@ -125,8 +125,8 @@ def _doubled_origin(name: str) -> str:
     return ""
 
 
-def _host_findings(name: str, addr: HostAddresses, domain: str) -> tuple[list[Finding], bool | None]:
-    """Findings for one mail host; second value: usable (True/False) or unknown (None)."""
+def _host_findings(name: str, addr: HostAddresses, domain: str) -> tuple[list[Finding], str]:
+    """Findings for one mail host, and its state: usable, not_found, unreachable or unknown."""
     out: list[Finding] = []
     reported_name = False
     if _is_ip_name(name):
@@ -139,12 +139,12 @@ def _host_findings(name: str, addr: HostAddresses, domain: str) -> tuple[list[Fi
     if not addr.ips and addr.failed:
         worst = addr.failed[0]
         out.append(CHECK.finding("target_lookup_failed", name, addr.evidence(), outcome=worst.outcome.value))
-        return out, None
+        return out, "unknown"
     if not addr.ips:
         if not reported_name:
             kind = "target_nxdomain" if addr.nxdomain else "target_no_address"
             out.append(CHECK.finding(kind, name, addr.evidence()))
-        return out, False
+        return out, "not_found"
     if addr.cname_target:
         out.append(CHECK.finding("target_cname", name, addr.evidence(), canonical=addr.cname_target))
     bad = [ip for ip in addr.ips if not scope(ip).routable]
@@ -156,7 +156,7 @@ def _host_findings(name: str, addr: HostAddresses, domain: str) -> tuple[list[Fi
             severity=Severity.WARNING if mixed else None,
             addresses=", ".join(bad), scopes=scopes,
         ))
-    return out, len(bad) < len(addr.ips)
+    return out, "usable" if len(bad) < len(addr.ips) else "unreachable"
 
 
 async def run(ctx: Context) -> list[Finding]:
@@ -175,11 +175,11 @@ async def run(ctx: Context) -> list[Finding]:
     if not mx.records:  # NODATA: implicit MX or nothing at all
         if mx.apex.ips:
             out.append(CHECK.finding("implicit", d, ev + mx.apex.evidence()))
-            host_findings, usable = _host_findings(d, mx.apex, d)
+            host_findings, state = _host_findings(d, mx.apex, d)
             out += host_findings
-            if usable is False:
+            if state in ("not_found", "unreachable"):
                 out.append(CHECK.finding("no_usable_host", d, mx.apex.evidence(), host=d,
-                                         ip=(mx.apex.ips or ("",))[0]))
+                                         ip=(mx.apex.ips or ("",))[0], reason=state))
             return out
         if mx.apex.failed:
             out.append(CHECK.finding("target_lookup_failed", d, mx.apex.evidence(),
@@ -195,22 +195,26 @@ async def run(ctx: Context) -> list[Finding]:
             return out
         out.append(CHECK.finding("null_mixed", d, shown))
 
-    seen: dict[str, bool | None] = {}
+    seen: dict[str, str] = {}
     v4_usable = False
     for host in mx.hosts:
         if host.name in seen:
             continue
-        host_findings, usable = _host_findings(host.name, host.addresses, d)
+        host_findings, state = _host_findings(host.name, host.addresses, d)
         out += host_findings
-        seen[host.name] = usable
-        if usable and any(scope(ip).routable for ip in host.addresses.ipv4):
+        seen[host.name] = state
+        if state == "usable" and any(scope(ip).routable for ip in host.addresses.ipv4):
             v4_usable = True
     first = mx.hosts[0] if mx.hosts else None
     where = dict(host=first.name if first else d,
                  ip=(first.addresses.ips or ("",))[0] if first else "")
-    if seen and not any(v is not False for v in seen.values()):
-        out.append(CHECK.finding("no_usable_host", d, shown, **where))
-    elif any(seen.values()) and not v4_usable:
+    states = set(seen.values())
+    if states and states <= {"not_found", "unreachable"}:
+        # Why matters for the bounce: a host that cannot be found fails at
+        # once, one that cannot be reached is retried until it expires.
+        reason = states.pop() if len(states) == 1 else "mixed"
+        out.append(CHECK.finding("no_usable_host", d, shown, reason=reason, **where))
+    elif "usable" in states and not v4_usable:
         out.append(CHECK.finding("ipv6_only", d, shown, **where))
     if len(seen) == 1:
         out.append(CHECK.finding("single_host", d, shown, host=next(iter(seen))))

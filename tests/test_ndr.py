@@ -49,7 +49,7 @@ EXAMPLE = {
     "mx.no_mail_host": (DOMAIN, {}),
     "mx.null": (DOMAIN, {}),
     "mx.null_mixed": (DOMAIN, {}),
-    "mx.no_usable_host": (DOMAIN, {}),
+    "mx.no_usable_host": (DOMAIN, {"reason": "mixed", "host": "mx1.example.test", "ip": "10.0.0.25"}),
     "mx.ipv6_only": (DOMAIN, {}),
     "mx.lookup_failed": (DOMAIN, {"outcome": "timeout"}),
     "mx.target_lookup_failed": ("mx1.example.test", {"outcome": "servfail"}),
@@ -386,12 +386,14 @@ def test_host_and_address_come_from_args_or_subject():
     (p,) = [p for p in predict([f], ["postfix"], domain=DOMAIN)]
     assert p.reply == ("4.4.3 Host or domain name not found. Name service error for "
                        "name=mx1.example.test type=A: Host not found, try again")
-    g = finding("mx.no_usable_host", DOMAIN, host="mx1.example.test.", addresses="10.0.0.1, 10.0.0.2")
+    g = finding("mx.no_usable_host", DOMAIN, host="mx1.example.test.", addresses="10.0.0.1, 10.0.0.2",
+                reason="unreachable")
     by_key = {p.key: p for p in predict([g], ["postfix"], domain=DOMAIN)}
     assert by_key["postfix.connect-timeout"].reply == (
         "4.4.1 connect to mx1.example.test[10.0.0.1]:25: Connection timed out")
     # Without them a readable stand-in appears, never a bare template field.
-    by_key = {p.key: p for p in predict([finding("mx.no_usable_host")], ["postfix"], domain=DOMAIN)}
+    bare = finding("mx.no_usable_host", DOMAIN, reason="unreachable")
+    by_key = {p.key: p for p in predict([bare], ["postfix"], domain=DOMAIN)}
     assert by_key["postfix.connect-timeout"].reply == (
         "4.4.1 connect to (mail host)[(address)]:25: Connection timed out")
 
@@ -407,7 +409,8 @@ def test_known_findings_match_the_registry():
 
 
 def test_no_control_characters_from_hostile_args():
-    f = finding("mx.no_usable_host", host="mx\x1b[31m.example.test\u202e", ip="10.0.0.1\r\n")
+    f = finding("mx.no_usable_host", host="mx\x1b[31m.example.test\u202e", ip="10.0.0.1\r\n",
+                reason="unreachable")
     g = finding("ptr.missing", "192.0.2.25\x07")
     preds = predict([f, g], parse_receivers("all"), domain=DOMAIN)
     assert preds
@@ -436,3 +439,24 @@ def test_docs_list_every_entry():
     text = docs.render_markdown(load())
     for e in load().entries:
         assert f"### `{e.key}`" in text
+
+
+def test_conditions_split_not_found_from_unreachable():
+    def keys(reason):
+        return {p.key for p in predict([finding("mx.no_usable_host", reason=reason)], ["postfix"], domain=DOMAIN)}
+
+    assert "postfix.mx-host-not-found" in keys("not_found")
+    assert "postfix.connect-timeout" not in keys("not_found")
+    assert "postfix.connect-timeout" in keys("unreachable")
+    assert "postfix.mx-host-not-found" not in keys("unreachable")
+    assert keys("mixed") == keys("not_found") | keys("unreachable")
+
+
+def test_condition_must_name_a_listed_finding():
+    from deliverck.ndr.catalog import from_mapping
+
+    bad = {"schema": 1, "system": [{"id": "x", "name": "X", "default": True}],
+           "entry": [{"key": "x.a", "system": "x", "direction": "inbound", "code": 550, "status": "5.1.2",
+                      "text": "t", "meaning": "m", "causes": ["c"], "owner": "dns_admin", "fix": "f",
+                      "findings": ["mx.null"], "source": "s", "when": {"mx.other": {"reason": "y"}}}]}
+    assert any("'when' names" in p for p in from_mapping(bad).problems())

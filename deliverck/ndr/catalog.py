@@ -8,6 +8,8 @@ of stopping at the first.
 
 from __future__ import annotations
 
+import dataclasses
+
 import functools
 import re
 import tomllib
@@ -54,6 +56,14 @@ class CatalogEntry:
     family: str = ""
     mixed_class: bool = False
     predict_at_info: bool = False
+    # Per finding, argument values required for this entry to apply, e.g.
+    # {"mx.no_usable_host": {"reason": ("unreachable",)}}: a host that cannot
+    # be found and a host that cannot be reached bounce differently.
+    when: Mapping[str, Mapping[str, tuple[str, ...]]] = dataclasses.field(default_factory=dict)
+
+    def applies_to(self, finding_id: str, args: Mapping[str, Any]) -> bool:
+        cond = self.when.get(finding_id, {})
+        return all(str(args.get(name, "")) in values for name, values in cond.items())
 
     @property
     def reply(self) -> str:
@@ -162,6 +172,9 @@ class Catalog:
                     out.append(f"{where}: malformed finding id {fid!r} (use '<check>.<slug>')")
             if len(set(e.findings)) != len(e.findings):
                 out.append(f"{where}: a finding id is listed twice")
+            for fid in e.when:
+                if fid not in e.findings:
+                    out.append(f"{where}: 'when' names {fid!r}, which is not in its findings")
             for field_name in ("text", "meaning", "fix", "source"):
                 if not getattr(e, field_name).strip():
                     out.append(f"{where}: missing {field_name}")
@@ -226,7 +239,7 @@ def _strs(raw: Any) -> tuple[str, ...]:
 _SYSTEM_FIELDS = {"id", "name", "description", "default", "fallback"}
 _ENTRY_FIELDS = {
     "key", "system", "direction", "code", "status", "text", "meaning", "causes",
-    "owner", "fix", "findings", "source", "family", "mixed_class", "predict_at_info",
+    "owner", "fix", "findings", "source", "family", "mixed_class", "predict_at_info", "when",
 }
 _ENTRY_REQUIRED = {"key", "system", "direction", "code", "status", "text", "meaning", "owner", "fix", "findings", "source"}
 
@@ -274,8 +287,16 @@ def from_mapping(data: Mapping[str, Any]) -> Catalog:
             family=str(raw.get("family", "")),
             mixed_class=bool(raw.get("mixed_class", False)),
             predict_at_info=bool(raw.get("predict_at_info", False)),
+            when=_when(raw.get("when", {}), label, problems),
         ))
     return Catalog(systems, entries, problems)
+
+
+def _when(raw: Any, label: str, problems: list[str]) -> dict[str, dict[str, tuple[str, ...]]]:
+    if not isinstance(raw, Mapping) or not all(isinstance(v, Mapping) for v in raw.values()):
+        problems.append(f"entry {label!r}: 'when' must map finding ids to {{argument = values}} tables")
+        return {}
+    return {fid: {arg: _strs(vals) for arg, vals in cond.items()} for fid, cond in raw.items()}
 
 
 def from_toml(text: str) -> Catalog:

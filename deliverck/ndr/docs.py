@@ -58,12 +58,20 @@ def _entry(e: CatalogEntry) -> list[str]:
         *[f"  - {c}" for c in e.causes],
         f"- Owner: {_OWNER_WORDS.get(e.owner, _value(e.owner))}",  # type: ignore[call-overload]
         f"- Fix: {e.fix}",
-        "- Findings: " + (", ".join(_code(f) for f in e.findings) if e.findings
+        "- Findings: " + (", ".join(_code(f) + _condition(e, f) for f in e.findings) if e.findings
                           else "none yet (reference entry; no current check predicts it)"),
         f"- Source: {e.source}",
         "",
     ]
     return lines
+
+
+def _condition(e, finding_id: str) -> str:
+    cond = e.when.get(finding_id)
+    if not cond:
+        return ""
+    parts = [f"{name} is {' or '.join(_code(v) for v in values)}" for name, values in cond.items()]
+    return f" (when {', '.join(parts)})"
 
 
 def render_markdown(catalog: Catalog) -> str:

@@ -73,6 +73,7 @@ def _entries_for(cat: Catalog, f: Finding, selected: set[str], fallback: set[str
                 candidates.append(e)
     if f.severity == Severity.INFO:
         candidates = [e for e in candidates if e.predict_at_info]
+    candidates = [e for e in candidates if e.applies_to(f.id, f.args)]
     family = _family(_ip_of(f))
     candidates = [e for e in candidates if not e.family or e.family == family]
     chosen = [e for e in candidates if e.system in selected]
