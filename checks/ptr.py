@@ -17,6 +17,7 @@ import re
 from deliverck.context import Context, MailAddress
 from deliverck.model import CheckSpec, Direction, Finding, FindingSpec, Owner, Severity, Skip
 from deliverck.net.dns import Outcome, reverse_name
+from deliverck.target import is_hostname
 
 OUT, NONE = Direction.OUTBOUND, Direction.NONE
 IPO, DNS = Owner.IP_OWNER, Owner.DNS_ADMIN
@@ -78,7 +79,6 @@ CHECK = CheckSpec(
     ),
 )
 
-_LDH_LABEL = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$", re.I)
 # Words that broadband and hosting providers put in names they generate for
 # pools of customer addresses.  Deliberately narrow: "mail", "host" or "ip"
 # alone prove nothing.
@@ -111,11 +111,6 @@ def generic_reason(ip: str, name: str) -> str:
     return ""
 
 
-def _valid_host(name: str) -> bool:
-    labels = name.split(".")
-    return len(name) <= 253 and len(labels) >= 2 and all(_LDH_LABEL.match(lb) for lb in labels)
-
-
 def _same(ip: str, other: str) -> bool:
     return ipaddress.ip_address(ip) == ipaddress.ip_address(other)
 
@@ -136,7 +131,7 @@ async def _check_address(ctx: Context, ma: MailAddress) -> list[Finding]:
         out.append(CHECK.finding("multiple", ip, (ans.describe(),), ip=ip, count=len(names),
                                  names=", ".join(names)))
     family = "A" if ipaddress.ip_address(ip).version == 4 else "AAAA"
-    valid = [n for n in names if _valid_host(n)]
+    valid = [n for n in names if is_hostname(n)]
     for n in names:
         if n not in valid:
             out.append(CHECK.finding("name_invalid", ip, (ans.describe(),), ip=ip, ptr_name=n))

@@ -73,6 +73,12 @@ def parse_target(text: str) -> Target:
     return Target(input=raw, name=normalise_name(s))
 
 
+def is_hostname(name: str) -> bool:
+    """A syntactically valid fully qualified host name in A-label form (RFC 1123 2.1, RFC 5321 2.3.5)."""
+    labels = name.rstrip(".").split(".")
+    return len(name) <= 253 and len(labels) >= 2 and all(_LDH.match(lb.lower()) for lb in labels)
+
+
 def normalise_name(text: str) -> str:
     """A-label, lower-case, no trailing dot; UsageError if not a valid host name."""
     s = text.strip()
