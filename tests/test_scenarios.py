@@ -126,3 +126,20 @@ def test_truncated_answer_falls_back_to_tcp(lab):
     doc = json.loads(r.stdout)
     records = next(f for f in doc["checks"][0]["findings"] if f["id"] == "mx.records")
     assert records["args"]["count"] == 40
+
+
+def test_silent_resolver_exits_3(lab):
+    silent = lab.server("blackhole").addresses[0]
+    r = deliverck("good.test", "--resolver", silent, "--dns-timeout", "1")
+    assert r.returncode == 3 and r.stdout == ""
+    assert silent in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_global_deadline_gives_error_not_pass(lab):
+    r = deliverck("slow.test", "--json", "--deadline", "0.5", "--dns-timeout", "5")
+    doc = json.loads(r.stdout)
+    validate_report(doc)
+    assert r.returncode == 3 and doc["verdict"] == "incomplete"
+    for c in doc["checks"]:
+        assert c["status"] == "error"
+        assert any(f["id"] == f"{c['id']}.timeout" for f in c["findings"]), c
