@@ -14,8 +14,10 @@ from deliverck.ndr import docs, load, parse_receivers, predict
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# TODO: replace with the ids declared in deliverck.registry once the MX and
-# PTR checks land (every declared finding id, runner findings included).
+# Every finding id of the checks whose bounces the catalog covers, runner
+# findings included.  test_known_findings_match_the_registry keeps this
+# honest for every one of these checks that is registered.
+CATALOG_CHECKS = ("mx", "ptr", "smtp", "helo", "starttls", "relay")
 KNOWN_FINDINGS = {
     "mx.records", "mx.domain_nxdomain", "mx.no_mail_host", "mx.implicit", "mx.null",
     "mx.null_mixed", "mx.target_cname", "mx.target_ip_literal", "mx.target_doubled_origin",
@@ -26,6 +28,19 @@ KNOWN_FINDINGS = {
     "ptr.multiple", "ptr.generic", "ptr.name_invalid", "ptr.lookup_failed",
     "ptr.forward_lookup_failed", "ptr.not_public", "ptr.addresses_unknown",
     "ptr.crashed", "ptr.timeout",
+    "smtp.greeting", "smtp.refused", "smtp.connect_timeout", "smtp.no_route", "smtp.port25_blocked",
+    "smtp.tarpit", "smtp.greeting_rejected", "smtp.greeting_deferred", "smtp.not_smtp", "smtp.closed",
+    "smtp.no_ehlo", "smtp.ipv6_unreachable", "smtp.no_host_accepts", "smtp.probe_failed",
+    "smtp.not_probed", "smtp.crashed", "smtp.timeout",
+    "helo.names", "helo.not_fqdn", "helo.localhost", "helo.address_literal", "helo.invalid",
+    "helo.unresolvable", "helo.not_own_address", "helo.ptr_mismatch", "helo.is_domain_apex",
+    "helo.lookup_failed", "helo.not_checked", "helo.crashed", "helo.timeout",
+    "starttls.ok", "starttls.not_offered", "starttls.failed", "starttls.old_protocol",
+    "starttls.cert_expired", "starttls.cert_not_yet_valid", "starttls.cert_expiring",
+    "starttls.cert_name_mismatch", "starttls.cert_untrusted", "starttls.cert_self_signed",
+    "starttls.weak_key", "starttls.weak_signature", "starttls.not_checked",
+    "starttls.crashed", "starttls.timeout",
+    "relay.closed", "relay.open", "relay.not_tested", "relay.crashed", "relay.timeout",
 }
 
 # Findings that cause bounces, deferrals or expiries by themselves.
@@ -34,16 +49,35 @@ DELIVERY_CONSEQUENCE = {
     "mx.no_usable_host", "mx.ipv6_only", "mx.lookup_failed", "mx.target_lookup_failed",
     "ptr.missing", "ptr.forward_missing", "ptr.forward_mismatch", "ptr.generic",
     "ptr.name_invalid", "ptr.lookup_failed", "ptr.forward_lookup_failed",
+    "smtp.no_ehlo", "smtp.ipv6_unreachable", "smtp.no_host_accepts",
+    "helo.not_fqdn", "helo.localhost", "helo.invalid", "helo.unresolvable",
+    "helo.is_domain_apex", "helo.lookup_failed",
+    "starttls.not_offered", "starttls.failed", "starttls.old_protocol", "starttls.cert_expired",
+    "starttls.cert_not_yet_valid", "starttls.cert_name_mismatch", "starttls.cert_untrusted",
+    "starttls.cert_self_signed", "starttls.weak_key", "starttls.weak_signature",
+    "relay.open",
 }
 
-# Findings that predict no NDR.  A single bad MX target only bounces mail when
-# no other target works, and then the check also reports mx.no_usable_host,
-# which carries the prediction; the rest are risks or information.
-NO_NDR = KNOWN_FINDINGS - DELIVERY_CONSEQUENCE
+# Findings only receivers outside the default set are documented to act on
+# (seed 004).  RFC 5321 4.1.4 forbids refusing mail because the HELO name does
+# not match the client's address, so no default or generic entry predicts them.
+NON_DEFAULT_ONLY = {"helo.address_literal", "helo.not_own_address", "helo.ptr_mismatch"}
+
+# Findings that predict no NDR.  A single bad MX target (or one address that
+# refuses SMTP) only bounces mail when no other target works, and then the
+# check also reports mx.no_usable_host / smtp.no_host_accepts, which carry the
+# prediction; a certificate that is about to expire bounces nothing yet; the
+# rest are risks, information or inconclusive probes.
+NO_NDR = KNOWN_FINDINGS - DELIVERY_CONSEQUENCE - NON_DEFAULT_ONLY
+
+# Findings whose entries are for senders that require TLS.
+TLS_REQUIRED = {fid for fid in DELIVERY_CONSEQUENCE if fid.startswith("starttls.")} | {"smtp.no_ehlo"}
 
 DOMAIN = "example.test"
+MX = {"ip": "192.0.2.25", "host": "mx1.example.test"}
+HELO = {"ip": "192.0.2.25", "where": "greeting"}
 
-# Subjects and arguments as checks/mx.py and checks/ptr.py emit them.
+# Subjects and arguments as the checks emit them.
 EXAMPLE = {
     "mx.domain_nxdomain": (DOMAIN, {}),
     "mx.no_mail_host": (DOMAIN, {}),
@@ -64,9 +98,47 @@ EXAMPLE = {
     "ptr.lookup_failed": ("192.0.2.25", {"ip": "192.0.2.25", "outcome": "timeout"}),
     "ptr.forward_lookup_failed": ("192.0.2.25", {"ip": "192.0.2.25", "ptr_name": "mail.example.test",
                                                  "family": "A", "outcome": "timeout"}),
+    "smtp.refused": ("192.0.2.25", {**MX, "port": 25}),
+    "smtp.connect_timeout": ("192.0.2.25", {**MX, "port": 25, "seconds": "10"}),
+    "smtp.tarpit": ("192.0.2.25", {**MX, "port": 25, "seconds": "30"}),
+    "smtp.greeting_rejected": ("192.0.2.25", {**MX, "port": 25, "reply": "554 5.3.2 No SMTP service here"}),
+    "smtp.greeting_deferred": ("192.0.2.25", {**MX, "port": 25, "reply": "421 4.3.2 Service not available"}),
+    "smtp.not_smtp": ("192.0.2.25", {**MX, "port": 25, "what": "HTTP/1.1 400 Bad Request"}),
+    "smtp.closed": ("192.0.2.25", {**MX, "port": 25}),
+    "smtp.no_ehlo": ("192.0.2.25", {**MX, "port": 25, "reply": "502 5.5.2 Error: command not recognized"}),
+    "smtp.ipv6_unreachable": ("2001:db8::25", {"ip": "2001:db8::25", "host": "mx1.example.test",
+                                               "outcome": "connect_timeout"}),
+    "smtp.no_host_accepts": (DOMAIN, {"reason": "mixed", **MX, "port": 25}),
+    "helo.names": ("192.0.2.25", {**HELO, "helo": "mx1.example.test"}),
+    "helo.not_fqdn": ("192.0.2.25", {**HELO, "helo": "mailserver"}),
+    "helo.localhost": ("192.0.2.25", {**HELO, "helo": "localhost"}),
+    "helo.address_literal": ("192.0.2.25", {**HELO, "helo": "[192.0.2.25]"}),
+    "helo.invalid": ("192.0.2.25", {**HELO, "helo": "mail_server.example.test"}),
+    "helo.unresolvable": ("192.0.2.25", {**HELO, "helo": "nohost.example.test", "outcome": "NXDOMAIN"}),
+    "helo.not_own_address": ("192.0.2.25", {**HELO, "helo": "mx1.example.test", "addresses": "192.0.2.99"}),
+    "helo.ptr_mismatch": ("192.0.2.25", {**HELO, "helo": "mx1.example.test", "ptr_name": "mail.example.test"}),
+    "helo.is_domain_apex": ("192.0.2.25", {**HELO, "helo": DOMAIN}),
+    "helo.lookup_failed": ("192.0.2.25", {**HELO, "helo": "mx1.example.test", "outcome": "timeout"}),
+    "starttls.not_offered": ("192.0.2.25", MX),
+    "starttls.failed": ("192.0.2.25", {**MX, "error": "sslv3 alert handshake failure"}),
+    "starttls.old_protocol": ("192.0.2.25", {**MX, "version": "TLSv1"}),
+    "starttls.cert_expired": ("192.0.2.25", {**MX, "days": 12, "not_after": "2026-01-01",
+                                             "not_before": "2025-01-01"}),
+    "starttls.cert_not_yet_valid": ("192.0.2.25", {**MX, "not_after": "2028-01-01", "not_before": "2027-01-01"}),
+    "starttls.cert_expiring": ("192.0.2.25", {**MX, "days": 9, "not_after": "2026-12-02",
+                                              "not_before": "2026-09-02"}),
+    "starttls.cert_name_mismatch": ("192.0.2.25", {**MX, "names": "www.example.net"}),
+    "starttls.cert_untrusted": ("192.0.2.25", {**MX, "error": "unable to get local issuer certificate"}),
+    "starttls.cert_self_signed": ("192.0.2.25", MX),
+    "starttls.weak_key": ("192.0.2.25", {**MX, "reason": "RSA 1024 bits"}),
+    "starttls.weak_signature": ("192.0.2.25", {**MX, "reason": "sha1WithRSAEncryption"}),
+    "relay.open": ("192.0.2.25", {**MX, "sender": "deliverck@example.com", "recipient": "relay-test@example.net",
+                                  "reply": "250 2.1.5 Ok"}),
 }
 
-INCONCLUSIVE = {"mx.lookup_failed", "mx.target_lookup_failed", "ptr.lookup_failed", "ptr.forward_lookup_failed"}
+INCONCLUSIVE = {"mx.lookup_failed", "mx.target_lookup_failed", "ptr.lookup_failed", "ptr.forward_lookup_failed",
+                "helo.lookup_failed", "smtp.connect_timeout", "starttls.not_checked", "relay.not_tested"}
+OUTBOUND_CHECKS = ("ptr.", "helo.", "relay.")
 
 
 def finding(fid: str, subject: str | None = None, severity: Severity = Severity.ERROR, **args) -> Finding:
@@ -80,7 +152,7 @@ def finding(fid: str, subject: str | None = None, severity: Severity = Severity.
         summary=f"{fid} on {subject}",
         fix="",
         owner=Owner.DNS_ADMIN,
-        direction=Direction.OUTBOUND if fid.startswith("ptr.") else Direction.INBOUND,
+        direction=Direction.OUTBOUND if fid.startswith(OUTBOUND_CHECKS) else Direction.INBOUND,
         inconclusive=fid in INCONCLUSIVE,
         args=args,
     )
@@ -138,6 +210,15 @@ def test_harmless_or_per_target_finding_predicts_nothing(fid):
     assert load().by_finding(fid) == ()
 
 
+@pytest.mark.parametrize("fid", sorted(NON_DEFAULT_ONLY))
+def test_helo_match_findings_predict_only_outside_the_default_set(fid):
+    cat = load()
+    assert cat.by_finding(fid), f"{fid} predicts nothing at all"
+    assert predict([finding(fid)], parse_receivers(None), domain=DOMAIN) == ()
+    systems = {p.system for p in predict([finding(fid)], parse_receivers("all"), domain=DOMAIN)}
+    assert systems and not systems & (set(cat.default_receivers()) | set(cat.fallback_receivers()))
+
+
 def test_entry_findings_are_known_ids():
     unknown = {(e.key, f) for e in load().entries for f in e.findings if f not in KNOWN_FINDINGS}
     assert unknown == set()
@@ -157,6 +238,17 @@ def test_seed_codes_are_present():
         ("sina", 553, "", "Spam"),                          # seed 004
         ("other", 451, "", "<{sender}>..."),                # seed 003
         ("other", 421, "", "SERVICE"),                      # seed 003
+        ("exchange-online", 0, "4.7.321", "starttls-not-supported:"),    # seed 002
+        ("exchange-online", 0, "5.7.321", "starttls-not-supported:"),    # seed 002
+        ("exchange-online", 0, "4.7.322", "certificate-expired:"),       # seed 002
+        ("exchange-online", 0, "5.7.322", "certificate-expired:"),       # seed 002
+        ("exchange-online", 0, "4.7.325", "certificate-host-mismatch:"),  # seed 002
+        ("exchange-online", 0, "5.7.325", "certificate-host-mismatch:"),  # seed 002
+        ("exchange-online", 550, "5.7.506", "Access"),      # seed 002
+        ("exchange-online", 550, "5.7.606", "Access"),      # seed 002 (5.7.606-649)
+        ("exchange-online", 550, "5.7.1", "Unable"),        # seed 002
+        ("other", 554, "5.7.1", "Rejected"),                # seed 004 (dnsbl.sorbs.net)
+        ("other", 553, "", "sorry,"),                       # seed 004 (rcpthosts)
     }
     assert expected <= have
 
@@ -251,7 +343,7 @@ def test_predict_rejects_unknown_receiver():
 # ------------------------------------------------------------ prediction
 
 
-@pytest.mark.parametrize("fid", sorted(DELIVERY_CONSEQUENCE))
+@pytest.mark.parametrize("fid", sorted(DELIVERY_CONSEQUENCE | NON_DEFAULT_ONLY))
 def test_replies_render_completely_for_real_args(fid):
     f = finding(fid)
     if fid == "ptr.missing":
@@ -399,13 +491,21 @@ def test_host_and_address_come_from_args_or_subject():
 
 
 def test_known_findings_match_the_registry():
+    # Strict for every catalog-covered check that is registered; a check that
+    # is still being written is left out until it registers.
     pytest.importorskip("dns")
     from deliverck import registry
 
-    declared = {fid for fid in registry.finding_specs() if fid.split(".")[0] in ("mx", "ptr")}
-    assert declared == KNOWN_FINDINGS
-    for fid, spec in registry.finding_specs().items():
-        assert set(spec.ndr) >= {e.key for e in load().by_finding(fid)}
+    specs = registry.finding_specs()
+    registered = set(registry.check_ids()) & set(CATALOG_CHECKS)
+    assert {"mx", "ptr"} <= registered
+    declared = {fid for fid in specs if fid.split(".")[0] in registered}
+    known = {fid for fid in KNOWN_FINDINGS if fid.split(".")[0] in registered}
+    assert declared == known
+    for fid in declared:
+        assert set(specs[fid].ndr) >= {e.key for e in load().by_finding(fid)}
+    named = {fid for e in load().entries for fid in e.findings if fid.split(".")[0] in registered}
+    assert named <= declared
 
 
 def test_no_control_characters_from_hostile_args():
@@ -460,3 +560,93 @@ def test_condition_must_name_a_listed_finding():
                       "text": "t", "meaning": "m", "causes": ["c"], "owner": "dns_admin", "fix": "f",
                       "findings": ["mx.null"], "source": "s", "when": {"mx.other": {"reason": "y"}}}]}
     assert any("'when' names" in p for p in from_mapping(bad).problems())
+
+
+def _keys(fid, receivers, **args):
+    return {p.key for p in predict([finding(fid, **args)], receivers, domain=DOMAIN)}
+
+
+def test_no_host_accepts_depends_on_the_reason():
+    everyone = parse_receivers("all")
+    refused = _keys("smtp.no_host_accepts", everyone, reason="refused")
+    timeout = _keys("smtp.no_host_accepts", everyone, reason="timeout")
+    rejected = _keys("smtp.no_host_accepts", everyone, reason="rejected")
+    mixed = _keys("smtp.no_host_accepts", everyone, reason="mixed")
+    assert {"postfix.smtp-connect-refused", "exchange-online.smtp-connection-refused"} <= refused
+    assert "postfix.smtp-connect-timeout" not in refused
+    assert {"postfix.smtp-connect-timeout", "exchange-online.smtp-queue-expired"} <= timeout
+    assert not {"postfix.smtp-connect-refused", "exchange-online.smtp-connection-refused"} & timeout
+    assert {"postfix.smtp-refused-to-talk", "generic.smtp-not-accepting"} <= rejected
+    assert not {"postfix.smtp-connect-refused", "postfix.smtp-connect-timeout",
+                "exchange.smtp-primary-target-unreachable", "generic.smtp-no-answer"} & rejected
+    # Whatever the reason, the message finally comes back.
+    for keys in (refused, timeout, rejected):
+        assert {"exchange-online.smtp-message-expired", "exchange.smtp-queue-expired"} <= keys
+    assert mixed == refused | timeout | rejected
+    # An unknown reason predicts only the reason-independent entries.
+    assert _keys("smtp.no_host_accepts", everyone, reason="other") == refused & timeout & rejected
+
+
+def test_no_host_accepts_renders_host_and_address():
+    (p,) = [p for p in predict([finding("smtp.no_host_accepts", reason="refused")], ["postfix"], domain=DOMAIN)]
+    assert p.reply == "4.4.1 connect to mx1.example.test[192.0.2.25]:25: Connection refused"
+    assert p.direction == Direction.INBOUND and p.owner == Owner.NETWORK
+
+
+def test_localhost_helo_is_non_fqdn_only_when_bare():
+    assert "postfix.helo-non-fqdn" in _keys("helo.localhost", ["postfix"], helo="localhost")
+    assert "postfix.helo-non-fqdn" in _keys("helo.localhost", ["postfix"], helo="LOCALHOST")
+    keys = _keys("helo.localhost", ["postfix"], helo="localhost.localdomain")
+    assert "postfix.helo-non-fqdn" not in keys and "postfix.helo-unknown" in keys
+    assert "postfix.helo-non-fqdn" in _keys("helo.not_fqdn", ["postfix"])
+
+
+def test_helo_findings_are_outbound_and_name_no_host():
+    # {host} would be filled from ptr_name, not from the HELO name.
+    cat = load()
+    for fid in sorted(f for f in DELIVERY_CONSEQUENCE | NON_DEFAULT_ONLY if f.startswith("helo.")):
+        for e in cat.by_finding(fid):
+            assert e.direction == Direction.OUTBOUND, e.key
+            assert "{host}" not in e.text, e.key
+
+
+def test_bad_helo_only_from_the_apex():
+    assert "exchange-online.bad-helo" in _keys("helo.is_domain_apex", ["exchange-online"])
+    for fid in ("helo.not_fqdn", "helo.invalid", "helo.unresolvable"):
+        assert "exchange-online.bad-helo" not in _keys(fid, ["exchange-online"])
+
+
+@pytest.mark.parametrize("fid", sorted(TLS_REQUIRED))
+def test_tls_entries_say_only_tls_requiring_senders_fail(fid):
+    for e in load().by_finding(fid):
+        assert e.direction == Direction.INBOUND, e.key
+        assert any("only happens for senders that require TLS" in c and "fall back to plain text" in c
+                   for c in e.causes), e.key
+
+
+def test_exchange_online_tls_deferral_comes_before_the_final_ndr():
+    for fid, detail in (("starttls.not_offered", "321"), ("starttls.cert_expired", "322"),
+                        ("starttls.cert_name_mismatch", "325")):
+        preds = [p for p in predict([finding(fid)], ["exchange-online"], domain=DOMAIN)]
+        assert [p.status for p in preds] == [f"4.7.{detail}", f"5.7.{detail}"], fid
+        assert preds[0].reply == preds[1].reply.replace("5.7.", "4.7.", 1)
+
+
+def test_no_ehlo_predicts_what_a_missing_starttls_predicts():
+    everyone = parse_receivers("all")
+    assert _keys("smtp.no_ehlo", everyone) == _keys("starttls.not_offered", everyone)
+
+
+def test_open_relay_predicts_blocklist_rejections_of_outbound_mail():
+    preds = predict([finding("relay.open")], parse_receivers("all"), domain=DOMAIN)
+    assert preds and all(p.direction == Direction.OUTBOUND for p in preds)
+    by_key = {p.key: p for p in preds}
+    assert by_key["exchange-online.banned-sending-ip"].reply == (
+        "550 5.7.606 Access denied, banned sending IP [192.0.2.25]")
+    assert by_key["other.dnsbl-sorbs"].reply == "554 5.7.1 Rejected 192.0.2.25 found in dnsbl.sorbs.net"
+    assert {"postfix.rbl-blocked", "sina.denied-ip", "generic.dnsbl-listed"} <= set(by_key)
+
+
+def test_expiring_certificate_and_tarpit_predict_nothing_yet():
+    for fid in ("starttls.cert_expiring", "smtp.tarpit", "smtp.refused", "smtp.greeting_rejected"):
+        assert predict([finding(fid, severity=Severity.WARNING)], parse_receivers("all"), domain=DOMAIN) == ()
