@@ -72,6 +72,39 @@ def _positive(value: float, option: str) -> float:
     return value
 
 
+def _ehlo_name(name: Optional[str]) -> str:
+    if name is None:
+        return ""
+    from deliverck.target import is_address_literal, is_hostname
+
+    n = name.strip().rstrip(".")
+    if not (is_hostname(n) or (is_address_literal(n) and n.startswith("["))):
+        raise UsageError(f"--ehlo-name {name!r} is not a fully qualified host name or [address] literal "
+                         "(e.g. probe.example.com)")
+    return n
+
+
+def _helo(name: Optional[str]) -> str:
+    if name is None:
+        return ""
+    n = name.strip()
+    if not n or len(n) > 255 or not n.isprintable() or " " in n:
+        raise UsageError(f"--helo {name!r}: give the single name the server sends in HELO/EHLO")
+    return n
+
+
+def _ca_file(path: Optional[str]):
+    if path is None:
+        return None
+    from pathlib import Path
+
+    from deliverck.net.tls import load_trust_store
+
+    p = Path(path)
+    load_trust_store(p, system=False)  # one-line UsageError when missing, unreadable or empty
+    return p
+
+
 @app.command("check")
 def check_cmd(
     target: str = typer.Argument(..., help="Mail domain, mail host, IP address, or user@domain."),
@@ -90,6 +123,17 @@ def check_cmd(
     dns_timeout: float = typer.Option(5.0, "--dns-timeout", metavar="SECONDS", help="Time limit per DNS question."),
     check_timeout: float = typer.Option(30.0, "--check-timeout", metavar="SECONDS", help="Time limit per check."),
     deadline: float = typer.Option(60.0, "--deadline", metavar="SECONDS", help="Time limit for the whole run."),
+    ehlo_name: Optional[str] = typer.Option(None, "--ehlo-name", metavar="NAME",
+                                            help="Name deliverck gives in EHLO (default: this machine's FQDN, else deliverck-probe.invalid)."),
+    helo: Optional[str] = typer.Option(None, "--helo", metavar="NAME",
+                                       help="The name the audited server uses in HELO for outbound mail (default: the name it announces)."),
+    ca_file: Optional[str] = typer.Option(None, "--ca-file", metavar="PEM",
+                                          help="Extra trusted CA certificates (a private CA) besides the system store."),
+    cert_warn_days: int = typer.Option(21, "--cert-warn-days", metavar="DAYS", help="Warn when a certificate expires sooner."),
+    smtp_timeout: float = typer.Option(10.0, "--smtp-timeout", metavar="SECONDS",
+                                       help="Time limit per SMTP step (connect, greeting, EHLO, STARTTLS)."),
+    probe_private: bool = typer.Option(False, "--probe-private",
+                                       help="Also connect to MX addresses in private, loopback or CGNAT ranges."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Show informational findings and the evidence."),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks of internal errors."),
 ) -> None:
@@ -109,6 +153,8 @@ def check_cmd(
         if not is_ip(addr):
             raise UsageError(f"--ip {addr!r} is not an IP address (give the server's outbound IPv4 or IPv6 address)")
         ips.append(addr)
+    if cert_warn_days < 0:
+        raise UsageError("--cert-warn-days must be 0 or more")
     config = Config(
         target=parse_target(target),
         resolvers=resolvers,
@@ -121,6 +167,12 @@ def check_cmd(
         check_timeout=_positive(check_timeout, "--check-timeout"),
         deadline=_positive(deadline, "--deadline"),
         debug=debug,
+        ehlo_name=_ehlo_name(ehlo_name),
+        helo_name=_helo(helo),
+        ca_file=_ca_file(ca_file),
+        cert_warn_days=cert_warn_days,
+        smtp_timeout=_positive(smtp_timeout, "--smtp-timeout"),
+        probe_private=probe_private,
     )
     select_checks(config)  # unknown check names are bad usage: fail before any lookup
     report = asyncio.run(run_audit(config))

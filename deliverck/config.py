@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from deliverck.model import Severity
 from deliverck.net.dns import ResolverAddress
@@ -22,4 +23,10 @@ class Config:
     check_timeout: float = 30.0                 # per check
     deadline: float = 60.0                      # whole run
     debug: bool = False
+    ehlo_name: str = ""                         # what deliverck says in EHLO; "" = default_ehlo_name()
+    helo_name: str = ""                         # --helo: the name the server uses for outbound mail
+    ca_file: Path | None = None                 # extra trust anchors (private CA, the lab's CA)
+    cert_warn_days: int = 21
+    smtp_timeout: float = 10.0                  # per SMTP phase (connect, greeting, EHLO, ...)
+    probe_private: bool = False                 # also connect to private/loopback addresses
     severity_overrides: dict[str, Severity] = field(default_factory=dict)

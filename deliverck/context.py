@@ -15,6 +15,7 @@ import dns.rdtypes.ANY.MX
 from publicsuffixlist import PublicSuffixList
 
 from deliverck.config import Config
+from deliverck.net import smtp
 from deliverck.net.addresses import Scope, scope
 from deliverck.net.dns import DnsAnswer, DnsClient, Outcome
 
@@ -105,6 +106,15 @@ class MailAddress:
     def scope(self) -> Scope:
         return scope(self.ip)
 
+    @property
+    def receives(self) -> bool:
+        """Does mail *to* the target arrive here (so an SMTP probe makes sense)?"""
+        return any(s in ("mx", "host", "ip-literal") for s in self.sources)
+
+    @property
+    def host(self) -> str:
+        return self.hosts[0] if self.hosts else ""
+
 
 class Context:
     def __init__(self, config: Config, dns_client: DnsClient) -> None:
@@ -112,6 +122,7 @@ class Context:
         self.target = config.target
         self.dns_client = dns_client
         self._facts: dict[object, asyncio.Future] = {}
+        self._address_locks: dict[str, asyncio.Lock] = {}
 
     async def fact(self, key: object, compute: Callable[[], Awaitable[T]]) -> T:
         """Compute `compute()` once per run; concurrent askers share the result."""
@@ -222,3 +233,34 @@ class Context:
         if self.target_is_host(mx):
             roles.append("host")
         return tuple(roles)
+
+    # ---- SMTP facts ------------------------------------------------------
+
+    def probe_allowed(self, ma: MailAddress) -> bool:
+        return ma.scope.routable or (self.config.probe_private and ma.scope is not Scope.UNSPECIFIED)
+
+    async def smtp_targets(self) -> tuple[MailAddress, ...]:
+        """Addresses that receive the target's mail and may be probed."""
+        return tuple(a for a in await self.mail_addresses() if a.receives and self.probe_allowed(a))
+
+    async def smtp_session(self, ma: MailAddress, port: int = 25) -> smtp.SmtpSession:
+        """The one SMTP session of this run with ma.ip:port, shared by every check."""
+
+        async def compute() -> smtp.SmtpSession:
+            # One connection per address at a time, whatever the port.
+            lock = self._address_locks.setdefault(ma.ip, asyncio.Lock())
+            async with lock:
+                return await smtp.probe(ma.ip, ma.host, port, self.probe_options())
+
+        return await self.fact(("smtp", ma.ip, port), compute)
+
+    def probe_options(self) -> smtp.ProbeOptions:
+        cfg = self.config
+        selected = {c for c in (cfg.only or ("relay",)) if c not in cfg.skip}
+        return smtp.ProbeOptions(
+            ehlo_name=cfg.ehlo_name or smtp.default_ehlo_name(),
+            timeout=cfg.smtp_timeout,
+            # Leave the checks time to report on the session they waited for.
+            budget=max(cfg.check_timeout * 0.8, cfg.smtp_timeout),
+            relay_test="relay" in selected,
+        )

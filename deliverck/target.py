@@ -73,6 +73,18 @@ def parse_target(text: str) -> Target:
     return Target(input=raw, name=normalise_name(s))
 
 
+def is_address_literal(text: str) -> bool:
+    """`[192.0.2.1]`, `[IPv6:2001:db8::1]` (RFC 5321 4.1.3), or a bare address."""
+    inner = text[1:-1] if text.startswith("[") and text.endswith("]") else text
+    if inner.lower().startswith("ipv6:"):
+        inner = inner[5:]
+    try:
+        ipaddress.ip_address(inner)
+    except ValueError:
+        return False
+    return True
+
+
 def is_hostname(name: str) -> bool:
     """A syntactically valid fully qualified host name in A-label form (RFC 1123 2.1, RFC 5321 2.3.5)."""
     labels = name.rstrip(".").split(".")

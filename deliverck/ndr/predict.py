@@ -20,7 +20,7 @@ _PLACEHOLDER_RE = re.compile(r"\{([a-z_]+)\}")
 _IP_ARGS = ("ip", "address", "addresses", "addr")
 _HOST_ARGS = ("host", "ptr_name", "target", "ptr", "name")
 # Shown for a placeholder the causing finding has no value for.
-_STAND_INS = {"ip": "(address)", "host": "(mail host)"}
+_STAND_INS = {"ip": "(address)", "host": "(mail host)", "helo": "(HELO name)"}
 _DIRECTION_ORDER = {d: i for i, d in enumerate(ENTRY_DIRECTIONS)}
 
 
@@ -98,6 +98,9 @@ def _prediction(
     host = _host_of(first, domain)
     if host:
         values["host"] = host
+    helo = first.args.get("helo")
+    if helo:
+        values["helo"] = str(helo)
     return NdrPrediction(
         key=e.key,
         system=e.system,

@@ -1,0 +1,183 @@
+"""SMTP: does every MX address accept an SMTP session on port 25?
+
+Senders need a TCP connection, a 220 greeting and a working EHLO.  A refused
+port, a server that greets with 554 or 421, something that is not SMTP, or
+an IPv6 address that does not answer while IPv4 does: each makes senders
+defer and, after their retry period, bounce.  Timeouts are judged with care:
+when every connection times out, the checking network may be blocking port
+25 (common on clouds and consumer ISPs), which says nothing about the server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from deliverck.context import Context, MailAddress
+from deliverck.model import CheckSpec, Direction, Finding, FindingSpec, Owner, Severity, Skip
+from deliverck.net.smtp import Outcome, SmtpSession
+from deliverck.report.escape import safe
+
+IN, NONE = Direction.INBOUND, Direction.NONE
+MAIL, NET = Owner.MAIL_ADMIN, Owner.NETWORK
+
+CHECK = CheckSpec(
+    id="smtp",
+    title="SMTP service on port 25",
+    cause="An MX address does not accept SMTP sessions (refused, silent, not SMTP, rejecting greeting, IPv6 down).",
+    order=30,
+    findings=(
+        FindingSpec("smtp.greeting", Severity.INFO, "{ip} ({host}) greets: {greeting}",
+                    "Nothing to fix.", Owner.NOBODY, NONE, refs=("RFC 5321 4.3.1",)),
+        FindingSpec("smtp.refused", Severity.ERROR,
+                    "{ip} ({host}) refuses connections on port {port}",
+                    "Start the mail service on {ip}:{port}, or open port {port} in the firewall in front of it; "
+                    "if the host no longer receives mail, remove it from MX.",
+                    MAIL, IN, refs=("RFC 5321 5.1",)),
+        FindingSpec("smtp.connect_timeout", Severity.ERROR,
+                    "{ip} ({host}) did not answer a connection to port {port} within {seconds}s",
+                    "Check that {ip} is up and that port {port} is open to the internet; a firewall that "
+                    "drops packets looks exactly like this.",
+                    NET, IN, refs=("RFC 5321 4.5.3.2",), inconclusive=True),
+        FindingSpec("smtp.no_route", Severity.ERROR,
+                    "this machine has no route to {ip} ({host}); its SMTP service could not be checked",
+                    "Run deliverck from a network with {family} connectivity to check this address.",
+                    NET, NONE, inconclusive=True),
+        FindingSpec("smtp.port25_blocked", Severity.ERROR,
+                    "every connection to port 25 timed out: the network deliverck runs in may block outbound port 25",
+                    "Many clouds and ISPs block outbound port 25. Run deliverck from a host that may send mail "
+                    "(e.g. the mail server's own network) before concluding that the servers are down.",
+                    NET, NONE, inconclusive=True),
+        FindingSpec("smtp.tarpit", Severity.WARNING,
+                    "{ip} ({host}) accepted the connection but sent no greeting within {seconds}s",
+                    "Senders wait up to 5 minutes for a greeting (RFC 5321 4.5.3.2.1) but many give up sooner: "
+                    "check the server's load, its DNS lookups on connect, and any greeting delay (postscreen, "
+                    "tarpitting) applied to legitimate senders.",
+                    MAIL, IN, refs=("RFC 5321 4.5.3.2.1",)),
+        FindingSpec("smtp.greeting_rejected", Severity.ERROR,
+                    "{ip} ({host}) answers with a rejecting greeting: {reply}",
+                    "A 5xx greeting means the server takes no mail at all (RFC 5321 3.1): configure it to accept "
+                    "mail for the domain, or remove it from MX.",
+                    MAIL, IN, refs=("RFC 5321 3.1", "RFC 5321 4.2.3")),
+        FindingSpec("smtp.greeting_deferred", Severity.ERROR,
+                    "{ip} ({host}) answers with a temporary-failure greeting: {reply}",
+                    "A 4xx greeting makes every sender queue and retry: find out why the server is refusing "
+                    "service (overload, connection limits, a blocklist against the checking address).",
+                    MAIL, IN, refs=("RFC 5321 3.8", "RFC 5321 4.2.3")),
+        FindingSpec("smtp.not_smtp", Severity.ERROR,
+                    "{ip} ({host}) port {port} answers, but not with SMTP: {what}",
+                    "Something other than a mail server (a web server, a proxy, a load balancer health page) "
+                    "listens on port {port}: fix the port mapping or the MX record.",
+                    MAIL, IN, refs=("RFC 5321 4.2",)),
+        FindingSpec("smtp.closed", Severity.ERROR,
+                    "{ip} ({host}) closes the connection without a greeting",
+                    "The server or a firewall in front of it drops SMTP sessions: check its connection limits, "
+                    "access lists and logs.",
+                    MAIL, IN, refs=("RFC 5321 3.1",)),
+        FindingSpec("smtp.no_ehlo", Severity.WARNING,
+                    "{ip} ({host}) refuses EHLO ({reply}): no ESMTP, so no STARTTLS, SIZE or 8BITMIME",
+                    "Enable ESMTP (EHLO) on the server; every current MTA supports it.",
+                    MAIL, IN, refs=("RFC 5321 4.1.1.1",)),
+        FindingSpec("smtp.ipv6_unreachable", Severity.ERROR,
+                    "{host} has AAAA {ip}, but port 25 does not answer there ({outcome}) while IPv4 works",
+                    "Make the server listen on {ip} port 25 and open IPv6 in the firewall, or remove the AAAA "
+                    "record: senders that prefer IPv6 try it first and defer.",
+                    MAIL, IN, refs=("RFC 3974 3", "RFC 5321 5.2")),
+        FindingSpec("smtp.no_host_accepts", Severity.CRITICAL,
+                    "no MX address of {subject} accepts an SMTP session: inbound mail queues at senders and bounces",
+                    "Bring up the mail service on at least one MX address, or fix the MX records.",
+                    MAIL, IN, refs=("RFC 5321 4.5.4.1", "RFC 5321 5.1")),
+        FindingSpec("smtp.probe_failed", Severity.ERROR,
+                    "the SMTP probe of {ip} ({host}) failed: {detail}",
+                    "Rerun with --debug; if it persists, report it with the transcript (-v).",
+                    Owner.NOBODY, NONE, inconclusive=True),
+        FindingSpec("smtp.not_probed", Severity.INFO,
+                    "{ip} ({host}) is not a public address and was not probed (--probe-private probes it)",
+                    "Nothing to check from outside.", Owner.NOBODY, NONE),
+    ),
+)
+
+_DEFINITE_FAILURES = {
+    Outcome.REFUSED: "refused",
+    Outcome.GREETING_REJECTED: "rejected",
+    Outcome.GREETING_DEFERRED: "rejected",
+    Outcome.NOT_SMTP: "rejected",
+    Outcome.CLOSED: "rejected",
+}
+
+
+def evidence(s: SmtpSession) -> tuple[str, ...]:
+    return tuple(s.transcript[:20])
+
+
+def session_findings(ma: MailAddress, s: SmtpSession, seconds: float) -> list[Finding]:
+    args = dict(ip=ma.ip, host=ma.host or ma.ip, port=s.port)
+    ev = evidence(s)
+    o = s.outcome
+    if o is Outcome.OK:
+        out = [CHECK.finding("greeting", ma.ip, ev, greeting=safe(s.greeting.line()) if s.greeting else "", **args)]
+        if s.ehlo is not None and s.ehlo.code != 250:
+            out.append(CHECK.finding("no_ehlo", ma.ip, ev, reply=safe(s.ehlo.line()), **args))
+        return out
+    if o is Outcome.REFUSED:
+        return [CHECK.finding("refused", ma.ip, ev, **args)]
+    if o is Outcome.CONNECT_TIMEOUT:
+        return [CHECK.finding("connect_timeout", ma.ip, ev, seconds=f"{seconds:g}", **args)]
+    if o is Outcome.UNREACHABLE:
+        return [CHECK.finding("no_route", ma.ip, ev, family="IPv6" if ":" in ma.ip else "IPv4", **args)]
+    if o is Outcome.TARPIT:
+        return [CHECK.finding("tarpit", ma.ip, ev, seconds=f"{seconds:g}", **args)]
+    if o is Outcome.GREETING_REJECTED:
+        return [CHECK.finding("greeting_rejected", ma.ip, ev, reply=safe(s.detail), **args)]
+    if o is Outcome.GREETING_DEFERRED:
+        return [CHECK.finding("greeting_deferred", ma.ip, ev, reply=safe(s.detail), **args)]
+    if o is Outcome.NOT_SMTP:
+        return [CHECK.finding("not_smtp", ma.ip, ev, what=safe(s.detail)[:120], **args)]
+    if o is Outcome.CLOSED:
+        return [CHECK.finding("closed", ma.ip, ev, **args)]
+    return [CHECK.finding("probe_failed", ma.ip, ev, detail=safe(s.detail), **args)]
+
+
+async def sessions(ctx: Context) -> list[tuple[MailAddress, SmtpSession]]:
+    """Every probe-able receiving address with its (shared) session."""
+    targets = await ctx.smtp_targets()
+    found = await asyncio.gather(*(ctx.smtp_session(ma) for ma in targets))
+    return list(zip(targets, found))
+
+
+async def run(ctx: Context) -> list[Finding]:
+    addresses = [a for a in await ctx.mail_addresses() if a.receives]
+    if not addresses:
+        raise Skip("no receiving address to probe (see the mx check)")
+    out: list[Finding] = []
+    for ma in addresses:
+        if not ctx.probe_allowed(ma):
+            out.append(CHECK.finding("not_probed", ma.ip, ip=ma.ip, host=ma.host or ma.ip))
+    pairs = await sessions(ctx)
+    if not pairs:
+        return out
+    seconds = ctx.config.smtp_timeout
+    for ma, s in pairs:
+        out += session_findings(ma, s, seconds)
+
+    outcomes = [s.outcome for _, s in pairs]
+    if all(o is Outcome.CONNECT_TIMEOUT for o in outcomes):
+        out.append(CHECK.finding("port25_blocked", ctx.target.label))
+    # IPv6 down while IPv4 of the same host works: IPv6-first senders defer.
+    by_host: dict[str, list[tuple[MailAddress, SmtpSession]]] = {}
+    for ma, s in pairs:
+        by_host.setdefault(ma.host, []).append((ma, s))
+    for host, items in by_host.items():
+        v4_ok = any(s.outcome is Outcome.OK for ma, s in items if ":" not in ma.ip)
+        for ma, s in items:
+            if ":" in ma.ip and v4_ok and s.outcome in (Outcome.REFUSED, Outcome.CONNECT_TIMEOUT):
+                out.append(CHECK.finding("ipv6_unreachable", ma.ip, evidence(s), ip=ma.ip, host=host or ma.ip,
+                                         outcome=s.outcome.value))
+    if not any(o is Outcome.OK for o in outcomes) and not all(o is Outcome.CONNECT_TIMEOUT for o in outcomes):
+        kinds = {_DEFINITE_FAILURES.get(o, "timeout") for o in outcomes
+                 if o not in (Outcome.UNREACHABLE, Outcome.ERROR, Outcome.TARPIT)}
+        if kinds:
+            reason = kinds.pop() if len(kinds) == 1 else "mixed"
+            first_ma, first = pairs[0]
+            out.append(CHECK.finding("no_host_accepts", ctx.target.label, reason=reason,
+                                     host=first_ma.host or first_ma.ip, ip=first_ma.ip, port=first.port))
+    return out

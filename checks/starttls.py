@@ -1,0 +1,149 @@
+"""STARTTLS: can senders that require TLS deliver to every MX address?
+
+Opportunistic senders fall back to plain text, but senders that require TLS
+(DANE, MTA-STS in enforce mode, forced-TLS connectors such as Exchange
+Online's) defer and finally bounce when STARTTLS is missing or the
+certificate is expired, for another name or untrusted (Exchange Online
+4.7.321-325 / 5.7.321-325, seed 002).  The certificate is judged from the
+chain the server presented in the shared SMTP session (no second connection).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from deliverck.context import Context
+from deliverck.model import CheckSpec, Direction, Finding, FindingSpec, Owner, Severity, Skip
+from deliverck.net import tls
+from deliverck.net.smtp import Outcome
+from deliverck.report.escape import safe
+
+IN, NONE = Direction.INBOUND, Direction.NONE
+MAIL = Owner.MAIL_ADMIN
+_TLS12 = ("TLSv1.2", "TLSv1.3")
+
+CHECK = CheckSpec(
+    id="starttls",
+    title="STARTTLS and certificate",
+    cause="An MX address offers no STARTTLS, fails the handshake, or presents a certificate that is expired, "
+          "for another name, untrusted or weak.",
+    order=50,
+    findings=(
+        FindingSpec("starttls.ok", Severity.INFO, "{ip} ({host}): {version} {cipher}; {cert}",
+                    "Nothing to fix.", Owner.NOBODY, NONE, refs=("RFC 3207",)),
+        FindingSpec("starttls.not_offered", Severity.ERROR,
+                    "{ip} ({host}) does not offer STARTTLS",
+                    "Enable STARTTLS with a certificate for {host} (Postfix: smtpd_tls_security_level = may and "
+                    "smtpd_tls_chain_files); senders that require TLS cannot deliver without it.",
+                    MAIL, IN, refs=("RFC 3207", "RFC 8461 5", "seed 002")),
+        FindingSpec("starttls.failed", Severity.ERROR,
+                    "STARTTLS with {ip} ({host}) failed: {error}",
+                    "Check the server's TLS configuration and logs: the certificate and key files, the "
+                    "protocol versions and ciphers it allows.",
+                    MAIL, IN, refs=("RFC 3207 4.1",)),
+        FindingSpec("starttls.old_protocol", Severity.ERROR,
+                    "{ip} ({host}) negotiated {version}; receivers and senders require TLS 1.2 or newer",
+                    "Enable TLS 1.2 and 1.3 on the server (and disable SSLv3, TLS 1.0 and 1.1).",
+                    MAIL, IN, refs=("RFC 8996", "RFC 8461 5")),
+        FindingSpec("starttls.cert_expired", Severity.ERROR,
+                    "the certificate of {ip} ({host}) expired on {not_after} ({days} days ago)",
+                    "Renew the certificate and reload the mail server; automate renewal (e.g. ACME).",
+                    MAIL, IN, refs=("RFC 5280 4.1.2.5", "seed 002")),
+        FindingSpec("starttls.cert_not_yet_valid", Severity.ERROR,
+                    "the certificate of {ip} ({host}) is not valid before {not_before}",
+                    "Check the server's clock and the certificate's start date; install a currently valid one.",
+                    MAIL, IN, refs=("RFC 5280 4.1.2.5",)),
+        FindingSpec("starttls.cert_expiring", Severity.WARNING,
+                    "the certificate of {ip} ({host}) expires on {not_after}, in {days} days",
+                    "Renew it now; senders that require TLS fail the moment it expires.",
+                    MAIL, IN, refs=("RFC 5280 4.1.2.5",)),
+        FindingSpec("starttls.cert_name_mismatch", Severity.ERROR,
+                    "the certificate of {ip} is not valid for {host} (it names {names})",
+                    "Install a certificate whose subjectAltName includes {host}, the name in the MX record.",
+                    MAIL, IN, refs=("RFC 6125 6.4", "RFC 7817 3", "RFC 8461 4.2", "seed 002")),
+        FindingSpec("starttls.cert_self_signed", Severity.ERROR,
+                    "the certificate of {ip} ({host}) is self-signed",
+                    "Use a certificate from a public CA (or publish DANE-EE TLSA records for it).",
+                    MAIL, IN, refs=("RFC 8461 4.2",)),
+        FindingSpec("starttls.cert_untrusted", Severity.ERROR,
+                    "the certificate chain of {ip} ({host}) does not lead to a trusted root: {error}",
+                    "Serve the full chain (leaf and intermediates) from a public CA; with a private CA, "
+                    "senders that require TLS cannot verify it.",
+                    MAIL, IN, refs=("RFC 5280 6", "RFC 8461 4.2")),
+        FindingSpec("starttls.weak_key", Severity.WARNING,
+                    "the certificate of {ip} ({host}) has a weak key: {reason}",
+                    "Reissue the certificate with RSA 2048+ or ECDSA P-256.",
+                    MAIL, IN, refs=("NIST SP 800-131A",)),
+        FindingSpec("starttls.weak_signature", Severity.ERROR,
+                    "the certificate chain of {ip} ({host}) uses a broken signature algorithm: {reason}",
+                    "Reissue the certificate (and intermediates) with SHA-256 or better.",
+                    MAIL, IN, refs=("RFC 6194", "CA/Browser Forum BR 7.1.3")),
+        FindingSpec("starttls.not_checked", Severity.ERROR,
+                    "STARTTLS of {ip} ({host}) could not be checked: no SMTP session ({reason})",
+                    "See the smtp check.", Owner.NOBODY, NONE, inconclusive=True),
+    ),
+)
+
+
+async def _trust_store(ctx: Context):
+    return tls.load_trust_store(ctx.config.ca_file)
+
+
+async def run(ctx: Context) -> list[Finding]:
+    from deliverck.checks.smtp import evidence, sessions
+
+    pairs = await sessions(ctx)
+    if not pairs:
+        raise Skip("no receiving address to probe (see the mx check)")
+    store = await ctx.fact("trust_store", lambda: _trust_store(ctx))
+    now = datetime.now(timezone.utc)
+    out: list[Finding] = []
+    for ma, s in pairs:
+        host = ma.host or ""
+        args = dict(ip=ma.ip, host=host or ma.ip)
+        ev = evidence(s)
+        if s.outcome is not Outcome.OK:
+            out.append(CHECK.finding("not_checked", ma.ip, ev, reason=s.outcome.value.replace("_", " "), **args))
+            continue
+        if not s.starttls_offered:
+            out.append(CHECK.finding("not_offered", ma.ip, ev, **args))
+            continue
+        if s.tls is None or s.tls.error:
+            error = s.tls.error if s.tls else "no TLS session"
+            out.append(CHECK.finding("failed", ma.ip, ev, error=safe(error)[:200], **args))
+            continue
+        report = tls.analyse(s.tls.chain, host, now=now, store=store, warn_days=ctx.config.cert_warn_days)
+        found = _judge(ma.ip, host, s.tls, report, ev, args, ctx.config.cert_warn_days)
+        if not found:
+            found = [CHECK.finding("ok", ma.ip, ev, version=s.tls.version, cipher=s.tls.cipher,
+                                   cert=safe(tls.summarize(report)), **args)]
+        out += found
+    return out
+
+
+def _judge(ip, host, facts, report, ev, args, warn_days: int) -> list[Finding]:
+    out = []
+    if facts.version not in _TLS12:
+        out.append(CHECK.finding("old_protocol", ip, ev, version=facts.version or "unknown", **args))
+    if report.parse_error or report.leaf is None:
+        return out + [CHECK.finding("failed", ip, ev, error=safe(report.parse_error or "no certificate"), **args)]
+    leaf = report.leaf
+    dates = dict(not_after=leaf.not_after.date().isoformat(), not_before=leaf.not_before.date().isoformat())
+    if report.expired:
+        out.append(CHECK.finding("cert_expired", ip, ev, days=-report.days_left, **dates, **args))
+    elif report.not_yet_valid:
+        out.append(CHECK.finding("cert_not_yet_valid", ip, ev, **dates, **args))
+    elif report.days_left < warn_days:
+        out.append(CHECK.finding("cert_expiring", ip, ev, days=report.days_left, **dates, **args))
+    if host and not report.name_ok:
+        out.append(CHECK.finding("cert_name_mismatch", ip, ev, names=safe(", ".join(report.names) or "no names"),
+                                 **args))
+    if leaf.self_signed:
+        out.append(CHECK.finding("cert_self_signed", ip, ev, **args))
+    elif not report.trusted:
+        out.append(CHECK.finding("cert_untrusted", ip, ev, error=safe(report.trust_error)[:200], **args))
+    if report.weak_key:
+        out.append(CHECK.finding("weak_key", ip, ev, reason=report.weak_key, **args))
+    if report.weak_signature:
+        out.append(CHECK.finding("weak_signature", ip, ev, reason=report.weak_signature, **args))
+    return out

@@ -1,0 +1,362 @@
+"""The SMTP probe: one session per address, never a message.
+
+connect -> greeting -> EHLO -> STARTTLS -> EHLO -> [relay test: MAIL, RCPT,
+RSET] -> QUIT.  DATA is never sent.  Every phase has its own time limit and
+the whole session a budget; aiosmtplib bounds every reply (line length and
+total size).  What happened is recorded as facts (`SmtpSession`) that the
+checks reason about; nothing here decides what is good or bad.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import errno
+import socket
+import ssl
+import time
+from dataclasses import dataclass, field
+
+import aiosmtplib
+from aiosmtplib import SMTPResponse
+
+# RFC 2606 names: a relay test can never deliver to, or be mistaken for, a real party.
+RELAY_SENDER = "deliverck-relay-test@example.org"
+RELAY_RECIPIENT = "deliverck-relay-test@example.net"
+MAX_TRANSCRIPT = 200
+
+
+class Outcome(str, enum.Enum):
+    OK = "ok"                        # greeted with 220
+    REFUSED = "refused"              # TCP connection refused
+    CONNECT_TIMEOUT = "connect_timeout"
+    UNREACHABLE = "unreachable"      # no route (network or host unreachable)
+    TARPIT = "tarpit"                # connected, greeting did not come in time
+    CLOSED = "closed"                # closed before or instead of a greeting
+    NOT_SMTP = "not_smtp"            # something answered, but not SMTP
+    GREETING_REJECTED = "greeting_rejected"  # 5xx greeting (e.g. 554 no service)
+    GREETING_DEFERRED = "greeting_deferred"  # 4xx greeting (e.g. 421 busy)
+    ERROR = "error"
+
+
+@dataclass(frozen=True)
+class Reply:
+    code: int
+    text: str                        # as the server sent it, lines joined by "\n"
+    elapsed_ms: int = 0
+
+    @property
+    def lines(self) -> tuple[str, ...]:
+        return tuple(self.text.split("\n"))
+
+    @property
+    def first_word(self) -> str:
+        words = self.lines[0].split()
+        return words[0] if words else ""
+
+    def line(self) -> str:
+        return f"{self.code} {' / '.join(self.lines)}"
+
+
+@dataclass(frozen=True)
+class TlsFacts:
+    version: str = ""                # "TLSv1.3"
+    cipher: str = ""
+    chain: tuple[bytes, ...] = ()    # DER, leaf first, as presented
+    error: str = ""                  # handshake failure
+
+
+@dataclass(frozen=True)
+class RelayResult:
+    mail: Reply | None
+    rcpt: Reply | None
+
+    @property
+    def open(self) -> bool:
+        return self.rcpt is not None and self.rcpt.code in (250, 251)
+
+
+@dataclass(frozen=True)
+class SmtpSession:
+    ip: str
+    port: int
+    host: str                        # the MX host name we connected for (SNI)
+    outcome: Outcome
+    detail: str = ""
+    connect_ms: int = 0
+    greeting: Reply | None = None
+    ehlo_name: str = ""              # the name we sent
+    ehlo: Reply | None = None
+    helo: Reply | None = None        # only when EHLO was refused
+    extensions: tuple[str, ...] = () # EHLO keywords, upper case
+    starttls: Reply | None = None
+    tls: TlsFacts | None = None
+    ehlo_tls: Reply | None = None
+    relay: RelayResult | None = None
+    transcript: tuple[str, ...] = ()
+
+    @property
+    def connected(self) -> bool:
+        return self.outcome not in (Outcome.REFUSED, Outcome.CONNECT_TIMEOUT, Outcome.UNREACHABLE, Outcome.ERROR) \
+            or self.greeting is not None
+
+    @property
+    def starttls_offered(self) -> bool:
+        return "STARTTLS" in self.extensions
+
+
+@dataclass
+class ProbeOptions:
+    ehlo_name: str
+    timeout: float = 10.0            # per phase
+    budget: float = 25.0             # whole session
+    relay_test: bool = True
+    tls_context: ssl.SSLContext | None = None
+
+
+def probe_tls_context() -> ssl.SSLContext:
+    """Accept anything so we can *see* what the server offers; judging is tls.py's job."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    try:
+        # Let OpenSSL talk to old servers so they can be reported, not just fail.
+        ctx.minimum_version = ssl.TLSVersion.TLSv1
+        ctx.set_ciphers("DEFAULT:@SECLEVEL=0")
+    except (ValueError, ssl.SSLError):
+        pass
+    return ctx
+
+
+def default_ehlo_name() -> str:
+    """This machine's name if it is fully qualified, else one that cannot be mistaken for anyone's."""
+    name = socket.gethostname().strip().rstrip(".").lower()
+    if "." in name and not name.startswith("localhost") and not name.endswith((".local", ".localdomain")):
+        return name
+    return "deliverck-probe.invalid"
+
+
+def _reply(r: SMTPResponse, start: float) -> Reply:
+    return Reply(r.code, r.message, int((time.monotonic() - start) * 1000))
+
+
+def _chain(ssl_object) -> tuple[bytes, ...]:
+    try:
+        # Public in Python 3.13; the private _sslobj method exists since 3.10.
+        getter = getattr(ssl_object, "get_unverified_chain", None) or ssl_object._sslobj.get_unverified_chain
+        certs = getter() or []
+        return tuple(c.public_bytes(ssl._ssl.ENCODING_DER) if not isinstance(c, bytes) else c for c in certs)
+    except Exception:
+        leaf = ssl_object.getpeercert(binary_form=True)
+        return (leaf,) if leaf else ()
+
+
+class _Recorder:
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def sent(self, text: str) -> None:
+        if len(self.lines) < MAX_TRANSCRIPT:
+            self.lines.append(f"C: {text}")
+
+    def got(self, reply: Reply | None, note: str = "") -> None:
+        if len(self.lines) < MAX_TRANSCRIPT:
+            if reply is not None:
+                for i, ln in enumerate(reply.lines):
+                    sep = "-" if i < len(reply.lines) - 1 else " "
+                    self.lines.append(f"S: {reply.code}{sep}{ln}")
+            if note:
+                self.lines.append(f"-- {note}")
+
+
+async def probe(ip: str, host: str, port: int, opts: ProbeOptions) -> SmtpSession:
+    """Run one SMTP session against ip:port.  Never raises for network trouble."""
+    rec = _Recorder()
+    facts: dict = dict(ip=ip, port=port, host=host, ehlo_name=opts.ehlo_name)
+    try:
+        async with asyncio.timeout(opts.budget):
+            return await _session(ip, host, port, opts, rec, facts)
+    except TimeoutError:
+        phase = facts.pop("phase", "session")
+        outcome = facts.pop("outcome", None) or Outcome.ERROR
+        rec.got(None, f"session budget of {opts.budget:g}s spent during {phase}")
+        return SmtpSession(outcome=outcome, detail=f"the session took longer than {opts.budget:g}s ({phase})",
+                           transcript=tuple(rec.lines), **_clean(facts))
+
+
+def _clean(facts: dict) -> dict:
+    return {k: v for k, v in facts.items() if k not in ("phase", "outcome")}
+
+
+async def _session(ip: str, host: str, port: int, opts: ProbeOptions, rec: _Recorder, facts: dict) -> SmtpSession:
+    def done(outcome: Outcome, detail: str = "") -> SmtpSession:
+        return SmtpSession(outcome=outcome, detail=detail, transcript=tuple(rec.lines), **_clean(facts))
+
+    loop = asyncio.get_running_loop()
+    family = socket.AF_INET6 if ":" in ip else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setblocking(False)
+    start = time.monotonic()
+    facts["phase"] = "connect"
+    try:
+        await asyncio.wait_for(loop.sock_connect(sock, (ip, port)), opts.timeout)
+    except TimeoutError:
+        sock.close()
+        rec.got(None, f"connect to {ip}:{port} timed out after {opts.timeout:g}s")
+        return done(Outcome.CONNECT_TIMEOUT, f"no answer to the TCP connection within {opts.timeout:g}s")
+    except OSError as e:
+        sock.close()
+        outcome = {errno.ECONNREFUSED: Outcome.REFUSED, errno.ENETUNREACH: Outcome.UNREACHABLE,
+                   errno.EHOSTUNREACH: Outcome.UNREACHABLE}.get(e.errno, Outcome.ERROR)
+        rec.got(None, f"connect to {ip}:{port}: {e.strerror or e}")
+        return done(outcome, e.strerror or str(e))
+    facts["connect_ms"] = int((time.monotonic() - start) * 1000)
+
+    smtp = aiosmtplib.SMTP(sock=sock, hostname=host or None, timeout=opts.timeout, start_tls=False,
+                           validate_certs=False, local_hostname=opts.ehlo_name)
+    try:
+        facts["phase"], facts["outcome"] = "greeting", Outcome.TARPIT
+        t = time.monotonic()
+        try:
+            greeting = await smtp.connect()
+        except aiosmtplib.SMTPConnectResponseError as e:
+            reply = Reply(e.code, e.message, int((time.monotonic() - t) * 1000))
+            facts["greeting"] = reply
+            rec.got(reply)
+            if 400 <= e.code < 500:
+                return done(Outcome.GREETING_DEFERRED, reply.line())
+            if 500 <= e.code < 600:
+                return done(Outcome.GREETING_REJECTED, reply.line())
+            return done(Outcome.NOT_SMTP, f"greeting with code {e.code}")
+        except (aiosmtplib.SMTPTimeoutError, TimeoutError):
+            rec.got(None, f"no greeting within {opts.timeout:g}s")
+            return done(Outcome.TARPIT, f"connected, but no greeting within {opts.timeout:g}s")
+        except aiosmtplib.SMTPServerDisconnected as e:
+            rec.got(None, f"closed: {e}")
+            return done(Outcome.CLOSED, "the server closed the connection without a greeting")
+        except aiosmtplib.SMTPResponseException as e:
+            rec.got(None, f"not SMTP: {e.message}")
+            return done(Outcome.NOT_SMTP, e.message)
+        except aiosmtplib.SMTPConnectError as e:
+            if isinstance(e.__cause__, aiosmtplib.SMTPServerDisconnected) or "EOF" in str(e):
+                rec.got(None, "closed before the greeting")
+                return done(Outcome.CLOSED, "the server closed the connection without a greeting")
+            rec.got(None, f"error: {e}")
+            return done(Outcome.ERROR, str(e))
+        except (aiosmtplib.SMTPException, OSError) as e:
+            rec.got(None, f"error: {e}")
+            return done(Outcome.ERROR, str(e))
+        facts["greeting"] = g = _reply(greeting, t)
+        facts.pop("outcome", None)
+        rec.got(g)
+
+        facts["phase"] = "EHLO"
+        ok = await _ehlo(smtp, opts, rec, facts, "ehlo")
+        if not ok:
+            return done(Outcome.OK, facts.get("detail", ""))
+        if smtp.supports_extension("starttls"):
+            facts["phase"] = "STARTTLS"
+            await _starttls(smtp, host, opts, rec, facts)
+        if opts.relay_test and smtp.is_connected:
+            facts["phase"] = "relay test"
+            await _relay(smtp, rec, facts)
+        facts["phase"] = "QUIT"
+        if smtp.is_connected:
+            rec.sent("QUIT")
+            try:
+                rec.got(_reply(await smtp.quit(), time.monotonic()))
+            except (aiosmtplib.SMTPException, OSError):
+                pass
+        return done(Outcome.OK)
+    finally:
+        smtp.close()
+
+
+async def _ehlo(smtp: aiosmtplib.SMTP, opts: ProbeOptions, rec: _Recorder, facts: dict, key: str) -> bool:
+    rec.sent(f"EHLO {opts.ehlo_name}")
+    t = time.monotonic()
+    try:
+        r = await smtp.ehlo(hostname=opts.ehlo_name)
+        facts[key] = reply = _reply(r, t)
+        rec.got(reply)
+        facts["extensions"] = tuple(sorted(k.upper() for k in smtp.esmtp_extensions))
+        return True
+    except aiosmtplib.SMTPHeloError as e:
+        facts[key] = reply = Reply(e.code, e.message, int((time.monotonic() - t) * 1000))
+        rec.got(reply)
+    except (aiosmtplib.SMTPException, OSError) as e:
+        rec.got(None, f"EHLO failed: {e}")
+        facts["detail"] = f"EHLO failed: {e}"
+        return False
+    if key != "ehlo" or not smtp.is_connected:
+        return False
+    rec.sent(f"HELO {opts.ehlo_name}")
+    t = time.monotonic()
+    try:
+        r = await smtp.helo(hostname=opts.ehlo_name)
+        facts["helo"] = reply = _reply(r, t)
+        rec.got(reply)
+    except aiosmtplib.SMTPHeloError as e:
+        facts["helo"] = reply = Reply(e.code, e.message, int((time.monotonic() - t) * 1000))
+        rec.got(reply)
+    except (aiosmtplib.SMTPException, OSError) as e:
+        rec.got(None, f"HELO failed: {e}")
+    return False
+
+
+async def _starttls(smtp: aiosmtplib.SMTP, host: str, opts: ProbeOptions, rec: _Recorder, facts: dict) -> None:
+    rec.sent("STARTTLS")
+    t = time.monotonic()
+    ctx = opts.tls_context or probe_tls_context()
+    try:
+        r = await smtp.starttls(server_hostname=host or None, validate_certs=False, tls_context=ctx,
+                                timeout=opts.timeout)
+        facts["starttls"] = reply = _reply(r, t)
+        rec.got(reply)
+    except aiosmtplib.SMTPResponseException as e:
+        facts["starttls"] = reply = Reply(e.code, e.message, int((time.monotonic() - t) * 1000))
+        rec.got(reply)
+        facts["tls"] = TlsFacts(error=f"STARTTLS refused: {reply.line()}")
+        return
+    except (aiosmtplib.SMTPException, OSError, ssl.SSLError) as e:
+        rec.got(None, f"TLS handshake failed: {e}")
+        facts["tls"] = TlsFacts(error=str(e) or type(e).__name__)
+        return
+    obj = smtp.get_transport_info("ssl_object")
+    if obj is None:
+        facts["tls"] = TlsFacts(error="no TLS session after STARTTLS")
+        return
+    cipher = obj.cipher()
+    facts["tls"] = tls = TlsFacts(version=obj.version() or "", cipher=cipher[0] if cipher else "", chain=_chain(obj))
+    rec.got(None, f"TLS established: {tls.version} {tls.cipher}, {len(tls.chain)} certificate(s)")
+    await _ehlo(smtp, opts, rec, facts, "ehlo_tls")
+
+
+async def _relay(smtp: aiosmtplib.SMTP, rec: _Recorder, facts: dict) -> None:
+    mail = rcpt = None
+    rec.sent(f"MAIL FROM:<{RELAY_SENDER}>")
+    t = time.monotonic()
+    try:
+        mail = _reply(await smtp.mail(RELAY_SENDER), t)
+    except aiosmtplib.SMTPResponseException as e:
+        mail = Reply(e.code, e.message, int((time.monotonic() - t) * 1000))
+    except (aiosmtplib.SMTPException, OSError) as e:
+        rec.got(None, f"MAIL failed: {e}")
+    rec.got(mail)
+    if mail is not None and mail.code == 250:
+        rec.sent(f"RCPT TO:<{RELAY_RECIPIENT}>")
+        t = time.monotonic()
+        try:
+            rcpt = _reply(await smtp.rcpt(RELAY_RECIPIENT), t)
+        except aiosmtplib.SMTPResponseException as e:
+            rcpt = Reply(e.code, e.message, int((time.monotonic() - t) * 1000))
+        except (aiosmtplib.SMTPException, OSError) as e:
+            rec.got(None, f"RCPT failed: {e}")
+        rec.got(rcpt)
+        if smtp.is_connected:
+            rec.sent("RSET")
+            try:
+                rec.got(_reply(await smtp.rset(), time.monotonic()))
+            except (aiosmtplib.SMTPException, OSError):
+                pass
+    facts["relay"] = RelayResult(mail, rcpt)
