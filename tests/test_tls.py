@@ -552,7 +552,18 @@ def test_expired_intermediate_is_untrusted(ca, store):
     r = analyse([leaf(old_inter, not_before=NOW - 30 * DAY), old_inter], store=store)
     assert not r.expired  # the leaf itself is fine ...
     assert not r.trusted  # ... but no sender can build a valid chain today
-    assert r.trust_error == "an issuing CA certificate is expired or not yet valid"
+    assert r.trust_error == "a CA certificate of the chain or the trust anchor is not valid now"
+
+
+def test_expired_leaf_outliving_its_ca(ca, store):
+    """Trust is judged at the leaf's last valid moment; a CA that was not valid then fails it, and says when."""
+    young_inter = issue(name("Young CA"), ec_key(13), ca, ca=True, not_before=NOW - 5 * DAY, not_after=NOW + 400 * DAY)
+    old_leaf = leaf(young_inter, not_before=NOW - 90 * DAY, not_after=NOW - 10 * DAY)
+    r = analyse([old_leaf, young_inter], store=store)
+    assert r.expired and not r.trusted
+    end = (NOW - 10 * DAY).strftime("%Y-%m-%d %H:%M")
+    assert r.trust_error == (f"a CA certificate of the chain or the trust anchor is not valid on {end} UTC, "
+                             "inside the leaf's validity")
 
 
 def test_garbage_chain_report():

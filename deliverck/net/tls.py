@@ -395,7 +395,8 @@ def _trust(certs: Sequence[x509.Certificate], leaf: CertInfo, store: Store, now:
     """
     if leaf.self_signed:
         return False, "self-signed"
-    builder = PolicyBuilder().store(store).time(_moment(leaf, now))
+    moment = _moment(leaf, now)
+    builder = PolicyBuilder().store(store).time(moment)
     subject = _verify_subject(leaf)
     try:
         if subject is not None:
@@ -405,11 +406,11 @@ def _trust(certs: Sequence[x509.Certificate], leaf: CertInfo, store: Store, now:
                                                   ee_policy=_ee_policy(unnamed=True)).build_client_verifier()
         verifier.verify(certs[0], list(certs[1:]))
     except (VerificationError, ValueError) as e:
-        return False, _trust_reason(_one_line(e), leaf, certs)
+        return False, _trust_reason(_one_line(e), certs, moment, now)
     return True, ""
 
 
-def _trust_reason(text: str, leaf: CertInfo, certs: Sequence[x509.Certificate]) -> str:
+def _trust_reason(text: str, certs: Sequence[x509.Certificate], moment: dt.datetime, now: dt.datetime) -> str:
     """cryptography's reasons, minus its jargon; the raw text stays when it is already plain."""
     for prefix in ("validation failed: ", "candidates exhausted: "):
         text = text.removeprefix(prefix)
@@ -419,7 +420,8 @@ def _trust_reason(text: str, leaf: CertInfo, certs: Sequence[x509.Certificate]) 
     if text.startswith("Forbidden signature algorithm"):
         return "a certificate in the chain is signed with an algorithm senders refuse (e.g. SHA-1 or MD5)"
     if text.startswith("cert is not valid at validation time"):
-        return "an issuing CA certificate is expired or not yet valid"
+        when = "now" if moment == now else f"on {moment:%Y-%m-%d %H:%M} UTC, inside the leaf's validity"
+        return f"a CA certificate of the chain or the trust anchor is not valid {when}"
     return text
 
 
