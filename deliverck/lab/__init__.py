@@ -57,12 +57,13 @@ def namespace_flags() -> list[str]:
         import aiosmtpd  # noqa: F401
     except ImportError:
         raise LabUnavailable("aiosmtpd is not installed (the lab's SMTP peers): pip install 'deliverck[lab]'") from None
+    # Real root runs without a user namespace, so Postfix can drop privileges to its own user.
+    if os.geteuid() == 0 and _try_unshare(["-nm", *_NS_FLAGS]) is None:
+        _namespace_flags = ["-nm", *_NS_FLAGS]
+        return _namespace_flags
     err = _try_unshare(["-rnm", *_NS_FLAGS])
     if err is None:
         _namespace_flags = ["-rnm", *_NS_FLAGS]
-        return _namespace_flags
-    if os.geteuid() == 0 and _try_unshare(["-nm", *_NS_FLAGS]) is None:
-        _namespace_flags = ["-nm", *_NS_FLAGS]
         return _namespace_flags
     raise LabUnavailable(f"the lab needs user and network namespaces (unshare -rn failed: {err}); "
                          "run as root or enable unprivileged user namespaces "

@@ -113,13 +113,40 @@ def start(lab_dir: Path) -> list[subprocess.Popen]:
     resolver = manifest["unbound"]
     _wait("unbound (the lab's resolver)", unbound, unbound_log,
           lambda: _answers(resolver, zones.AUTH_NAME.to_text(), "A", recursive=True), deadline)
+    config = json.loads((lab_dir / "services.json").read_text(encoding="utf-8"))
+    postfixes = start_postfix(lab_dir, config.get("postfix", []))
+    procs += [p for _i, p, _l in postfixes]
     _wait("the lab's Python servers (SMTP peers, misbehaving DNS, latency proxy)", services, services_log,
           lambda: _services_ready(services), deadline)
+    for inst, proc, log in postfixes:
+        _wait(f"Postfix on {inst['address']}", proc, log, lambda a=inst["address"]: _greets(a), deadline)
     if manifest["dns_latency_ms"] > 0:
         _wait("the DNS latency proxy", services, services_log,
               lambda: _answers(manifest["resolver"], zones.AUTH_NAME.to_text(), "A", recursive=True,
                                timeout=0.5 + manifest["dns_latency_ms"] / 1000), deadline)
     return procs
+
+
+def _greets(address: str, port: int = 25) -> bool:
+    import socket
+    try:
+        with socket.create_connection((address, port), timeout=0.5) as s:
+            s.settimeout(2.0)
+            return s.recv(512).startswith(b"220 ")
+    except OSError:
+        return False
+
+
+def start_postfix(lab_dir: Path, instances: list[dict]) -> list[tuple[dict, subprocess.Popen, Path]]:
+    from deliverck.lab import postfix
+
+    started = []
+    for inst in instances:
+        d = Path(inst["dir"])
+        log = d / "postfix.out"
+        _run(postfix.prepare_argv(d), f"preparing the Postfix peer on {inst['address']}")
+        started.append((inst, _spawn(postfix.start_argv(d), log), log))
+    return started
 
 
 def stop(procs: list[subprocess.Popen]) -> None:

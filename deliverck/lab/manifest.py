@@ -22,12 +22,25 @@ class Expectation:
     verdict: str                       # "pass" | "fail" | "incomplete"
     findings: tuple[str, ...]          # finding ids that must appear
     absent: tuple[str, ...]            # finding ids that must not appear
+    requires: tuple[str, ...] = ()     # check ids it needs (explicit, plus those of the named findings)
 
 
 @dataclass(frozen=True)
 class SmtpPeer:
     address: str
     hostname: str                      # what it greets with: 220 <hostname> ESMTP deliverck-lab
+    behaviour: str = "smtp"            # smtp | postfix | http | close
+    ports: tuple[int, ...] = (25,)
+    greeting: str = ""                 # the greeting line it sends ("" for http/close)
+    greeting_delay: float = 0.0
+    starttls: bool = True              # offered on 25 and 587 (465 is implicit TLS)
+    tls_versions: str = "modern"       # modern: TLS 1.2+; legacy: TLS 1.0/1.1 only
+    cert: str = "valid"                # certificate profile (certs.PROFILES)
+    cert_names: tuple[str, ...] = ()
+    cert_key: str = "ec256"
+    cert_signature: str = "sha256"
+    cert_file: str | None = None       # PEM the peer serves (leaf only)
+    relay: str = "denied"              # open: RCPT TO any domain gets 250
 
 
 @dataclass(frozen=True)
@@ -49,6 +62,7 @@ class Scenario:
     reverse: tuple[ReverseEntry, ...]
     smtp: tuple[SmtpPeer, ...]
     expect: Expectation
+    unavailable: str | None = None     # why this scenario cannot run here (e.g. Postfix missing)
 
 
 @dataclass(frozen=True)
@@ -72,6 +86,32 @@ class Manifest:
     user_zones: tuple[str, ...]
     lo_addresses: tuple[str, ...]
     scenarios: tuple[Scenario, ...]
+    ca_file: str | None = None         # the lab CA (PEM): pass to deliverck as --ca-file
+    smtp_log: str | None = None        # JSON lines, one per SMTP connection (see smtp_sessions)
+    postfix: str | None = None         # Postfix version serving the postfix peers, None if unavailable
+    postfix_unavailable: str | None = None   # why not, in one line
+
+    def smtp_sessions(self, address: str | None = None, since: float | None = None) -> list[dict]:
+        """Every SMTP connection a peer has finished, oldest first, optionally for one address and
+        from a time.time() on.  Each: address, port, peer ("ip port"), time (start, epoch seconds),
+        end, behaviour, tls (a TLS version or None), commands (verbs in order, e.g. ["EHLO",
+        "STARTTLS", "EHLO", "QUIT"]).  A line is written when the connection ends."""
+        from deliverck.lab import postfix as postfix_mod
+
+        sessions: list[dict] = []
+        if self.smtp_log:
+            try:
+                text = Path(self.smtp_log).read_text(encoding="utf-8")
+            except FileNotFoundError:
+                text = ""
+            sessions += [json.loads(line) for line in text.splitlines() if line.strip()]
+        for s in self.scenarios:
+            for p in s.smtp:
+                if p.behaviour == "postfix" and self.postfix:
+                    sessions += postfix_mod.sessions(Path(self.lab_dir), p.address)
+        sessions = [x for x in sessions if (address is None or x["address"] == address)
+                    and (since is None or x["time"] >= since)]
+        return sorted(sessions, key=lambda x: x["time"])
 
     def scenario(self, name: str) -> Scenario:
         for s in self.scenarios:
@@ -99,7 +139,7 @@ def from_json(text: str) -> Manifest:
                     "addresses": tuple(s["addresses"]),
                     "never_contacted": tuple(s["never_contacted"]),
                     "reverse": tuple(ReverseEntry(r["address"], tuple(r["names"])) for r in s["reverse"]),
-                    "smtp": tuple(SmtpPeer(**p) for p in s["smtp"]),
+                    "smtp": tuple(SmtpPeer(**{k: _tuple(v) for k, v in p.items()}) for p in s["smtp"]),
                     "expect": Expectation(**{k: _tuple(v) for k, v in s["expect"].items()})})
         for s in d["scenarios"])
     servers = tuple(DnsServer(s["name"], s["behaviour"], tuple(s["addresses"])) for s in d["servers"])

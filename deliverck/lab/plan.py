@@ -9,8 +9,8 @@ import json
 from pathlib import Path
 from typing import Sequence
 
+from deliverck.lab import certs, postfix, signing, zones
 from deliverck.lab import manifest as m
-from deliverck.lab import signing, zones
 from deliverck.lab.errors import LabUnavailable
 from deliverck.lab.scenarios import Scenario, is_documentation, load_all, problems
 
@@ -102,8 +102,37 @@ def root_hints() -> str:
     return "\n".join(lines) + "\n"
 
 
+SMTP_LOG = "smtp.log"
+
+
+def _greeting(spec, hostname: str) -> str:
+    if spec.behaviour in ("http", "close"):
+        return ""
+    if spec.behaviour == "postfix":
+        return f"220 {hostname} ESMTP Postfix"
+    return spec.greeting or f"220 {hostname} ESMTP deliverck-lab"
+
+
+def smtp_peer(d: Path, s: Scenario, address: str) -> m.SmtpPeer:
+    spec = s.peer(address)
+    hostname = s.smtp_hostname(address)
+    uses_tls = spec.behaviour in ("smtp", "postfix") and (spec.starttls or 465 in spec.ports)
+    return m.SmtpPeer(
+        address=address, hostname=hostname, behaviour=spec.behaviour, ports=spec.ports,
+        greeting=_greeting(spec, hostname), greeting_delay=spec.greeting_delay,
+        starttls=spec.starttls and spec.behaviour in ("smtp", "postfix"), tls_versions=spec.tls_versions,
+        cert=spec.cert, cert_names=tuple(spec.cert_names or s.cert_names(address)), cert_key=spec.cert_key,
+        cert_signature=spec.cert_signature,
+        cert_file=str(d / "tls" / f"{address.replace(':', '_')}.pem") if uses_tls else None,
+        relay=spec.relay)
+
+
+def key_file(peer: m.SmtpPeer) -> str | None:
+    return peer.cert_file[: -len(".pem")] + ".key" if peer.cert_file else None
+
+
 def manifest_for(d: Path, scenarios: Sequence[Scenario], tree: zones.Tree, latency_ms: int,
-                 trust_anchor: Path | None) -> m.Manifest:
+                 trust_anchor: Path | None, postfix_unavailable: str | None = None) -> m.Manifest:
     servers = tuple(m.DnsServer(name.to_text(omit_final_dot=True), b, addrs)
                     for b, (name, addrs) in zones.SERVERS.items())
     return m.Manifest(
@@ -124,26 +153,73 @@ def manifest_for(d: Path, scenarios: Sequence[Scenario], tree: zones.Tree, laten
                 reverse_served_by=s.reverse_served_by, signed=s.signed, addresses=s.addresses(),
                 never_contacted=s.never_contacted,
                 reverse=tuple(m.ReverseEntry(a, names) for a, names in s.reverse),
-                smtp=tuple(m.SmtpPeer(a, s.smtp_hostname(a)) for a in s.smtp),
-                expect=m.Expectation(s.expect.verdict, s.expect.findings, s.expect.absent))
+                smtp=tuple(smtp_peer(d, s, a) for a in s.smtp),
+                expect=m.Expectation(s.expect.verdict, s.expect.findings, s.expect.absent, s.expect.requires),
+                unavailable=(postfix_unavailable if postfix_unavailable and any(
+                    spec.behaviour == "postfix" for _a, spec in s.peers) else None))
             for s in scenarios),
+        ca_file=str(d / "tls" / "ca.pem"),
+        smtp_log=str(d / SMTP_LOG),
+        postfix=None if postfix_unavailable else (postfix.version() or "unknown"),
+        postfix_unavailable=postfix_unavailable,
     )
+
+
+def _peer_config(s: m.Scenario, p: m.SmtpPeer) -> dict:
+    return {"address": p.address, "hostname": p.hostname, "domain": s.domain, "behaviour": p.behaviour,
+            "ports": list(p.ports), "greeting": p.greeting, "greeting_delay": p.greeting_delay,
+            "starttls": p.starttls, "tls_versions": p.tls_versions, "cert_file": p.cert_file,
+            "key_file": key_file(p), "relay": p.relay,
+            "weak": p.cert_key == "rsa1024" or p.cert_signature == "sha1"}
 
 
 def services(manifest: m.Manifest, latency_ms: int) -> dict:
     return {
         "badns": [{"address": a, "behaviour": s.behaviour}
                   for s in manifest.servers if s.behaviour != "nsd" for a in s.addresses],
-        "smtp": list({p.address: {"address": p.address, "hostname": p.hostname}   # first one wins
-                      for s in reversed(manifest.scenarios) for p in reversed(s.smtp)}.values()),
+        "smtp": list({p.address: _peer_config(s, p)   # first one wins
+                      for s in reversed(manifest.scenarios) for p in reversed(s.smtp)
+                      if p.behaviour != "postfix"}.values()),
+        "smtp_log": manifest.smtp_log,
+        "postfix": [{"address": p.address, "dir": str(postfix.instance_dir(Path(manifest.lab_dir), p.address))}
+                    for s in manifest.scenarios if s.unavailable is None
+                    for p in s.smtp if p.behaviour == "postfix"],
         "latency": ({"listen": [RESOLVER, RESOLVER6], "upstream": UNBOUND_BEHIND_PROXY,
                      "delay_ms": latency_ms} if latency_ms > 0 else None),
     }
 
 
+def write_certificates(d: Path, manifest: m.Manifest) -> None:
+    """A fresh lab CA, and for every TLS-speaking peer its certificate and key."""
+    ca = certs.make_ca(d / "tls")
+    for s in manifest.scenarios:
+        for p in s.smtp:
+            if p.cert_file:
+                certs.issue(ca, p.cert_names, Path(p.cert_file), Path(key_file(p)), profile=p.cert,
+                            key_kind=p.cert_key, signature=p.cert_signature)
+
+
+def write_postfix(d: Path, manifest: m.Manifest) -> None:
+    for s in manifest.scenarios:
+        for p in s.smtp:
+            if p.behaviour == "postfix" and s.unavailable is None:
+                postfix.write_instance(d, p.address, p.hostname, s.domain, p.starttls, p.cert_file, key_file(p))
+
+
+def postfix_reason() -> str | None:
+    from deliverck.lab import namespace_flags
+    try:
+        return postfix.unavailable(namespace_flags())
+    except LabUnavailable as e:
+        return str(e)
+
+
 def prepare(d: Path, zone_dirs: Sequence[Path] = (), dns_latency_ms: int = 0,
-            scenarios: Sequence[Scenario] | None = None, dnssec: bool = True) -> m.Manifest:
-    """Fill directory `d` with everything the lab needs; return its manifest."""
+            scenarios: Sequence[Scenario] | None = None, dnssec: bool = True,
+            postfix_unavailable: str | None | bool = True) -> m.Manifest:
+    """Fill directory `d` with everything the lab needs; return its manifest.
+
+    postfix_unavailable: True = find out here; None = Postfix peers run; a string = why they cannot."""
     if scenarios is None:
         scenarios = load_all()
     found = problems(tuple(scenarios))
@@ -158,7 +234,11 @@ def prepare(d: Path, zone_dirs: Sequence[Path] = (), dns_latency_ms: int = 0,
     (d / "zones").mkdir(parents=True, exist_ok=True)
     for lz in tree.served():
         (d / "zones" / zones.file_name(lz.origin)).write_text(zones.zone_text(lz.zone), encoding="utf-8")
-    manifest = manifest_for(d, scenarios, tree, dns_latency_ms, trust_anchor)
+    if postfix_unavailable is True:
+        postfix_unavailable = postfix_reason()
+    manifest = manifest_for(d, scenarios, tree, dns_latency_ms, trust_anchor, postfix_unavailable or None)
+    write_certificates(d, manifest)
+    write_postfix(d, manifest)
     for a in manifest.lo_addresses:
         assert is_documentation(a), a      # nothing else ever goes onto lo
     (d / "nsd.conf").write_text(nsd_conf(d, tree), encoding="utf-8")

@@ -35,11 +35,78 @@ def is_documentation(address: str) -> bool:
     return any(addr.version == net.version and addr in net for net in DOCUMENTATION_NETS)
 
 
+BEHAVIOURS = ("smtp", "postfix", "http", "close")
+TLS_VERSIONS = ("modern", "legacy")
+RELAY = ("denied", "open")
+PEER_KEYS = ("behaviour", "hostname", "greeting", "greeting_delay", "starttls", "tls_versions", "cert",
+             "cert_names", "cert_key", "cert_signature", "relay", "ports")
+
+
 @dataclass(frozen=True)
 class Expectation:
     verdict: str
     findings: tuple[str, ...] = ()
     absent: tuple[str, ...] = ()
+    requires: tuple[str, ...] = ()      # check ids the expectation needs (named findings' checks included)
+
+
+@dataclass(frozen=True)
+class PeerSpec:
+    """How the SMTP peer on one address behaves; the defaults are a healthy server."""
+    behaviour: str = "smtp"             # smtp (aiosmtpd) | postfix (real Postfix) | http | close
+    hostname: str | None = None         # greeting and EHLO name; None: first PTR name, else first owner name
+    greeting: str | None = None         # whole greeting line, e.g. "554 No SMTP service here"
+    greeting_delay: float = 0.0         # seconds before the greeting (a tarpit)
+    starttls: bool = True
+    tls_versions: str = "modern"        # modern: TLS 1.2+; legacy: TLS 1.0 and 1.1 only
+    cert: str = "valid"                 # certs.PROFILES
+    cert_names: tuple[str, ...] | None = None   # None: the names that lead to the address (MX host names)
+    cert_key: str = "ec256"             # certs.KEYS
+    cert_signature: str = "sha256"      # certs.SIGNATURES
+    relay: str = "denied"               # open: RCPT TO any domain gets 250
+    ports: tuple[int, ...] = (25,)      # 465 is implicit TLS; 25 and 587 offer STARTTLS
+
+
+def _peer_spec(data: dict, source: str, where: str, base: PeerSpec = PeerSpec()) -> PeerSpec:
+    from deliverck.lab import certs
+
+    if not isinstance(data, dict):
+        raise LabUnavailable(f"scenario {source}: {where} must be a table")
+    unknown = set(data) - set(PEER_KEYS)
+    if unknown:
+        raise LabUnavailable(f"scenario {source}: {where} has unknown keys {sorted(unknown)} (known: {list(PEER_KEYS)})")
+    fields = dict(base.__dict__)
+    choices = {"behaviour": BEHAVIOURS, "tls_versions": TLS_VERSIONS, "relay": RELAY, "cert": certs.PROFILES,
+               "cert_key": certs.KEYS, "cert_signature": certs.SIGNATURES}
+    for key, value in data.items():
+        if key in choices and value not in choices[key]:
+            raise LabUnavailable(f"scenario {source}: {where}.{key} must be one of {choices[key]}, not {value!r}")
+        if key in ("hostname", "greeting") and not (isinstance(value, str) and value):
+            raise LabUnavailable(f"scenario {source}: {where}.{key} must be a non-empty string")
+        if key == "greeting" and not (value[:3].isdigit() and value[3:4] == " "):
+            raise LabUnavailable(f"scenario {source}: {where}.greeting must start with a reply code and a space")
+        if key == "starttls" and not isinstance(value, bool):
+            raise LabUnavailable(f"scenario {source}: {where}.starttls must be true or false")
+        if key == "greeting_delay" and (isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0):
+            raise LabUnavailable(f"scenario {source}: {where}.greeting_delay must be a number of seconds >= 0")
+        if key == "cert_names":
+            value = _strs(data, key, source)
+            if not value:
+                raise LabUnavailable(f"scenario {source}: {where}.cert_names must not be empty")
+        if key == "ports":
+            if (not isinstance(value, list) or not value
+                    or not all(isinstance(p, int) and not isinstance(p, bool) and p in (25, 465, 587) for p in value)):
+                raise LabUnavailable(f"scenario {source}: {where}.ports must be a list of 25, 465, 587")
+            value = tuple(dict.fromkeys(value))
+        fields[key] = float(value) if key == "greeting_delay" else value
+    spec = PeerSpec(**fields)
+    if spec.behaviour == "postfix":
+        plain = PeerSpec(behaviour="postfix")
+        odd = [k for k in ("greeting", "greeting_delay", "tls_versions", "cert_key", "cert_signature", "relay",
+                           "ports") if getattr(spec, k) != getattr(plain, k)]
+        if odd:
+            raise LabUnavailable(f"scenario {source}: {where}: a postfix peer cannot set {odd}")
+    return spec
 
 
 @dataclass(frozen=True)
@@ -52,6 +119,7 @@ class Scenario:
     reverse: tuple[tuple[str, tuple[str, ...]], ...] = ()   # address -> absolute PTR names
     reverse_served_by: str = "nsd"
     smtp: tuple[str, ...] = ()
+    peers: tuple[tuple[str, PeerSpec], ...] = ()             # address -> how its peer behaves
     never_contacted: tuple[str, ...] = ()
     expect: Expectation = Expectation("pass")
     source: str = ""
@@ -86,8 +154,26 @@ class Scenario:
     def ptr_names(self, address: str) -> tuple[str, ...]:
         return next((names for a, names in self.reverse if a == address), ())
 
+    def peer(self, address: str) -> PeerSpec:
+        return next((spec for a, spec in self.peers if a == address), PeerSpec())
+
+    def cert_names(self, address: str) -> tuple[str, ...]:
+        """Names a healthy peer's certificate holds: every name that leads to the address (through
+        one CNAME too), so the MX host name matches, then its PTR names."""
+        zone = self.zone()
+        holders = [name for name, _ttl, rdata in zone.iterate_rdatas()
+                   if rdata.rdtype in (dns.rdatatype.A, dns.rdatatype.AAAA) and rdata.address == address]
+        aliases = [name for name, _ttl, rdata in zone.iterate_rdatas()
+                   if rdata.rdtype == dns.rdatatype.CNAME and rdata.target in holders]
+        names = [n.to_text(omit_final_dot=True) for n in (*aliases, *holders)]
+        names += [n.rstrip(".") for n in self.ptr_names(address)]
+        return tuple(dict.fromkeys(names)) or (self.smtp_hostname(address),)
+
     def smtp_hostname(self, address: str) -> str:
-        """Name a peer greets with: its first PTR name, else the first name holding the address."""
+        """Name a peer greets with: as configured, else its first PTR name, else the first name holding it."""
+        configured = self.peer(address).hostname
+        if configured:
+            return configured
         names = self.ptr_names(address)
         if names:
             return names[0].rstrip(".")
@@ -122,7 +208,7 @@ def parse(text: str, source: str) -> Scenario:
     except tomllib.TOMLDecodeError as e:
         raise LabUnavailable(f"scenario {source} is not valid TOML: {e}") from None
     known = {"name", "description", "records", "served_by", "signed", "reverse",
-             "reverse_served_by", "smtp", "never_contacted", "expect"}
+             "reverse_served_by", "smtp", "peer", "peers", "never_contacted", "expect"}
     unknown = set(data) - known
     if unknown:
         raise LabUnavailable(f"scenario {source}: unknown keys {sorted(unknown)} (known: {sorted(known)})")
@@ -161,6 +247,27 @@ def parse(text: str, source: str) -> Scenario:
     expect = data.get("expect")
     if not isinstance(expect, dict) or expect.get("verdict") not in VERDICTS:
         raise LabUnavailable(f"scenario {source}: [expect] verdict must be one of {VERDICTS}")
+    unknown = set(expect) - {"verdict", "findings", "absent", "requires"}
+    if unknown:
+        raise LabUnavailable(f"scenario {source}: [expect] has unknown keys {sorted(unknown)}")
+    findings = _strs(expect, "findings", source)
+    absent = _strs(expect, "absent", source)
+    for fid in findings + absent:
+        if fid.count(".") != 1 or not all(fid.split(".")):
+            raise LabUnavailable(f"scenario {source}: finding id {fid!r} is not <check>.<slug>")
+    implied = [fid.split(".")[0] for fid in findings + absent]
+    requires = tuple(dict.fromkeys([*_strs(expect, "requires", source), *implied]))
+    default_peer = _peer_spec(data.get("peer", {}), source, "[peer]")
+    raw_peers = data.get("peers", {})
+    if not isinstance(raw_peers, dict):
+        raise LabUnavailable(f"scenario {source}: [peers] must be a table of address = {{...}}")
+    peer_overrides = {}
+    for address, table in raw_peers.items():
+        try:
+            canonical = str(ipaddress.ip_address(address))
+        except ValueError:
+            raise LabUnavailable(f"scenario {source}: peers key {address!r} is not an IP address") from None
+        peer_overrides[canonical] = _peer_spec(table, source, f"[peers.{address!r}]", default_peer)
     scenario = Scenario(
         name=name,
         description=data["description"],
@@ -171,9 +278,7 @@ def parse(text: str, source: str) -> Scenario:
         reverse_served_by=reverse_served_by,
         smtp=(),
         never_contacted=tuple(str(ipaddress.ip_address(a)) for a in _strs(data, "never_contacted", source)),
-        expect=Expectation(verdict=expect["verdict"],
-                           findings=_strs(expect, "findings", source),
-                           absent=_strs(expect, "absent", source)),
+        expect=Expectation(verdict=expect["verdict"], findings=findings, absent=absent, requires=requires),
         source=source,
     )
     if served_by != "nsd" and scenario.records.strip():
@@ -183,7 +288,11 @@ def parse(text: str, source: str) -> Scenario:
     elif not isinstance(smtp, list) or not all(isinstance(a, str) for a in smtp):
         raise LabUnavailable(f"scenario {source}: smtp must be \"all\" or a list of addresses")
     smtp = tuple(str(ipaddress.ip_address(a)) for a in smtp)
-    scenario = Scenario(**{**scenario.__dict__, "smtp": smtp})
+    stray = sorted(set(peer_overrides) - set(smtp))
+    if stray:
+        raise LabUnavailable(f"scenario {source}: [peers] names {stray}, which are not in smtp")
+    peers = tuple((a, peer_overrides.get(a, default_peer)) for a in smtp)
+    scenario = Scenario(**{**scenario.__dict__, "smtp": smtp, "peers": peers})
     scenario.zone()            # parse errors surface at load time
     return scenario
 

@@ -20,8 +20,9 @@ async def main(lab_dir: Path) -> None:
     held = []
     for s in config["badns"]:
         held += await badns.serve(s["address"], s["behaviour"])
+    log = smtp_peers.SessionLog(Path(config["smtp_log"]))
     for p in config["smtp"]:
-        held.append(await smtp_peers.serve(p["address"], p["hostname"]))
+        held += await smtp_peers.serve(smtp_peers.Peer.from_config(p), log)
     if config.get("latency"):
         lat = config["latency"]
         for address in lat["listen"]:

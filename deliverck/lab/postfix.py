@@ -1,0 +1,207 @@
+"""Real Postfix peers: one private instance per address, configured entirely in the lab dir.
+
+Postfix drops privileges to the `postfix` user, which a user namespace mapping
+only uid 0 cannot do; so Postfix peers run only when the lab runs as real root
+without a user namespace.  Otherwise `unavailable()` says why, the manifest
+records it, and the Postfix scenarios are marked unavailable.
+
+Postfix writes no JSON session log; `sessions()` rebuilds the same records
+from its own log (debug_peer_level 2 logs every command it reads).
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import pwd
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+PACKAGE = "postfix"
+REJECT_DATA = "reject"        # 554 to DATA, like every lab peer
+
+# The services a Postfix with no local delivery still starts; no chroot (nothing to copy in).
+MASTER_CF = """\
+smtp      inet  n       -       n       -       -       smtpd
+pickup    unix  n       -       n       60      1       pickup
+cleanup   unix  n       -       n       -       0       cleanup
+qmgr      unix  n       -       n       300     1       qmgr
+tlsmgr    unix  -       -       n       1000?   1       tlsmgr
+rewrite   unix  -       -       n       -       -       trivial-rewrite
+bounce    unix  -       -       n       -       0       bounce
+defer     unix  -       -       n       -       0       bounce
+trace     unix  -       -       n       -       0       bounce
+verify    unix  -       -       n       -       1       verify
+flush     unix  n       -       n       1000?   0       flush
+proxymap  unix  -       -       n       -       -       proxymap
+smtp      unix  -       -       n       -       -       smtp
+relay     unix  -       -       n       -       -       smtp
+error     unix  -       -       n       -       -       error
+retry     unix  -       -       n       -       -       error
+discard   unix  -       -       n       -       -       discard
+local     unix  -       n       n       -       -       local
+anvil     unix  -       -       n       -       1       anvil
+scache    unix  -       -       n       -       1       scache
+postlog   unix-dgram n  -       n       -       1       postlogd
+"""
+
+
+def tool(name: str) -> str | None:
+    return shutil.which(name, path=os.environ.get("PATH", "") + ":/usr/sbin:/sbin:/usr/bin")
+
+
+def unavailable(namespace_flags: list[str]) -> str | None:
+    """None if Postfix peers can run in a lab started with these unshare flags, else why not."""
+    if tool("postfix") is None or tool("postconf") is None:
+        return f"Postfix is not installed (apt-get install {PACKAGE})"
+    try:
+        pwd.getpwnam("postfix")
+    except KeyError:
+        return "the postfix user does not exist (reinstall the postfix package)"
+    if os.geteuid() != 0 or any(f.startswith("-") and not f.startswith("--") and "r" in f for f in namespace_flags):
+        return "Postfix must drop privileges to the postfix user, which needs the lab to run as real root"
+    return None
+
+
+def version() -> str | None:
+    try:
+        r = subprocess.run([tool("postconf"), "-d", "-h", "mail_version"], capture_output=True, text=True,
+                           timeout=10)
+    except (OSError, subprocess.TimeoutExpired, TypeError):
+        return None
+    return r.stdout.strip() or None
+
+
+def instance_dir(lab_dir: Path, address: str) -> Path:
+    return lab_dir / "postfix" / address.replace(":", "_")
+
+
+def main_cf(d: Path, address: str, hostname: str, domain: str, starttls: bool,
+            cert_file: str | None, key_file: str | None) -> str:
+    lines = {
+        "compatibility_level": "3.6",
+        "queue_directory": str(d / "queue"),
+        "data_directory": str(d / "data"),
+        "mail_owner": "postfix",
+        "setgid_group": "postdrop",
+        "myhostname": hostname,
+        "mydomain": domain,
+        "myorigin": "$mydomain",
+        "mydestination": domain,
+        "inet_interfaces": address,
+        "inet_protocols": "ipv6" if ":" in address else "ipv4",
+        "mynetworks": "127.0.0.1/32",           # the probe connects from the peer's own address: not trusted
+        "relay_domains": "",
+        "smtpd_relay_restrictions": "reject_unauth_destination",
+        "smtpd_recipient_restrictions": "reject_unauth_destination",
+        "smtpd_data_restrictions": REJECT_DATA,
+        "local_recipient_maps": "",
+        "alias_maps": "",
+        "alias_database": "",
+        "biff": "no",
+        "append_dot_mydomain": "no",
+        "smtpd_banner": "$myhostname ESMTP Postfix",
+        "maillog_file": str(d / "maillog"),
+        "maillog_file_prefixes": str(d),
+        "smtpd_client_port_logging": "yes",
+        "debug_peer_list": address if ":" not in address else f"[{address}]",
+        "debug_peer_level": "2",
+        "smtputf8_enable": "no",
+        "multi_instance_directories": "",
+    }
+    if starttls and cert_file and key_file:
+        lines.update({
+            "smtpd_tls_security_level": "may",
+            "smtpd_tls_cert_file": cert_file,
+            "smtpd_tls_key_file": key_file,
+            "smtpd_tls_protocols": ">=TLSv1.2",
+            "smtpd_tls_loglevel": "1",
+        })
+    else:
+        lines["smtpd_tls_security_level"] = "none"
+    return "".join(f"{k} = {v}\n" for k, v in lines.items())
+
+
+def write_instance(lab_dir: Path, address: str, hostname: str, domain: str, starttls: bool,
+                   cert_file: str | None, key_file: str | None) -> Path:
+    d = instance_dir(lab_dir, address)
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "main.cf").write_text(main_cf(d, address, hostname, domain, starttls, cert_file, key_file))
+    (d / "master.cf").write_text(MASTER_CF)
+    (d / "queue").mkdir(exist_ok=True)                  # root's; `postfix check` fills it
+    (d / "data").mkdir(exist_ok=True)
+    owner = pwd.getpwnam("postfix")
+    os.chown(d / "data", owner.pw_uid, owner.pw_gid)
+    # Postfix daemons run as the postfix user and reach their directories by absolute path.
+    lab_dir.chmod(0o711)
+    (lab_dir / "postfix").chmod(0o711)
+    return d
+
+
+def prepare_argv(d: Path) -> list[str]:
+    """Creates the queue directories with the ownership Postfix wants."""
+    return [tool("postfix"), "-c", str(d), "check"]
+
+
+def start_argv(d: Path) -> list[str]:
+    """The master daemon in the foreground (-d), so the lab can stop it with SIGTERM."""
+    daemon_dir = subprocess.run([tool("postconf"), "-c", str(d), "-h", "daemon_directory"],
+                                capture_output=True, text=True).stdout.strip() or "/usr/lib/postfix/sbin"
+    return [str(Path(daemon_dir) / "master"), "-c", str(d), "-d"]
+
+
+_LINE = re.compile(r"^(?P<stamp>\S+(?: +\S+ +\S+)?) \S+ postfix/smtpd\[(?P<pid>\d+)\]: (?P<text>.*)$")
+_CONNECT = re.compile(r"^connect from \S*?\[(?P<ip>[^\]]+)\](?::(?P<port>\d+))?")
+_COMMAND = re.compile(r"^< \S*?\[[^\]]+\](?::\d+)?: (?P<line>.*)$")
+_TLS = re.compile(r"^(?:Anonymous|Untrusted|Trusted|Verified) TLS connection established from .*?: (?P<v>TLSv[\d.]+)")
+
+
+def _stamp(text: str) -> float:
+    """Postfix's log time: RFC 3339 (newer) or syslog's 'Mon dd hh:mm:ss' in local time (this year)."""
+    try:
+        return datetime.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        pass
+    try:
+        year = datetime.datetime.now().year
+        return datetime.datetime.strptime(f"{year} {text}", "%Y %b %d %H:%M:%S").timestamp()
+    except ValueError:
+        return 0.0
+
+
+def sessions(lab_dir: Path, address: str) -> list[dict]:
+    """The finished smtpd sessions of the Postfix peer on `address`, as SMTP-log records."""
+    try:
+        text = (instance_dir(lab_dir, address) / "maillog").read_text(encoding="utf-8", errors="replace")
+    except FileNotFoundError:
+        return []
+    open_: dict[str, dict] = {}
+    done: list[dict] = []
+    for raw in text.splitlines():
+        m = _LINE.match(raw)
+        if not m:
+            continue
+        pid, body = m["pid"], m["text"]
+        c = _CONNECT.match(body)
+        if c:
+            open_[pid] = {"address": address, "port": 25, "peer": f"{c['ip']} {c['port'] or 0}",
+                          "time": _stamp(m["stamp"]), "end": None, "behaviour": "postfix", "tls": None,
+                          "commands": []}
+            continue
+        session = open_.get(pid)
+        if session is None:
+            continue
+        cmd = _COMMAND.match(body)
+        if cmd:
+            session["commands"].append(cmd["line"].split(" ", 1)[0].upper()[:16])
+            continue
+        t = _TLS.match(body)
+        if t:
+            session["tls"] = t["v"]
+            continue
+        if body.startswith("disconnect from "):
+            session["end"] = _stamp(m["stamp"])
+            done.append(open_.pop(pid))
+    return done
