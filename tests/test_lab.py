@@ -97,6 +97,128 @@ def test_mx_private_is_published_only(all_scenarios, tree):
         assert not any(ipaddress.ip_address(address) in n for n in FORBIDDEN if n.version == 4)
 
 
+def test_peer_schema(all_scenarios):
+    by_name = {s.name: s for s in all_scenarios}
+    assert by_name["good"].peer("198.51.100.10") == scenarios.PeerSpec()
+    assert by_name["no-starttls"].peer("203.0.113.1").starttls is False
+    assert by_name["helo-bare"].smtp_hostname("203.0.113.8") == "mail"
+    assert by_name["helo-bare"].cert_names("203.0.113.8") == ("mx.helo-bare.test",)
+    assert by_name["mx-cname"].cert_names("198.51.100.50")[0] == "mail.mx-cname.test"
+    tarpit = by_name["many-mx-tarpit"]
+    assert [a for a, spec in tarpit.peers if spec.greeting_delay >= 60] == ["203.0.113.25", "2001:db8:113::25"]
+    assert by_name["smtp-refused"].smtp == () and by_name["ipv6-down"].smtp == ("203.0.113.22",)
+    assert by_name["good"].expect.requires == ("mx", "ptr")
+    assert set(by_name["no-starttls"].expect.requires) >= {"smtp", "starttls"}
+    for s in all_scenarios:           # every MX address of a scenario has a peer unless refusal is the point
+        if "smtp.refused" in s.expect.findings or "smtp.ipv6_unreachable" in s.expect.findings:
+            continue
+        documented = [a for a in s.addresses() if scenarios.is_documentation(a)]
+        missing = set(documented) - set(s.smtp) - ({"203.0.113.12"} if s.name == "helo-mismatch" else set())
+        if s.name == "ptr-mismatch":
+            missing -= {"198.51.100.81"}
+        assert not missing, (s.name, missing)
+
+
+@pytest.mark.parametrize("table, words", [
+    ('behaviour = "sendmail"', "behaviour must be one of"),
+    ('cert = "stale"', "cert must be one of"),
+    ('greeting = "hello"', "reply code"),
+    ('ports = [2525]', "ports"),
+    ('greeting_delay = -1', "greeting_delay"),
+    ('colour = "red"', "unknown keys"),
+    ('behaviour = "postfix"\nrelay = "open"', "postfix peer cannot set"),
+])
+def test_peer_schema_errors(table, words):
+    text = f'name = "x"\ndescription = "d"\nrecords = "mx A 198.51.100.252"\nsmtp = "all"\n[peer]\n{table}\n[expect]\nverdict = "pass"\n'
+    with pytest.raises(LabUnavailable) as e:
+        scenarios.parse(text, "x.toml")
+    assert words in str(e.value) and "\n" not in str(e.value)
+
+
+def test_peers_must_be_smtp_addresses():
+    text = ('name = "x"\ndescription = "d"\nrecords = "mx A 198.51.100.252"\nsmtp = []\n'
+            '[peers."198.51.100.252"]\nrelay = "open"\n[expect]\nverdict = "pass"\n')
+    with pytest.raises(LabUnavailable, match="not in smtp"):
+        scenarios.parse(text, "x.toml")
+
+
+def test_certificates(tmp_path):
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+    from deliverck.lab import certs
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+    ca = certs.make_ca(tmp_path)
+    assert ca.cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+
+    def leaf(name, **kw):
+        return certs.issue(ca, ("mx.t.test",) if "names" not in kw else kw.pop("names"),
+                           tmp_path / f"{name}.pem", tmp_path / f"{name}.key", **kw)
+
+    def names(c):
+        return c.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(x509.DNSName)
+
+    good = leaf("good")
+    good.verify_directly_issued_by(ca.cert)
+    assert good.not_valid_before_utc < now < good.not_valid_after_utc and names(good) == ["mx.t.test"]
+    assert isinstance(good.public_key(), ec.EllipticCurvePublicKey)
+    assert leaf("expired", profile="expired").not_valid_after_utc < now
+    assert leaf("future", profile="not-yet-valid").not_valid_before_utc > now
+    soon = leaf("soon", profile="expiring").not_valid_after_utc - now
+    assert datetime.timedelta(days=1) < soon < datetime.timedelta(days=21)
+    wrong = leaf("wrong", names=("www.t.test",))
+    wrong.verify_directly_issued_by(ca.cert)
+    assert names(wrong) == ["www.t.test"]
+    selfsigned = leaf("self", profile="self-signed")
+    assert selfsigned.issuer == selfsigned.subject and selfsigned.issuer != ca.cert.subject
+    selfsigned.verify_directly_issued_by(selfsigned)
+    weak = leaf("weak", key_kind="rsa1024")
+    assert isinstance(weak.public_key(), rsa.RSAPublicKey) and weak.public_key().key_size == 1024
+    if shutil.which("openssl"):
+        sha1 = leaf("sha1", signature="sha1")
+        assert sha1.signature_hash_algorithm.name == "sha1" and sha1.issuer == ca.cert.subject
+        assert names(sha1) == ["mx.t.test"]
+
+
+def test_prepare_writes_certificates_and_smtp_manifest(tmp_path):
+    from cryptography import x509
+
+    m = plan.prepare(tmp_path, dnssec=False, postfix_unavailable="Postfix is not installed (test)")
+    assert Path(m.ca_file).is_file() and m.smtp_log == str(tmp_path / "smtp.log")
+    assert m.postfix is None and m.postfix_unavailable
+    assert m.scenario("postfix-good").unavailable and m.scenario("good").unavailable is None
+    good = m.scenario("good").smtp[0]
+    cert = x509.load_pem_x509_certificate(Path(good.cert_file).read_bytes())
+    assert cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(
+        x509.DNSName) == ["mx1.good.test"]
+    assert m.scenario("not-smtp").smtp[0].cert_file is None
+    config = __import__("json").loads((tmp_path / "services.json").read_text())
+    assert config["postfix"] == [] and not any(p["behaviour"] == "postfix" for p in config["smtp"])
+
+
+def test_postfix_log_parsing(tmp_path):
+    from deliverck.lab import postfix
+
+    d = postfix.instance_dir(tmp_path, "203.0.113.27")
+    d.mkdir(parents=True)
+    (d / "maillog").write_text(textwrap.dedent("""\
+        Nov 23 20:30:01 mx postfix/smtpd[41]: connect from unknown[203.0.113.27]:40000
+        Nov 23 20:30:01 mx postfix/smtpd[41]: < unknown[203.0.113.27]:40000: EHLO probe.test
+        Nov 23 20:30:01 mx postfix/smtpd[41]: < unknown[203.0.113.27]:40000: STARTTLS
+        Nov 23 20:30:01 mx postfix/smtpd[41]: Anonymous TLS connection established from unknown[203.0.113.27]:40000: TLSv1.3 with cipher X
+        Nov 23 20:30:01 mx postfix/smtpd[41]: < unknown[203.0.113.27]:40000: ehlo probe.test
+        Nov 23 20:30:01 mx postfix/smtpd[41]: < unknown[203.0.113.27]:40000: QUIT
+        Nov 23 20:30:01 mx postfix/smtpd[41]: disconnect from unknown[203.0.113.27]:40000 ehlo=2 starttls=1 quit=1 commands=4
+        Nov 23 20:30:02 mx postfix/smtpd[42]: connect from unknown[203.0.113.27]:40001
+        """))
+    [s] = postfix.sessions(tmp_path, "203.0.113.27")
+    assert s["commands"] == ["EHLO", "STARTTLS", "EHLO", "QUIT"] and s["tls"] == "TLSv1.3"
+    assert s["peer"] == "203.0.113.27 40000" and s["time"] > 0
+
+
 def test_problems_catches_bad_data():
     bad = scenarios.parse(textwrap.dedent('''
         name = "bad"
@@ -464,3 +586,236 @@ sys.exit(0 if udp >= 0.8 * m.dns_latency_ms / 1000 and tcp >= 0.8 * m.dns_latenc
 @pytest.mark.lab
 def test_latency_proxy_delays_answers(lab_manifest):
     assert run([sys.executable, "-c", LATENCY], dns_latency_ms=200) == 0
+
+
+# --- the running lab: SMTP peers -------------------------------------------
+
+def _greeting(address: str, port: int = 25, timeout: float = 5.0) -> bytes:
+    with socket.create_connection((address, port), timeout=timeout) as sock:
+        data = b""
+        while not data.endswith(b"\n"):
+            chunk = sock.recv(1024)
+            if not chunk:
+                break
+            data += chunk
+        return data
+
+
+def _served_cert(lab_manifest, name: str, verify: bool = False):
+    """(TLS version, certificate) the scenario's first peer serves after STARTTLS."""
+    import ssl
+
+    from cryptography import x509
+
+    peer = lab_manifest.scenario(name).smtp[0]
+    ctx = ssl.create_default_context(cafile=lab_manifest.ca_file)
+    if not verify:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    with smtplib.SMTP(peer.address, 25, timeout=5) as s:
+        s._host = peer.cert_names[0]            # server_hostname for SNI and name checks
+        s.ehlo("probe.test")
+        assert s.has_extn("starttls"), name
+        s.starttls(context=ctx)
+        der = s.sock.getpeercert(binary_form=True)
+        return s.sock.version(), x509.load_der_x509_certificate(der)
+
+
+@pytest.mark.lab
+def test_good_peers_serve_a_trusted_certificate(lab_manifest):
+    assert Path(lab_manifest.ca_file).is_file()
+    for name in ("good", "smtp-good", "ipv6-good"):
+        version, cert = _served_cert(lab_manifest, name, verify=True)
+        assert version in ("TLSv1.2", "TLSv1.3")
+
+
+@pytest.mark.lab
+def test_broken_certificates_are_really_broken(lab_manifest):
+    import datetime
+    import ssl
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+    _v, expired = _served_cert(lab_manifest, "expired-cert")
+    assert expired.not_valid_after_utc < now
+    _v, future = _served_cert(lab_manifest, "not-yet-valid")
+    assert future.not_valid_before_utc > now
+    _v, selfsigned = _served_cert(lab_manifest, "self-signed")
+    assert selfsigned.issuer == selfsigned.subject
+    _v, weak = _served_cert(lab_manifest, "weak-key")
+    assert weak.public_key().key_size == 1024
+    with pytest.raises(ssl.SSLCertVerificationError):
+        peer = lab_manifest.scenario("wrong-name").smtp[0]
+        ctx = ssl.create_default_context(cafile=lab_manifest.ca_file)
+        with smtplib.SMTP(peer.address, 25, timeout=5) as s:
+            s._host = "mx.wrong-name.test"
+            s.ehlo("probe.test")
+            s.starttls(context=ctx)
+
+
+@pytest.mark.lab
+def test_weak_tls_serves_only_old_protocols(lab_manifest):
+    import ssl
+    import warnings
+
+    peer = lab_manifest.scenario("weak-tls").smtp[0]
+    assert peer.tls_versions == "legacy"
+    modern = ssl.create_default_context(cafile=lab_manifest.ca_file)
+    with smtplib.SMTP(peer.address, 25, timeout=5) as s:
+        s.ehlo("probe.test")
+        with pytest.raises(ssl.SSLError):
+            s.starttls(context=modern)
+    legacy = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    legacy.check_hostname = False
+    legacy.verify_mode = ssl.CERT_NONE
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        legacy.minimum_version = ssl.TLSVersion.TLSv1
+    legacy.set_ciphers("DEFAULT:@SECLEVEL=0")
+    with smtplib.SMTP(peer.address, 25, timeout=5) as s:
+        s.ehlo("probe.test")
+        s.starttls(context=legacy)
+        assert s.sock.version() in ("TLSv1", "TLSv1.1")
+
+
+@pytest.mark.lab
+def test_no_starttls_and_helo_names(lab_manifest):
+    with smtplib.SMTP(lab_manifest.scenario("no-starttls").smtp[0].address, 25, timeout=5) as s:
+        s.ehlo("probe.test")
+        assert not s.has_extn("starttls")
+    for name, announced in (("helo-bare", "mail"), ("helo-localhost", "localhost.localdomain"),
+                            ("helo-unresolvable", "nohost.helo-unresolvable.test"),
+                            ("helo-mismatch", "other.helo-mismatch.test"), ("helo-literal", "[203.0.113.13]")):
+        peer = lab_manifest.scenario(name).smtp[0]
+        assert peer.hostname == announced
+        assert _greeting(peer.address).decode().startswith(f"220 {announced} ")
+        with smtplib.SMTP(peer.address, 25, timeout=5) as s:
+            s.ehlo("probe.test")
+            assert s.ehlo_resp.decode().splitlines()[0] == announced
+    res = dns.resolver.Resolver()
+    with pytest.raises((dns.resolver.NoAnswer, dns.resolver.NXDOMAIN)):
+        res.resolve("nohost.helo-unresolvable.test", "A")
+    assert {r.address for r in res.resolve("other.helo-mismatch.test", "A")} == {"203.0.113.12"}
+
+
+@pytest.mark.lab
+def test_odd_greetings_and_non_smtp(lab_manifest):
+    def addr(name):
+        return lab_manifest.scenario(name).smtp[0].address
+
+    assert _greeting(addr("greeting-554")) == b"554 No SMTP service here\r\n"
+    with smtplib.SMTP(timeout=5) as s:
+        code, _ = s.connect(addr("greeting-554"), 25)
+        assert code == 554
+        assert s.docmd("EHLO probe.test")[0] == 503
+        assert s.docmd("QUIT")[0] == 221
+    assert _greeting(addr("greeting-421")).startswith(b"421 ")
+    assert _greeting(addr("not-smtp")).startswith(b"HTTP/1.1 400 Bad Request")
+    assert _greeting(addr("closed")) == b""
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection((lab_manifest.scenario("smtp-refused").addresses[0], 25), timeout=5)
+    v6 = [a for a in lab_manifest.scenario("ipv6-down").addresses if ":" in a][0]
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection((v6, 25), timeout=5)
+    v4 = [a for a in lab_manifest.scenario("ipv6-down").addresses if ":" not in a][0]
+    assert _greeting(v4).startswith(b"220 ")
+
+
+@pytest.mark.lab
+def test_tarpit_withholds_its_greeting(lab_manifest):
+    for address in (lab_manifest.scenario("tarpit").smtp[0].address, "203.0.113.25"):
+        start = time.monotonic()
+        with socket.create_connection((address, 25), timeout=5) as sock:
+            sock.settimeout(2)
+            with pytest.raises(socket.timeout):
+                sock.recv(100)
+        assert time.monotonic() - start >= 1.9
+
+
+@pytest.mark.lab
+def test_relay_policy_and_data_refused(lab_manifest):
+    for name, foreign in (("smtp-good", 554), ("open-relay", 250)):
+        sc = lab_manifest.scenario(name)
+        with smtplib.SMTP(sc.smtp[0].address, 25, timeout=5) as s:
+            s.ehlo("probe.test")
+            assert s.docmd("MAIL FROM:<someone@example.org>")[0] == 250
+            assert s.docmd("RCPT TO:<someone@example.net>")[0] == foreign
+            assert s.docmd(f"RCPT TO:<postmaster@{sc.domain}>")[0] == 250
+            assert s.docmd("DATA")[0] == 554
+
+
+@pytest.mark.lab
+def test_submission_ports(lab_manifest):
+    import ssl
+
+    peer = lab_manifest.scenario("smtp-good").smtp[0]
+    assert set(peer.ports) == {25, 465, 587}
+    assert _greeting(peer.address, 587).startswith(b"220 ")
+    ctx = ssl.create_default_context(cafile=lab_manifest.ca_file)
+    with socket.create_connection((peer.address, 465), timeout=5) as raw:
+        with ctx.wrap_socket(raw, server_hostname=peer.cert_names[0]) as tls:
+            assert tls.recv(512).startswith(b"220 ")
+
+
+@pytest.mark.lab
+def test_session_log_records_each_connection(lab_manifest):
+    peer = lab_manifest.scenario("ipv6-good").smtp[1]
+    since = time.time() - 1
+    with smtplib.SMTP(peer.address, 25, timeout=5) as s:
+        s.ehlo("probe.test")
+        s.docmd("MAIL FROM:<a@example.org>")
+        s.docmd("RCPT TO:<b@example.net>")
+        s.docmd("RSET")
+    deadline = time.monotonic() + 5
+    while not (sessions := lab_manifest.smtp_sessions(peer.address, since)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    [session] = sessions
+    assert session["commands"] == ["EHLO", "MAIL", "RCPT", "RSET", "QUIT"]
+    assert session["port"] == 25 and session["address"] == peer.address and session["tls"] is None
+
+
+@pytest.mark.lab
+def test_postfix_peers(lab_manifest):
+    import ssl
+
+    sc = lab_manifest.scenario("postfix-good")
+    if lab_manifest.postfix is None:
+        assert sc.unavailable and lab_manifest.postfix_unavailable
+        pytest.skip(f"Postfix peers unavailable: {lab_manifest.postfix_unavailable}")
+    peer = sc.smtp[0]
+    assert _greeting(peer.address) == f"220 {peer.hostname} ESMTP Postfix\r\n".encode()
+    since = time.time() - 1
+    ctx = ssl.create_default_context(cafile=lab_manifest.ca_file)
+    with smtplib.SMTP(peer.address, 25, timeout=10) as s:
+        s._host = peer.hostname
+        s.ehlo("probe.test")
+        s.starttls(context=ctx)
+        s.ehlo("probe.test")
+        assert s.sock.version() in ("TLSv1.2", "TLSv1.3")
+        assert s.docmd("MAIL FROM:<a@example.org>")[0] == 250
+        code, text = s.docmd("RCPT TO:<b@example.net>")
+        assert code == 554 and b"Relay access denied" in text
+        assert s.docmd(f"RCPT TO:<postmaster@{sc.domain}>")[0] == 250
+        assert s.docmd("DATA")[0] == 554
+    with smtplib.SMTP(lab_manifest.scenario("postfix-no-starttls").smtp[0].address, 25, timeout=10) as s:
+        s.ehlo("probe.test")
+        assert not s.has_extn("starttls")
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        sessions = lab_manifest.smtp_sessions(peer.address, since - 1)
+        if sessions:
+            break
+        time.sleep(0.1)
+    assert sessions and sessions[-1]["commands"][:3] == ["EHLO", "STARTTLS", "EHLO"]
+    assert sessions[-1]["tls"] in ("TLSv1.2", "TLSv1.3")
+
+
+@pytest.mark.lab
+def test_one_audit_opens_one_session_per_address_and_never_data(lab_manifest):
+    sc = lab_manifest.scenario("ipv6-good")
+    since = time.time() - 0.001
+    subprocess.run([sys.executable, "-m", "deliverck", sc.domain, "--json", "--ca-file", lab_manifest.ca_file,
+                    "--dns-timeout", "2", "--smtp-timeout", "5"], capture_output=True, timeout=120)
+    time.sleep(0.3)
+    sessions = [s for s in lab_manifest.smtp_sessions(since=since) if s["address"] in sc.addresses]
+    assert sorted(s["address"] for s in sessions) == sorted(sc.addresses)
+    assert all("DATA" not in s["commands"] for s in sessions)
