@@ -19,7 +19,6 @@ import ipaddress
 from deliverck.context import Context, org_domain
 from deliverck.model import CheckSpec, Direction, Finding, FindingSpec, Owner, Severity, Skip
 from deliverck.net.dns import Outcome
-from deliverck.net.smtp import Outcome as SmtpOutcome
 from deliverck.report.escape import safe
 from deliverck.target import is_address_literal, is_hostname
 
@@ -116,7 +115,7 @@ async def judge(ctx: Context, ip: str, helo: str, where: str) -> list[Finding]:
 
 
 async def run(ctx: Context) -> list[Finding]:
-    from deliverck.checks.smtp import sessions
+    from deliverck.checks.smtp import sessions_for_followers
 
     if ctx.config.helo_name:
         ips = [a.ip for a in await ctx.mail_addresses() if ctx.probe_allowed(a) or a.scope.routable]
@@ -124,22 +123,16 @@ async def run(ctx: Context) -> list[Finding]:
             raise Skip("no sending address known: give --ip ADDR with --helo")
         results = await asyncio.gather(*(judge(ctx, ip, ctx.config.helo_name, "--helo") for ip in ips))
         return [f for r in results for f in r]
-    pairs = await sessions(ctx)
-    if not pairs:
-        raise Skip("no receiving address to probe and no --helo NAME")
+    greeted, undecided = await sessions_for_followers(ctx)
     jobs = []
-    unknown = []
-    for ma, s in pairs:
-        if s.outcome is not SmtpOutcome.OK or s.greeting is None:
-            unknown.append(ma.ip)
-            continue
-        greet = s.greeting.first_word
+    for ma, s in greeted:
+        greet = s.greeting.first_word if s.greeting else ""
         ehlo = s.ehlo.first_word if s.ehlo is not None and s.ehlo.code == 250 else ""
         name = greet or ehlo
         where = "greeting" if not ehlo or ehlo.lower() == greet.lower() else f"greeting; EHLO reply says {safe(ehlo)}"
         jobs.append(judge(ctx, ma.ip, name, where))
     results = await asyncio.gather(*jobs)
     out = [f for r in results for f in r]
-    if unknown and not jobs:
-        out.append(CHECK.finding("not_checked", ctx.target.label, ips=", ".join(unknown)))
+    if undecided and not greeted:
+        out.append(CHECK.finding("not_checked", ctx.target.label, ips=", ".join(ma.ip for ma, _ in undecided)))
     return out

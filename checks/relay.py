@@ -10,7 +10,7 @@ that belong to nobody, and ends with RSET: nothing is ever sent.
 from __future__ import annotations
 
 from deliverck.context import Context
-from deliverck.model import CheckSpec, Direction, Finding, FindingSpec, Owner, Severity, Skip
+from deliverck.model import CheckSpec, Direction, Finding, FindingSpec, Owner, Severity
 from deliverck.net.smtp import RELAY_RECIPIENT, RELAY_SENDER, Outcome
 from deliverck.report.escape import safe
 
@@ -40,13 +40,11 @@ CHECK = CheckSpec(
 
 
 async def run(ctx: Context) -> list[Finding]:
-    from deliverck.checks.smtp import evidence, sessions
+    from deliverck.checks.smtp import evidence, sessions_for_followers
 
-    pairs = await sessions(ctx)
-    if not pairs:
-        raise Skip("no receiving address to probe (see the mx check)")
+    greeted, undecided = await sessions_for_followers(ctx)
     out: list[Finding] = []
-    for ma, s in pairs:
+    for ma, s in undecided + greeted:
         args = dict(ip=ma.ip, host=ma.host or ma.ip, sender=RELAY_SENDER, recipient=RELAY_RECIPIENT)
         ev = evidence(s)
         if s.outcome is not Outcome.OK:

@@ -77,10 +77,11 @@ CHECK = CheckSpec(
                     "{ip} ({host}) refuses EHLO ({reply}): no ESMTP, so no STARTTLS, SIZE or 8BITMIME",
                     "Enable ESMTP (EHLO) on the server; every current MTA supports it.",
                     MAIL, IN, refs=("RFC 5321 4.1.1.1",)),
-        FindingSpec("smtp.ipv6_unreachable", Severity.ERROR,
+        FindingSpec("smtp.ipv6_unreachable", Severity.WARNING,
                     "{host} has AAAA {ip}, but port 25 does not answer there ({outcome}) while IPv4 works",
                     "Make the server listen on {ip} port 25 and open IPv6 in the firewall, or remove the AAAA "
-                    "record: senders that prefer IPv6 try it first and defer.",
+                    "record: senders that prefer IPv6 try it first and lose time (a filtered port costs each "
+                    "of them a connect timeout); IPv6-only senders cannot deliver at all.",
                     MAIL, IN, refs=("RFC 3974 3", "RFC 5321 5.2")),
         FindingSpec("smtp.no_host_accepts", Severity.CRITICAL,
                     "no MX address of {subject} accepts an SMTP session: inbound mail queues at senders and bounces",
@@ -137,11 +138,32 @@ def session_findings(ma: MailAddress, s: SmtpSession, seconds: float) -> list[Fi
     return [CHECK.finding("probe_failed", ma.ip, ev, detail=safe(s.detail), **args)]
 
 
+# Outcomes that say nothing about the server: the session could not tell.
+UNDECIDED = {Outcome.CONNECT_TIMEOUT, Outcome.UNREACHABLE, Outcome.TARPIT, Outcome.ERROR}
+
+
 async def sessions(ctx: Context) -> list[tuple[MailAddress, SmtpSession]]:
     """Every probe-able receiving address with its (shared) session."""
     targets = await ctx.smtp_targets()
     found = await asyncio.gather(*(ctx.smtp_session(ma) for ma in targets))
     return list(zip(targets, found))
+
+
+async def sessions_for_followers(ctx: Context) -> tuple[list[tuple[MailAddress, SmtpSession]],
+                                                         list[tuple[MailAddress, SmtpSession]]]:
+    """For checks that read a session (helo, starttls, relay): (greeted, undecided).
+
+    Addresses where SMTP definitely failed (refused, rejected, not SMTP) are
+    the smtp check's to report; there is nothing more to judge there.  When
+    no address is left at all, the check does not apply: Skip.
+    """
+    pairs = await sessions(ctx)
+    greeted = [(ma, s) for ma, s in pairs if s.outcome is Outcome.OK]
+    undecided = [(ma, s) for ma, s in pairs if s.outcome in UNDECIDED]
+    if not greeted and not undecided:
+        raise Skip("no MX address accepts SMTP (see the smtp check)" if pairs
+                   else "no receiving address to probe (see the mx check)")
+    return greeted, undecided
 
 
 async def run(ctx: Context) -> list[Finding]:
@@ -156,8 +178,17 @@ async def run(ctx: Context) -> list[Finding]:
     if not pairs:
         return out
     seconds = ctx.config.smtp_timeout
+    working_hosts = {ma.host for ma, s in pairs if s.outcome is Outcome.OK}
     for ma, s in pairs:
-        out += session_findings(ma, s, seconds)
+        found = session_findings(ma, s, seconds)
+        if ma.host in working_hosts:
+            # Senders move on to the host's next address (RFC 5321 5.2):
+            # a dead address of a working host costs time, not mail.
+            found = [f if f.inconclusive or f.severity < Severity.ERROR
+                     else CHECK.finding(f.id.split(".", 1)[1], f.subject, f.evidence, severity=Severity.WARNING,
+                                        **f.args)
+                     for f in found]
+        out += found
 
     outcomes = [s.outcome for _, s in pairs]
     if all(o is Outcome.CONNECT_TIMEOUT for o in outcomes):

@@ -13,9 +13,8 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 from deliverck.context import Context
-from deliverck.model import CheckSpec, Direction, Finding, FindingSpec, Owner, Severity, Skip
+from deliverck.model import CheckSpec, Direction, Finding, FindingSpec, Owner, Severity
 from deliverck.net import tls
-from deliverck.net.smtp import Outcome
 from deliverck.report.escape import safe
 
 IN, NONE = Direction.INBOUND, Direction.NONE
@@ -70,9 +69,10 @@ CHECK = CheckSpec(
                     "Serve the full chain (leaf and intermediates) from a public CA; with a private CA, "
                     "senders that require TLS cannot verify it.",
                     MAIL, IN, refs=("RFC 5280 6", "RFC 8461 4.2")),
-        FindingSpec("starttls.weak_key", Severity.WARNING,
+        FindingSpec("starttls.weak_key", Severity.ERROR,
                     "the certificate of {ip} ({host}) has a weak key: {reason}",
-                    "Reissue the certificate with RSA 2048+ or ECDSA P-256.",
+                    "Reissue the certificate with RSA 2048+ or ECDSA P-256: OpenSSL's default security level "
+                    "(Debian, Ubuntu, RHEL) refuses smaller keys, so TLS with such senders fails.",
                     MAIL, IN, refs=("NIST SP 800-131A",)),
         FindingSpec("starttls.weak_signature", Severity.ERROR,
                     "the certificate chain of {ip} ({host}) uses a broken signature algorithm: {reason}",
@@ -90,21 +90,21 @@ async def _trust_store(ctx: Context):
 
 
 async def run(ctx: Context) -> list[Finding]:
-    from deliverck.checks.smtp import evidence, sessions
+    from deliverck.checks.smtp import evidence, sessions_for_followers
 
-    pairs = await sessions(ctx)
-    if not pairs:
-        raise Skip("no receiving address to probe (see the mx check)")
+    greeted, undecided = await sessions_for_followers(ctx)
+    out: list[Finding] = []
+    for ma, s in undecided:
+        out.append(CHECK.finding("not_checked", ma.ip, evidence(s), reason=s.outcome.value.replace("_", " "),
+                                 ip=ma.ip, host=ma.host or ma.ip))
+    if not greeted:
+        return out
     store = await ctx.fact("trust_store", lambda: _trust_store(ctx))
     now = datetime.now(timezone.utc)
-    out: list[Finding] = []
-    for ma, s in pairs:
+    for ma, s in greeted:
         host = ma.host or ""
         args = dict(ip=ma.ip, host=host or ma.ip)
         ev = evidence(s)
-        if s.outcome is not Outcome.OK:
-            out.append(CHECK.finding("not_checked", ma.ip, ev, reason=s.outcome.value.replace("_", " "), **args))
-            continue
         if not s.starttls_offered:
             out.append(CHECK.finding("not_offered", ma.ip, ev, **args))
             continue

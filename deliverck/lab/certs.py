@@ -71,7 +71,8 @@ def make_ca(directory: Path, now: datetime.datetime | None = None) -> LabCA:
     cert = (x509.CertificateBuilder()
             .subject_name(name).issuer_name(name).public_key(key.public_key())
             .serial_number(x509.random_serial_number())
-            .not_valid_before(now - DAY).not_valid_after(now + 30 * DAY)
+            # Covers every leaf profile (expired ones too), so only the leaf is out of date.
+            .not_valid_before(now - 365 * DAY).not_valid_after(now + 3650 * DAY)
             .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
             .add_extension(x509.KeyUsage(digital_signature=False, content_commitment=False,
                                          key_encipherment=False, data_encipherment=False,

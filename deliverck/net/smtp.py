@@ -279,7 +279,9 @@ async def _ehlo(smtp: aiosmtplib.SMTP, opts: ProbeOptions, rec: _Recorder, facts
         r = await smtp.ehlo(hostname=opts.ehlo_name)
         facts[key] = reply = _reply(r, t)
         rec.got(reply)
-        facts["extensions"] = tuple(sorted(k.upper() for k in smtp.esmtp_extensions))
+        # What the server offers in the clear decides STARTTLS; the EHLO after
+        # TLS is recorded as its own reply.
+        facts.setdefault("extensions", tuple(sorted(k.upper() for k in smtp.esmtp_extensions)))
         return True
     except aiosmtplib.SMTPHeloError as e:
         facts[key] = reply = Reply(e.code, e.message, int((time.monotonic() - t) * 1000))
