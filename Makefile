@@ -6,9 +6,10 @@ VENV     := .venv
 BIN      := $(VENV)/bin
 STAMP    := $(VENV)/.installed
 # Debian packages of the lab: NSD (authoritative DNS), unbound (validating
-# resolver), iproute2 (addresses in the namespace), util-linux (unshare).
-LAB_DEBS := nsd unbound iproute2 util-linux
-LAB_BINS := /usr/sbin/nsd /usr/sbin/unbound /usr/bin/unshare
+# resolver), iproute2 (addresses in the namespace), util-linux (unshare),
+# Postfix (a real MTA as SMTP peer), openssl (signs the lab's SHA-1 test cert).
+LAB_DEBS := nsd unbound iproute2 util-linux postfix openssl
+LAB_BINS := /usr/sbin/nsd /usr/sbin/unbound /usr/bin/unshare /usr/sbin/postfix /usr/bin/openssl
 LAB      := $(BIN)/deliverck lab run --
 
 .PHONY: setup debs demo test bench docs lint clean
@@ -27,6 +28,7 @@ debs:
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" != 0 ]; then echo "the lab needs: $(LAB_DEBS) (missing:$$missing); run: sudo apt-get install $(LAB_DEBS)"; exit 2; fi; \
 	  echo "installing Debian packages for the lab: $(LAB_DEBS)"; \
+	  echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections; \
 	  DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(LAB_DEBS) >/dev/null; \
 	fi

@@ -113,7 +113,7 @@ async def run(ctx: Context) -> list[Finding]:
             out.append(CHECK.finding("failed", ma.ip, ev, error=safe(error)[:200], **args))
             continue
         report = tls.analyse(s.tls.chain, host, now=now, store=store, warn_days=ctx.config.cert_warn_days)
-        found = _judge(ma.ip, host, s.tls, report, ev, args, ctx.config.cert_warn_days)
+        found = _judge(ma.ip, host, s.tls, report, ev, args, ctx.config.cert_warn_days, now)
         if not found:
             found = [CHECK.finding("ok", ma.ip, ev, version=s.tls.version, cipher=s.tls.cipher,
                                    cert=safe(tls.summarize(report)), **args)]
@@ -121,7 +121,7 @@ async def run(ctx: Context) -> list[Finding]:
     return out
 
 
-def _judge(ip, host, facts, report, ev, args, warn_days: int) -> list[Finding]:
+def _judge(ip, host, facts, report, ev, args, warn_days: int, now: datetime) -> list[Finding]:
     out = []
     if facts.version not in _TLS12:
         out.append(CHECK.finding("old_protocol", ip, ev, version=facts.version or "unknown", **args))
@@ -130,7 +130,7 @@ def _judge(ip, host, facts, report, ev, args, warn_days: int) -> list[Finding]:
     leaf = report.leaf
     dates = dict(not_after=leaf.not_after.date().isoformat(), not_before=leaf.not_before.date().isoformat())
     if report.expired:
-        out.append(CHECK.finding("cert_expired", ip, ev, days=-report.days_left, **dates, **args))
+        out.append(CHECK.finding("cert_expired", ip, ev, days=(now - leaf.not_after).days, **dates, **args))
     elif report.not_yet_valid:
         out.append(CHECK.finding("cert_not_yet_valid", ip, ev, **dates, **args))
     elif report.days_left < warn_days:

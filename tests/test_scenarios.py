@@ -158,3 +158,39 @@ def test_global_deadline_gives_error_not_pass(lab):
         if c["id"] in ("smtp", "helo", "starttls", "relay"):
             assert c["status"] == "error"
             assert [f["id"] for f in c["findings"]] == [f"{c['id']}.timeout"], c
+
+
+def _sessions_after(lab, addresses, since, want):
+    import time
+
+    for _ in range(40):  # a peer logs a session when it ends; give it a moment
+        found = {a: lab.smtp_sessions(address=a, since=since) for a in addresses}
+        if all(len(v) >= want for v in found.values()):
+            return found
+        time.sleep(0.05)
+    return found
+
+
+@pytest.mark.parametrize("name", ["good", "postfix-good"])
+def test_one_session_per_address_and_never_data(lab, name):
+    import time
+
+    sc = lab.scenario(name)
+    if sc.unavailable:
+        if os.environ.get("CI"):
+            pytest.fail(sc.unavailable)
+        pytest.skip(sc.unavailable)
+    addresses = [p.address for p in sc.smtp]
+    if name.startswith("postfix"):
+        # Postfix's log has whole seconds: start on a fresh second so no earlier session counts.
+        time.sleep(1.1)
+        since = float(int(time.time()))
+    else:
+        since = time.time()
+    r = audit(lab, sc.domain, "--json")
+    assert r.returncode == 0, r.stdout[-2000:]
+    found = _sessions_after(lab, addresses, since, 1)
+    for address, sessions in found.items():
+        assert len(sessions) == 1, (address, sessions)   # smtp, helo, starttls and relay shared it
+        verbs = sessions[0]["commands"]
+        assert "DATA" not in verbs and "STARTTLS" in verbs and verbs[-1] == "QUIT", verbs
