@@ -91,6 +91,14 @@ CHECK = CheckSpec(
                     "the SMTP probe of {ip} ({host}) failed: {detail}",
                     "Rerun with --debug; if it persists, report it with the transcript (-v).",
                     Owner.NOBODY, NONE, inconclusive=True),
+        FindingSpec("smtp.other_port", Severity.INFO,
+                    "{ip} ({host}) port {port}: {state}",
+                    "Nothing to fix for MX delivery (senders use port 25); ports 465/587 serve your own users.",
+                    Owner.NOBODY, NONE, refs=("RFC 8314 3.3", "RFC 6409")),
+        FindingSpec("smtp.other_port_closed", Severity.NOTICE,
+                    "{ip} ({host}) port {port} is not available ({state})",
+                    "If your users submit mail on port {port}, open it; otherwise nothing to fix.",
+                    MAIL, NONE, refs=("RFC 8314 3.3", "RFC 6409")),
         FindingSpec("smtp.not_probed", Severity.INFO,
                     "{ip} ({host}) is not a public address and was not probed (--probe-private probes it)",
                     "Nothing to check from outside.", Owner.NOBODY, NONE),
@@ -190,6 +198,7 @@ async def run(ctx: Context) -> list[Finding]:
                      for f in found]
         out += found
 
+    out += await _other_ports(ctx)
     outcomes = [s.outcome for _, s in pairs]
     if all(o is Outcome.CONNECT_TIMEOUT for o in outcomes):
         out.append(CHECK.finding("port25_blocked", ctx.target.label))
@@ -211,4 +220,24 @@ async def run(ctx: Context) -> list[Finding]:
             first_ma, first = pairs[0]
             out.append(CHECK.finding("no_host_accepts", ctx.target.label, reason=reason,
                                      host=first_ma.host or first_ma.ip, ip=first_ma.ip, port=first.port))
+    return out
+
+
+async def _other_ports(ctx: Context) -> list[Finding]:
+    ports = [p for p in ctx.config.extra_ports if p != 25]
+    if not ports:
+        return []
+    targets = await ctx.smtp_targets()
+    jobs = [(ma, p) for ma in targets for p in ports]
+    found = await asyncio.gather(*(ctx.smtp_session(ma, p) for ma, p in jobs))
+    out = []
+    for (ma, port), s in zip(jobs, found):
+        args = dict(ip=ma.ip, host=ma.host or ma.ip, port=port)
+        if s.outcome is Outcome.OK:
+            tls = f", {s.tls.version}" if s.tls and s.tls.version else ""
+            state = safe(s.greeting.line() if s.greeting else "greeted") + tls
+            out.append(CHECK.finding("other_port", ma.ip, evidence(s), state=state, **args))
+        else:
+            out.append(CHECK.finding("other_port_closed", ma.ip, evidence(s),
+                                     state=s.outcome.value.replace("_", " "), **args))
     return out

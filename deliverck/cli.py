@@ -72,6 +72,20 @@ def _positive(value: float, option: str) -> float:
     return value
 
 
+def _ports(text: Optional[str]) -> tuple[int, ...]:
+    if text is None:
+        return ()
+    out = []
+    for part in _split([text]):
+        if not part.isdigit() or not 0 < int(part) < 65536:
+            raise UsageError(f"--ports {text!r}: give port numbers separated by commas, e.g. 25,465,587")
+        if int(part) not in out:
+            out.append(int(part))
+    if not out:
+        raise UsageError("--ports is empty: give port numbers separated by commas, e.g. 465,587")
+    return tuple(p for p in out if p != 25)
+
+
 def _ehlo_name(name: Optional[str]) -> str:
     if name is None:
         return ""
@@ -132,6 +146,8 @@ def check_cmd(
     cert_warn_days: int = typer.Option(21, "--cert-warn-days", metavar="DAYS", help="Warn when a certificate expires sooner."),
     smtp_timeout: float = typer.Option(10.0, "--smtp-timeout", metavar="SECONDS",
                                        help="Time limit per SMTP step (connect, greeting, EHLO, STARTTLS)."),
+    ports: Optional[str] = typer.Option(None, "--ports", metavar="PORT[,PORT]",
+                                        help="Also probe these ports of every MX address (e.g. 465,587); 25 is always probed."),
     probe_private: bool = typer.Option(False, "--probe-private",
                                        help="Also connect to MX addresses in private, loopback or CGNAT ranges."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Show informational findings and the evidence."),
@@ -173,6 +189,7 @@ def check_cmd(
         cert_warn_days=cert_warn_days,
         smtp_timeout=_positive(smtp_timeout, "--smtp-timeout"),
         probe_private=probe_private,
+        extra_ports=_ports(ports),
     )
     select_checks(config)  # unknown check names are bad usage: fail before any lookup
     report = asyncio.run(run_audit(config))

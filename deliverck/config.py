@@ -29,4 +29,5 @@ class Config:
     cert_warn_days: int = 21
     smtp_timeout: float = 10.0                  # per SMTP phase (connect, greeting, EHLO, ...)
     probe_private: bool = False                 # also connect to private/loopback addresses
+    extra_ports: tuple[int, ...] = ()           # --ports beyond 25 (e.g. 465, 587): reported, not judged for MX
     severity_overrides: dict[str, Severity] = field(default_factory=dict)

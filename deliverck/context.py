@@ -250,7 +250,12 @@ class Context:
             # One connection per address at a time, whatever the port.
             lock = self._address_locks.setdefault(ma.ip, asyncio.Lock())
             async with lock:
-                return await smtp.probe(ma.ip, ma.host, port, self.probe_options())
+                opts = self.probe_options()
+                if port != 25:
+                    # Submission ports: is the service there?  No relay test.
+                    opts.relay_test = False
+                    opts.implicit_tls = port == 465
+                return await smtp.probe(ma.ip, ma.host, port, opts)
 
         return await self.fact(("smtp", ma.ip, port), compute)
 

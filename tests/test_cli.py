@@ -26,6 +26,16 @@ BAD = [
     (["example.com", "--dns-timeout", "0"], "--dns-timeout"),
     (["example.com", "--no-such-option"], "No such option"),
     (["check"], "Missing argument"),
+    (["example.com", "--ehlo-name", "bare"], "--ehlo-name"),
+    (["example.com", "--ehlo-name", "bad_name.example.com"], "--ehlo-name"),
+    (["example.com", "--ports", "25,smtp"], "--ports"),
+    (["example.com", "--ports", "70000"], "--ports"),
+    (["example.com", "--ca-file", "/nonexistent/ca.pem"], "--ca-file"),
+    (["example.com", "--ca-file", "/"], "--ca-file"),
+    (["example.com", "--ca-file", "/dev/null"], "--ca-file"),
+    (["example.com", "--helo", "two words"], "--helo"),
+    (["example.com", "--cert-warn-days", "-1"], "--cert-warn-days"),
+    (["example.com", "--smtp-timeout", "0"], "--smtp-timeout"),
 ]
 
 

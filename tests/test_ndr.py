@@ -31,7 +31,7 @@ KNOWN_FINDINGS = {
     "smtp.greeting", "smtp.refused", "smtp.connect_timeout", "smtp.no_route", "smtp.port25_blocked",
     "smtp.tarpit", "smtp.greeting_rejected", "smtp.greeting_deferred", "smtp.not_smtp", "smtp.closed",
     "smtp.no_ehlo", "smtp.ipv6_unreachable", "smtp.no_host_accepts", "smtp.probe_failed",
-    "smtp.not_probed", "smtp.crashed", "smtp.timeout",
+    "smtp.not_probed", "smtp.other_port", "smtp.other_port_closed", "smtp.crashed", "smtp.timeout",
     "helo.names", "helo.not_fqdn", "helo.localhost", "helo.address_literal", "helo.invalid",
     "helo.unresolvable", "helo.not_own_address", "helo.ptr_mismatch", "helo.is_domain_apex",
     "helo.lookup_failed", "helo.not_checked", "helo.crashed", "helo.timeout",

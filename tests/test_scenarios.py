@@ -194,3 +194,14 @@ def test_one_session_per_address_and_never_data(lab, name):
         assert len(sessions) == 1, (address, sessions)   # smtp, helo, starttls and relay shared it
         verbs = sessions[0]["commands"]
         assert "DATA" not in verbs and "STARTTLS" in verbs and verbs[-1] == "QUIT", verbs
+
+
+def test_submission_ports_are_reported_not_judged(lab):
+    r = audit(lab, "smtp-good.test", "--json", "--ports", "465,587")
+    assert r.returncode == 0
+    doc = json.loads(r.stdout)
+    found = {(f["args"]["ip"], f["args"]["port"]): f for c in doc["checks"] for f in c["findings"]
+             if f["id"] == "smtp.other_port"}
+    ports = {port for _, port in found}
+    assert ports == {465, 587}
+    assert all("TLSv1" in f["summary"] for (ip, port), f in found.items() if port == 465)

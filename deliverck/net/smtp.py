@@ -112,6 +112,7 @@ class ProbeOptions:
     budget: float = 25.0             # whole session
     relay_test: bool = True
     tls_context: ssl.SSLContext | None = None
+    implicit_tls: bool = False       # port 465 (RFC 8314): TLS before the greeting
 
 
 def probe_tls_context() -> ssl.SSLContext:
@@ -212,7 +213,9 @@ async def _session(ip: str, host: str, port: int, opts: ProbeOptions, rec: _Reco
         return done(outcome, e.strerror or str(e))
     facts["connect_ms"] = int((time.monotonic() - start) * 1000)
 
-    smtp = aiosmtplib.SMTP(sock=sock, hostname=host or None, timeout=opts.timeout, start_tls=False,
+    smtp = aiosmtplib.SMTP(sock=sock, hostname=host or ip, timeout=opts.timeout, start_tls=False,
+                           use_tls=opts.implicit_tls, tls_context=(opts.tls_context or probe_tls_context())
+                           if opts.implicit_tls else None,
                            validate_certs=False, local_hostname=opts.ehlo_name)
     try:
         facts["phase"], facts["outcome"] = "greeting", Outcome.TARPIT
@@ -249,12 +252,18 @@ async def _session(ip: str, host: str, port: int, opts: ProbeOptions, rec: _Reco
         facts["greeting"] = g = _reply(greeting, t)
         facts.pop("outcome", None)
         rec.got(g)
+        if opts.implicit_tls:
+            obj = smtp.get_transport_info("ssl_object")
+            if obj is not None:
+                cipher = obj.cipher()
+                facts["tls"] = TlsFacts(version=obj.version() or "", cipher=cipher[0] if cipher else "",
+                                        chain=_chain(obj))
 
         facts["phase"] = "EHLO"
         ok = await _ehlo(smtp, opts, rec, facts, "ehlo")
         if not ok:
             return done(Outcome.OK, facts.get("detail", ""))
-        if smtp.supports_extension("starttls"):
+        if smtp.supports_extension("starttls") and not opts.implicit_tls:
             facts["phase"] = "STARTTLS"
             await _starttls(smtp, host, opts, rec, facts)
         if opts.relay_test and smtp.is_connected:
