@@ -194,3 +194,27 @@ async def test_session_budget_ends_a_dribbling_server():
     async with Peer(dribble) as p:
         s = await asyncio.wait_for(probe("127.0.0.1", "", p.port, opts(timeout=5, budget=1)), 5)
     assert "longer than" in s.detail
+
+
+async def test_filtered_port_is_a_connect_timeout():
+    """A listener whose accept queue is full drops further SYNs: what a filtering firewall looks like."""
+    import socket
+
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(0)
+    port = srv.getsockname()[1]
+    fillers = []
+    try:
+        for _ in range(3):  # fill the accept queue; nothing ever accepts
+            c = socket.socket()
+            c.setblocking(False)
+            c.connect_ex(("127.0.0.1", port))
+            fillers.append(c)
+        await asyncio.sleep(0.1)
+        s = await probe("127.0.0.1", "", port, opts(timeout=0.5))
+    finally:
+        for c in fillers:
+            c.close()
+        srv.close()
+    assert s.outcome is Outcome.CONNECT_TIMEOUT, s.outcome

@@ -106,7 +106,7 @@ SMTP_LOG = "smtp.log"
 
 
 def _greeting(spec, hostname: str) -> str:
-    if spec.behaviour in ("http", "close"):
+    if spec.behaviour in ("http", "close", "filtered"):
         return ""
     if spec.behaviour == "postfix":
         return f"220 {hostname} ESMTP Postfix"

@@ -35,7 +35,7 @@ def is_documentation(address: str) -> bool:
     return any(addr.version == net.version and addr in net for net in DOCUMENTATION_NETS)
 
 
-BEHAVIOURS = ("smtp", "postfix", "http", "close")
+BEHAVIOURS = ("smtp", "postfix", "http", "close", "filtered")
 TLS_VERSIONS = ("modern", "legacy")
 RELAY = ("denied", "open")
 PEER_KEYS = ("behaviour", "hostname", "greeting", "greeting_delay", "starttls", "tls_versions", "cert",

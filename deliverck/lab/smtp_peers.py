@@ -10,6 +10,7 @@ time.
 from __future__ import annotations
 
 import asyncio
+import socket
 import json
 import ssl
 import time
@@ -225,6 +226,32 @@ async def _raw(peer: Peer, port: int, log: SessionLog, reader: asyncio.StreamRea
         writer.close()
 
 
+class _Filtered:
+    """A port that swallows connection attempts, as a dropping firewall does.
+
+    It listens with a backlog of 0 and fills its own accept queue; Linux
+    then drops further SYNs, so clients see a connect timeout, not a refusal.
+    """
+
+    def __init__(self, address: str, port: int) -> None:
+        family = socket.AF_INET6 if ":" in address else socket.AF_INET
+        self.listener = socket.socket(family, socket.SOCK_STREAM)
+        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.listener.bind((address, port))
+        self.listener.listen(0)
+        self.fillers = []
+        for _ in range(3):
+            c = socket.socket(family, socket.SOCK_STREAM)
+            c.setblocking(False)
+            c.connect_ex((address, port))
+            self.fillers.append(c)
+
+    def close(self) -> None:
+        for c in self.fillers:
+            c.close()
+        self.listener.close()
+
+
 async def serve(peer: Peer, log: SessionLog) -> list:
     """Bind every port of `peer`; return the servers (kept open by the caller)."""
     loop = asyncio.get_running_loop()
@@ -232,6 +259,9 @@ async def serve(peer: Peer, log: SessionLog) -> list:
     servers = []
     for port in peer.ports:
         implicit = port == 465
+        if peer.behaviour == "filtered":
+            servers.append(_Filtered(peer.address, port))
+            continue
         if peer.behaviour == "smtp" and not (peer.greeting and not peer.greeting.startswith("2")):
             servers.append(await loop.create_server(
                 lambda port=port, implicit=implicit: LabSMTP(peer, port, log, tls, implicit),
