@@ -255,14 +255,11 @@ async def _session(ip: str, host: str, port: int, opts: ProbeOptions, rec: _Reco
         if opts.implicit_tls:
             obj = smtp.get_transport_info("ssl_object")
             if obj is not None:
-                cipher = obj.cipher()
-                facts["tls"] = TlsFacts(version=obj.version() or "", cipher=cipher[0] if cipher else "",
-                                        chain=_chain(obj))
+                facts["tls"] = _tls_facts(obj)
 
         facts["phase"] = "EHLO"
-        ok = await _ehlo(smtp, opts, rec, facts, "ehlo")
-        if not ok:
-            return done(Outcome.OK, facts.get("detail", ""))
+        if not await _ehlo(smtp, opts, rec, facts, "ehlo"):
+            return done(Outcome.OK)
         if smtp.supports_extension("starttls") and not opts.implicit_tls:
             facts["phase"] = "STARTTLS"
             await _starttls(smtp, host, opts, rec, facts)
@@ -271,47 +268,48 @@ async def _session(ip: str, host: str, port: int, opts: ProbeOptions, rec: _Reco
             await _relay(smtp, rec, facts)
         facts["phase"] = "QUIT"
         if smtp.is_connected:
-            rec.sent("QUIT")
-            try:
-                rec.got(_reply(await smtp.quit(), time.monotonic()))
-            except (aiosmtplib.SMTPException, OSError):
-                pass
+            await _command(rec, "QUIT", smtp.quit)
         return done(Outcome.OK)
     finally:
         smtp.close()
 
 
-async def _ehlo(smtp: aiosmtplib.SMTP, opts: ProbeOptions, rec: _Recorder, facts: dict, key: str) -> bool:
-    rec.sent(f"EHLO {opts.ehlo_name}")
+async def _command(rec: _Recorder, line: str, call) -> Reply | None:
+    """Send one command (via `call()`), record it, and return the reply, whatever its code."""
+    rec.sent(line)
     t = time.monotonic()
     try:
-        r = await smtp.ehlo(hostname=opts.ehlo_name)
-        facts[key] = reply = _reply(r, t)
-        rec.got(reply)
+        reply = _reply(await call(), t)
+    except aiosmtplib.SMTPResponseException as e:
+        reply = Reply(e.code, e.message, int((time.monotonic() - t) * 1000))
+    except (aiosmtplib.SMTPException, OSError) as e:
+        rec.got(None, f"{line.split()[0]} failed: {e}")
+        return None
+    rec.got(reply)
+    return reply
+
+
+def _tls_facts(obj) -> TlsFacts:
+    cipher = obj.cipher()
+    return TlsFacts(version=obj.version() or "", cipher=cipher[0] if cipher else "", chain=_chain(obj))
+
+
+async def _ehlo(smtp: aiosmtplib.SMTP, opts: ProbeOptions, rec: _Recorder, facts: dict, key: str) -> bool:
+    """EHLO (falling back to HELO on the first one); True when ESMTP works."""
+    name = opts.ehlo_name
+    reply = await _command(rec, f"EHLO {name}", lambda: smtp.ehlo(hostname=name))
+    if reply is None:
+        return False
+    facts[key] = reply
+    if reply.code == 250:
         # What the server offers in the clear decides STARTTLS; the EHLO after
         # TLS is recorded as its own reply.
         facts.setdefault("extensions", tuple(sorted(k.upper() for k in smtp.esmtp_extensions)))
         return True
-    except aiosmtplib.SMTPHeloError as e:
-        facts[key] = reply = Reply(e.code, e.message, int((time.monotonic() - t) * 1000))
-        rec.got(reply)
-    except (aiosmtplib.SMTPException, OSError) as e:
-        rec.got(None, f"EHLO failed: {e}")
-        facts["detail"] = f"EHLO failed: {e}"
-        return False
-    if key != "ehlo" or not smtp.is_connected:
-        return False
-    rec.sent(f"HELO {opts.ehlo_name}")
-    t = time.monotonic()
-    try:
-        r = await smtp.helo(hostname=opts.ehlo_name)
-        facts["helo"] = reply = _reply(r, t)
-        rec.got(reply)
-    except aiosmtplib.SMTPHeloError as e:
-        facts["helo"] = reply = Reply(e.code, e.message, int((time.monotonic() - t) * 1000))
-        rec.got(reply)
-    except (aiosmtplib.SMTPException, OSError) as e:
-        rec.got(None, f"HELO failed: {e}")
+    if key == "ehlo" and smtp.is_connected:
+        helo = await _command(rec, f"HELO {name}", lambda: smtp.helo(hostname=name))
+        if helo is not None:
+            facts["helo"] = helo
     return False
 
 
@@ -337,37 +335,16 @@ async def _starttls(smtp: aiosmtplib.SMTP, host: str, opts: ProbeOptions, rec: _
     if obj is None:
         facts["tls"] = TlsFacts(error="no TLS session after STARTTLS")
         return
-    cipher = obj.cipher()
-    facts["tls"] = tls = TlsFacts(version=obj.version() or "", cipher=cipher[0] if cipher else "", chain=_chain(obj))
+    facts["tls"] = tls = _tls_facts(obj)
     rec.got(None, f"TLS established: {tls.version} {tls.cipher}, {len(tls.chain)} certificate(s)")
     await _ehlo(smtp, opts, rec, facts, "ehlo_tls")
 
 
 async def _relay(smtp: aiosmtplib.SMTP, rec: _Recorder, facts: dict) -> None:
-    mail = rcpt = None
-    rec.sent(f"MAIL FROM:<{RELAY_SENDER}>")
-    t = time.monotonic()
-    try:
-        mail = _reply(await smtp.mail(RELAY_SENDER), t)
-    except aiosmtplib.SMTPResponseException as e:
-        mail = Reply(e.code, e.message, int((time.monotonic() - t) * 1000))
-    except (aiosmtplib.SMTPException, OSError) as e:
-        rec.got(None, f"MAIL failed: {e}")
-    rec.got(mail)
+    rcpt = None
+    mail = await _command(rec, f"MAIL FROM:<{RELAY_SENDER}>", lambda: smtp.mail(RELAY_SENDER))
     if mail is not None and mail.code == 250:
-        rec.sent(f"RCPT TO:<{RELAY_RECIPIENT}>")
-        t = time.monotonic()
-        try:
-            rcpt = _reply(await smtp.rcpt(RELAY_RECIPIENT), t)
-        except aiosmtplib.SMTPResponseException as e:
-            rcpt = Reply(e.code, e.message, int((time.monotonic() - t) * 1000))
-        except (aiosmtplib.SMTPException, OSError) as e:
-            rec.got(None, f"RCPT failed: {e}")
-        rec.got(rcpt)
+        rcpt = await _command(rec, f"RCPT TO:<{RELAY_RECIPIENT}>", lambda: smtp.rcpt(RELAY_RECIPIENT))
         if smtp.is_connected:
-            rec.sent("RSET")
-            try:
-                rec.got(_reply(await smtp.rset(), time.monotonic()))
-            except (aiosmtplib.SMTPException, OSError):
-                pass
+            await _command(rec, "RSET", smtp.rset)
     facts["relay"] = RelayResult(mail, rcpt)
