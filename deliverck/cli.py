@@ -72,6 +72,31 @@ def _positive(value: float, option: str) -> float:
     return value
 
 
+def _sender(text: Optional[str]) -> str:
+    if text is None:
+        return ""
+    from deliverck.target import normalise_name
+
+    s = text.strip()
+    if s.count("@") != 1 or not s.split("@")[0] or any(c.isspace() or ord(c) < 32 for c in s):
+        raise UsageError(f"--sender {text!r} is not a mail address (use e.g. bounces@example.com)")
+    local, domain = s.split("@")
+    try:
+        return f"{local}@{normalise_name(domain)}"
+    except UsageError as e:
+        raise UsageError(f"--sender {text!r}: {e}") from None
+
+
+def _selector(text: str) -> str:
+    from deliverck.target import is_hostname
+
+    s = text.strip().strip(".").lower()
+    # A selector is one or more DNS labels (RFC 6376 3.1); it sits under _domainkey.
+    if not s or not is_hostname(s + ".example"):
+        raise UsageError(f"--dkim-selector {text!r} is not a valid selector (letters, digits, hyphens, dots)")
+    return s
+
+
 def _ports(text: Optional[str]) -> tuple[int, ...]:
     if text is None:
         return ()
@@ -148,6 +173,12 @@ def check_cmd(
                                        help="Time limit per SMTP step (connect, greeting, EHLO, STARTTLS)."),
     ports: Optional[str] = typer.Option(None, "--ports", metavar="PORT[,PORT]",
                                         help="Also probe these ports of every MX address (e.g. 465,587); 25 is always probed."),
+    sender: Optional[str] = typer.Option(None, "--sender", metavar="ADDR",
+                                         help="Envelope sender the server uses (default: postmaster@DOMAIN)."),
+    dkim_selector: Optional[List[str]] = typer.Option(None, "--dkim-selector", metavar="SELECTOR",
+                                                      help="A DKIM selector the domain signs with (repeatable)."),
+    dnsbl: Optional[List[str]] = typer.Option(None, "--dnsbl", metavar="LIST",
+                                              help="DNSBL ids or zones to query instead of the default set (repeatable)."),
     probe_private: bool = typer.Option(False, "--probe-private",
                                        help="Also connect to MX addresses in private, loopback or CGNAT ranges."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Show informational findings and the evidence."),
@@ -190,6 +221,9 @@ def check_cmd(
         smtp_timeout=_positive(smtp_timeout, "--smtp-timeout"),
         probe_private=probe_private,
         extra_ports=_ports(ports),
+        sender=_sender(sender),
+        dkim_selectors=tuple(_selector(x) for x in _split(dkim_selector)),
+        dnsbl_lists=_split(dnsbl),
     )
     select_checks(config)  # unknown check names are bad usage: fail before any lookup
     report = asyncio.run(run_audit(config))

@@ -30,4 +30,7 @@ class Config:
     smtp_timeout: float = 10.0                  # per SMTP phase (connect, greeting, EHLO, ...)
     probe_private: bool = False                 # also connect to private/loopback addresses
     extra_ports: tuple[int, ...] = ()           # --ports beyond 25 (e.g. 465, 587): reported, not judged for MX
+    sender: str = ""                            # --sender: envelope sender (SPF macros, DMARC From domain)
+    dkim_selectors: tuple[str, ...] = ()        # --dkim-selector: known selectors, probed before common ones
+    dnsbl_lists: tuple[str, ...] = ()           # --dnsbl: list ids or zones; () = the default set
     severity_overrides: dict[str, Severity] = field(default_factory=dict)

@@ -269,3 +269,13 @@ class Context:
             budget=max(cfg.check_timeout * 0.8, cfg.smtp_timeout),
             relay_test="relay" in selected,
         )
+
+    # ---- sender authentication facts --------------------------------------
+
+    async def spf(self, ip: str, domain: str, sender: str = "", helo: str = ""):
+        """SPF check_host() result for (ip, domain), evaluated once per run."""
+        from deliverck.spf import check_host
+
+        key = ("spf", ip, domain.lower(), sender.lower(), helo.lower())
+        return await self.fact(key, lambda: check_host(ip, domain, sender=sender or f"postmaster@{domain}",
+                                                       helo=helo, dns=self.dns_client))

@@ -305,9 +305,26 @@ def from_toml(text: str) -> Catalog:
 
 @functools.cache
 def load() -> Catalog:
-    """The catalog shipped with deliverck (read as package data, so wheels work)."""
-    text = resources.files("deliverck.ndr").joinpath("catalog.toml").read_text(encoding="utf-8")
-    return from_toml(text)
+    """The catalog shipped with deliverck (read as package data, so wheels work).
+
+    catalog.toml holds the receiver systems and the first entries; each
+    file in catalog/ adds the entries of one area (`[[entry]]` tables only),
+    so the knowledge for a check lives in a file of its own.
+    """
+    root = resources.files("deliverck.ndr")
+    data = tomllib.loads(root.joinpath("catalog.toml").read_text(encoding="utf-8"))
+    extra = root.joinpath("catalog")
+    if extra.is_dir():
+        for part in sorted((p for p in extra.iterdir() if p.name.endswith(".toml")), key=lambda p: p.name):
+            more = tomllib.loads(part.read_text(encoding="utf-8"))
+            data.setdefault("entry", []).extend(more.get("entry", []))
+            if set(more) - {"entry"}:
+                data.setdefault("_problems", []).append(
+                    f"{part.name}: only [[entry]] tables belong in catalog/ (found {sorted(set(more) - {'entry'})})")
+    problems = data.pop("_problems", [])
+    catalog = from_mapping(data)
+    catalog._load_problems = catalog._load_problems + tuple(problems)
+    return catalog
 
 
 def parse_receivers(text: str | None, catalog: Catalog | None = None) -> tuple[str, ...]:
