@@ -220,7 +220,9 @@ def test_helo_match_findings_predict_only_outside_the_default_set(fid):
 
 
 def test_entry_findings_are_known_ids():
-    unknown = {(e.key, f) for e in load().entries for f in e.findings if f not in KNOWN_FINDINGS}
+    # Entries of newer checks (catalog/<area>.toml) are held to the registry by tests/test_registry.py.
+    unknown = {(e.key, f) for e in load().entries for f in e.findings
+               if f not in KNOWN_FINDINGS and f.split(".")[0] in CATALOG_CHECKS}
     assert unknown == set()
 
 
