@@ -1,0 +1,218 @@
+"""DKIM key records: the parser (every tag, errors, key sizes), and discovery in the lab."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from deliverck.auth import tags as taglist
+from deliverck.auth.dkim import DkimSyntaxError, parse_key_record
+from deliverck.auth.discovery import COMMON_SELECTORS, selectors_for
+
+
+def rsa_p(bits: int = 2048, fmt: PublicFormat = PublicFormat.SubjectPublicKeyInfo) -> str:
+    if bits < 1024:
+        # cryptography refuses to generate these; a public key needs only a modulus of that size.
+        n = (1 << (bits - 1)) | 0x10001
+        key = rsa.RSAPublicNumbers(65537, n).public_key()
+    else:
+        key = rsa.generate_private_key(65537, bits).public_key()
+    return base64.b64encode(key.public_bytes(Encoding.DER, fmt)).decode()
+
+
+@pytest.fixture(scope="module")
+def p2048():
+    return rsa_p(2048)
+
+
+@pytest.fixture(scope="module")
+def p1024():
+    return rsa_p(1024)
+
+
+def ed_p() -> str:
+    raw = ed25519.Ed25519PrivateKey.generate().public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+    return base64.b64encode(raw).decode()
+
+
+# ------------------------------------------------------------------ tag lists
+
+def test_tag_list_basics():
+    tl = taglist.parse(" v = DKIM1 ;\tk=rsa; p=AB CD\r\n EF ;")
+    assert tl.tags == {"v": "DKIM1", "k": "rsa", "p": "AB CD\r\n EF"}
+    assert tl.order == ("v", "k", "p")
+    assert taglist.parse("").tags == {}
+
+
+@pytest.mark.parametrize("text, fragment, offset", [
+    ("v=DKIM1; k", "is not tag=value", 9),
+    ("v=DKIM1; =rsa", "has no name", 9),
+    ("v=DKIM1; 1k=rsa", "not a valid tag name", 9),
+    ("p=a; p=b", "more than once", 5),
+    ("p=\x00", "not allowed", 2),
+    ("p=é", "not allowed", 2),
+])
+def test_tag_list_errors_are_precise(text, fragment, offset):
+    with pytest.raises(taglist.TagListError) as e:
+        taglist.parse(text)
+    assert fragment in e.value.message
+    assert e.value.offset == offset
+
+
+def test_empty_tag_spec_is_tolerated_with_a_note():
+    tl = taglist.parse("v=DKIM1;; p=")
+    assert tl.tags == {"v": "DKIM1", "p": ""}
+    assert tl.notes and "character 9" in tl.notes[0]
+
+
+# ------------------------------------------------------------------ key records
+
+def test_good_rsa_key(p2048):
+    k = parse_key_record(f"v=DKIM1; k=rsa; p={p2048}")
+    assert (k.version, k.key_type, k.bits, k.strength, k.usable, k.key_format) == ("DKIM1", "rsa", 2048, "ok", True, "spki")
+    assert k.describe() == "rsa 2048 bits"
+
+
+def test_defaults_without_v_and_k(p2048):
+    k = parse_key_record(f"p={p2048}")
+    assert k.version == "" and k.key_type == "rsa" and k.usable
+    assert k.hashes == () and k.usable_hashes == ("sha1", "sha256")
+    assert k.services == ("*",) and k.for_email
+
+
+def test_base64_with_whitespace(p2048):
+    spaced = " ".join(p2048[i:i + 60] for i in range(0, len(p2048), 60))
+    assert parse_key_record(f"v=DKIM1; p={spaced}").bits == 2048
+
+
+def test_pkcs1_rsapublickey_is_accepted():
+    k = parse_key_record(f"p={rsa_p(2048, PublicFormat.PKCS1)}")
+    assert k.bits == 2048 and k.key_format == "pkcs1" and k.usable
+
+
+def test_weak_and_short_keys(p1024):
+    weak = parse_key_record(f"v=DKIM1; p={p1024}")
+    assert weak.strength == "weak" and weak.usable
+    short = parse_key_record(f"v=DKIM1; p={rsa_p(512)}")
+    assert short.bits == 512 and short.strength == "too_short" and not short.usable
+    assert "512 bits" in short.problem
+
+
+def test_ed25519():
+    k = parse_key_record(f"v=DKIM1; k=ed25519; p={ed_p()}")
+    assert k.key_type == "ed25519" and k.bits == 256 and k.usable and k.strength == "ok"
+    bad = parse_key_record("v=DKIM1; k=ed25519; p=" + base64.b64encode(b"x" * 31).decode())
+    assert "32 bytes" in bad.key_error and not bad.usable
+
+
+def test_revoked():
+    k = parse_key_record("v=DKIM1; k=rsa; p=")
+    assert k.revoked and not k.usable and k.problem.startswith("revoked")
+    assert k.strength == ""
+
+
+def test_testing_and_strict_flags(p2048):
+    k = parse_key_record(f"v=DKIM1; t=y:s; p={p2048}")
+    assert k.testing and k.strict and k.usable
+    assert parse_key_record(f"t=x; p={p2048}").flags == ("x",)
+
+
+def test_hash_algorithms(p2048):
+    assert parse_key_record(f"h=sha256; p={p2048}").usable
+    sha1 = parse_key_record(f"h=sha1; p={p2048}")
+    assert sha1.sha1_only and not sha1.usable and "RFC 8301" in sha1.problem
+    unknown = parse_key_record(f"h=md5; p={p2048}")
+    assert not unknown.usable and "no hash algorithm" in unknown.problem
+    assert parse_key_record(f"h=sha1:sha256:foo; p={p2048}").usable_hashes == ("sha1", "sha256")
+
+
+def test_service_type(p2048):
+    assert parse_key_record(f"s=email; p={p2048}").usable
+    assert parse_key_record(f"s=*; p={p2048}").usable
+    other = parse_key_record(f"s=tlsrpt; p={p2048}")
+    assert not other.usable and "excludes email" in other.problem
+
+
+def test_unknown_key_type_is_unusable(p2048):
+    k = parse_key_record(f"k=dsa; p={p2048}")
+    assert not k.known_type and not k.usable and "k=dsa" in k.problem
+
+
+def test_notes_and_unknown_tags(p2048):
+    k = parse_key_record(f"v=DKIM1; n=hello world; x_foo=1; p={p2048}")
+    assert k.notes_tag == "hello world" and k.unknown_tags == ("x_foo",)
+    with pytest.raises(DkimSyntaxError, match="not a valid tag name"):
+        parse_key_record(f"v=DKIM1; x-foo=1; p={p2048}")
+
+
+def test_unknown_tag_names_are_kept(p2048):
+    k = parse_key_record(f"v=DKIM1; foo=1; p={p2048}")
+    assert k.unknown_tags == ("foo",) and k.usable
+
+
+@pytest.mark.parametrize("text, fragment", [
+    ("k=rsa; v=DKIM1; p=", "must be the first"),
+    ("v=DKIM2; p=", "only version is DKIM1"),
+    ("v=dkim1; p=", "only version is DKIM1"),
+    ("v=DKIM1; k=rsa", "no p= tag"),
+    ("v=DKIM1; p=a; p=b", "more than once"),
+    ("v=DKIM1 p=abc", "only version"),
+])
+def test_syntax_errors(text, fragment):
+    with pytest.raises(DkimSyntaxError) as e:
+        parse_key_record(text)
+    assert fragment in str(e.value)
+
+
+@pytest.mark.parametrize("p, fragment", [
+    ("!!!notbase64", "not valid base64"),
+    (base64.b64encode(b"\x30\x03\x02\x01\x05").decode(), "not a DER public key"),
+    ("AAAA", "not a DER public key"),
+])
+def test_unloadable_keys(p, fragment):
+    k = parse_key_record(f"v=DKIM1; p={p}")
+    assert fragment in k.key_error and not k.usable
+
+
+def test_rsa_type_with_an_ec_key():
+    ec_key = ec.generate_private_key(ec.SECP256R1()).public_key()
+    p = base64.b64encode(ec_key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)).decode()
+    k = parse_key_record(f"k=rsa; p={p}")
+    assert "k=rsa, but p= holds" in k.key_error
+
+
+def test_selector_order_and_dedup():
+    sels = selectors_for(("mine", "selector1"))
+    assert sels[:2] == [("mine", "given"), ("selector1", "given")]
+    assert [s for s, _ in sels].count("selector1") == 1
+    assert len(sels) == len(COMMON_SELECTORS) + 1
+    assert 10 <= len(COMMON_SELECTORS) <= 20
+
+
+# ------------------------------------------------------------------ properties
+
+_tagchars = st.text(alphabet=st.characters(min_codepoint=0, max_codepoint=0x3000), max_size=200)
+_tagish = st.lists(
+    st.tuples(st.sampled_from(["v", "k", "p", "h", "s", "t", "n", "x", " p", "1", ""]),
+              st.sampled_from(["=", " = ", "", "=="]),
+              st.text(alphabet="DKIM1rsaed25519yA/+=sha:*email; \t", max_size=30)),
+    max_size=8,
+).map(lambda parts: ";".join(a + b + c for a, b, c in parts))
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.one_of(_tagchars, _tagish))
+def test_key_parser_raises_only_its_error(text):
+    try:
+        k = parse_key_record(text)
+    except DkimSyntaxError:
+        return
+    # whatever parses answers every question without raising
+    assert isinstance(k.usable, bool)
+    k.problem, k.strength, k.describe()
