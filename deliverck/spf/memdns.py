@@ -1,0 +1,92 @@
+"""An in-memory DNS for tests, benchmarks and examples: answers from a dict.
+
+    zone = {"example.com": [("TXT", "v=spf1 mx -all"), ("MX", "10 mx.example.com.")],
+            "mx.example.com": [("A", "192.0.2.1")],
+            "slow.example.com": "TIMEOUT"}
+
+Names absent from the zone are NXDOMAIN; present names without records of the
+asked type are NODATA; the value "TIMEOUT" (for a name) or a record
+("TXT", "TIMEOUT") gives a timeout, ("TXT", "SERVFAIL") a SERVFAIL.  TXT
+values may be a str or a list of strings (one record, several strings).
+Records are real dnspython rdata.  `delay` makes every answer take that long
+(asyncio.sleep), and `active`/`max_active`/`queries` record concurrency.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Iterable, Mapping
+
+import dns.rdata
+import dns.rdataclass
+import dns.rdatatype
+import dns.rdtypes.ANY.TXT
+
+from deliverck.net.dns import DnsAnswer, Outcome
+
+
+def _rdata(rdtype: str, value) -> object:
+    if rdtype == "TXT":
+        strings = [value] if isinstance(value, (str, bytes)) else list(value)
+        raw = [s.encode("utf-8") if isinstance(s, str) else s for s in strings]
+        # Character-strings hold 255 bytes: a long string becomes several (joined again by SPF).
+        chunks = [b[i:i + 255] for b in raw for i in range(0, max(len(b), 1), 255)]
+        return dns.rdtypes.ANY.TXT.TXT(dns.rdataclass.IN, dns.rdatatype.TXT, chunks)
+    return dns.rdata.from_text(dns.rdataclass.IN, dns.rdatatype.from_text(rdtype), value)
+
+
+class MemoryDns:
+    def __init__(self, zone: Mapping[str, object], *, delay: float = 0.0) -> None:
+        self.zone: dict[str, object] = {}
+        for name, recs in zone.items():
+            key = name.rstrip(".").lower()
+            if recs == "TIMEOUT":
+                self.zone[key] = "TIMEOUT"
+                continue
+            assert isinstance(recs, Iterable)
+            self.zone.setdefault(key, [])
+            self.zone[key] += list(recs)  # type: ignore[operator]
+        self.delay = delay
+        self.queries: list[tuple[str, str]] = []
+        self.active = 0
+        self.max_active = 0
+
+    async def lookup(self, name: str, rdtype: str) -> DnsAnswer:
+        qname = name.rstrip(".").lower()
+        rdtype = rdtype.upper()
+        self.queries.append((qname, rdtype))
+        self.active += 1
+        self.max_active = max(self.max_active, self.active)
+        try:
+            if self.delay:
+                await asyncio.sleep(self.delay)
+            else:
+                await asyncio.sleep(0)
+            return self._answer(qname, rdtype)
+        finally:
+            self.active -= 1
+
+    def _answer(self, qname: str, rdtype: str) -> DnsAnswer:
+        recs = self.zone.get(qname)
+        if recs is None:
+            return DnsAnswer(qname, rdtype, Outcome.NXDOMAIN)
+        if recs == "TIMEOUT":
+            return DnsAnswer(qname, rdtype, Outcome.TIMEOUT, detail="simulated timeout")
+        # CNAME: follow one chain
+        for t, v in recs:  # type: ignore[misc]
+            if t == "CNAME" and rdtype != "CNAME":
+                target = str(v).rstrip(".").lower()
+                inner = self._answer(target, rdtype)
+                return DnsAnswer(qname, rdtype, inner.outcome, inner.records, canonical_name=target)
+        out = []
+        for t, v in recs:  # type: ignore[misc]
+            if t != rdtype:
+                continue
+            if v == "TIMEOUT":
+                return DnsAnswer(qname, rdtype, Outcome.TIMEOUT, detail="simulated timeout")
+            if v == "SERVFAIL":
+                return DnsAnswer(qname, rdtype, Outcome.SERVFAIL)
+            out.append(_rdata(t, v))
+        if not out:
+            return DnsAnswer(qname, rdtype, Outcome.NODATA)
+        return DnsAnswer(qname, rdtype, Outcome.OK, tuple(out))
