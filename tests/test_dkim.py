@@ -216,3 +216,35 @@ def test_key_parser_raises_only_its_error(text):
     # whatever parses answers every question without raising
     assert isinstance(k.usable, bool)
     k.problem, k.strength, k.describe()
+
+
+# ------------------------------------------------------------------ the lab
+
+@pytest.mark.lab
+@pytest.mark.parametrize("scenario, finding, args", [
+    ("dkim-good", "dkim.key_found", {"selector": "s1", "key_type": "rsa", "bits": 2048}),
+    ("dkim-ed25519", "dkim.key_found", {"selector": "default", "key_type": "ed25519"}),
+    ("dkim-weak-1024", "dkim.weak_key", {"bits": 1024}),
+    ("dkim-short-512", "dkim.key_too_short", {"bits": 512}),
+    ("dkim-revoked", "dkim.revoked", {"selector": "mail"}),
+    ("dkim-testing", "dkim.testing", {"selector": "google"}),
+    ("dkim-m365", "dkim.cname_dangling", {"selector": "selector1"}),
+])
+def test_lab_key_discovery(lab, scenario, finding, args):
+    from test_scenarios import audit
+    r = audit(lab, f"{scenario}.test", "--json", "--only", "dkim")
+    doc = json.loads(r.stdout)
+    found = [f for c in doc["checks"] for f in c["findings"] if f["id"] == finding]
+    assert found, [f["id"] for c in doc["checks"] for f in c["findings"]]
+    for k, v in args.items():
+        assert found[0]["args"][k] == v
+
+
+@pytest.mark.lab
+def test_lab_given_selector_is_probed_first_and_missing_one_reported(lab):
+    from test_scenarios import audit
+    r = audit(lab, "dkim-good.test", "--json", "--only", "dkim", "--dkim-selector", "nosuch")
+    doc = json.loads(r.stdout)
+    ids = [f["id"] for c in doc["checks"] for f in c["findings"]]
+    assert "dkim.selector_missing" in ids and "dkim.key_found" in ids
+    assert "dkim.no_key_found" not in ids

@@ -201,3 +201,46 @@ def test_uri_parser_raises_only_value_error(text):
         dm.parse_uri(text)
     except ValueError:
         pass
+
+
+# ------------------------------------------------------------------ the lab
+
+def _findings(lab, domain, *args):
+    from test_scenarios import audit
+    r = audit(lab, domain, "--json", "--only", "dmarc", *args)
+    doc = json.loads(r.stdout)
+    return [f for c in doc["checks"] for f in c["findings"]], doc
+
+
+@pytest.mark.lab
+def test_lab_record_at_the_org_domain(lab):
+    found, _ = _findings(lab, "mail.dmarc-orgdomain.test")
+    rec = [f for f in found if f["id"] == "dmarc.record"]
+    assert rec and rec[0]["args"]["policy_domain"] == "dmarc-orgdomain.test"
+    assert rec[0]["subject"] == "_dmarc.dmarc-orgdomain.test"
+
+
+@pytest.mark.lab
+def test_lab_reject_predicts_exchange_online_5_7_509(lab):
+    from deliverck.registry import all_checks
+    if "spf" not in {c.id for c in all_checks()}:
+        pytest.skip("the SPF evaluator is not there yet")
+    found, doc = _findings(lab, "dmarc-reject-spf-fail.test", "--only", "spf")
+    assert "dmarc.would_fail_reject" in [f["id"] for f in found]
+    statuses = {(p["system"], p["status"]) for p in doc["predicted_ndrs"]}
+    assert ("exchange-online", "5.7.509") in statuses
+
+
+@pytest.mark.lab
+def test_lab_external_rua(lab):
+    bad, _ = _findings(lab, "dmarc-external-rua-unauthorized.test")
+    assert "dmarc.external_unauthorized" in [f["id"] for f in bad]
+    good, _ = _findings(lab, "dmarc-external-rua-authorized.test")
+    ids = [f["id"] for f in good]
+    assert "dmarc.external_authorized" in ids and "dmarc.external_unauthorized" not in ids
+
+
+@pytest.mark.lab
+def test_lab_none_found_on_a_domain_without_dmarc(lab):
+    found, _ = _findings(lab, "smtp-good.test")
+    assert [f["id"] for f in found] == ["dmarc.none_found"]

@@ -22,6 +22,7 @@ import dns.reversename
 import dns.rrset
 import dns.zone
 
+from deliverck.lab import dkim_keys
 from deliverck.lab.errors import LabUnavailable
 from deliverck.lab.scenarios import MISBEHAVING, Scenario, is_documentation
 
@@ -162,6 +163,10 @@ def build(scenarios: Sequence[Scenario], zone_dirs: Sequence[Path] = ()) -> Tree
         if s.served_by == "nobody":
             continue
         add(s.origin, s.served_by, s.zone() if s.served_by == "nsd" else None, s.name, s.signed)
+
+    # Fresh DKIM keys at every start for {dkim:...} TXT placeholders (dkim_keys.py).
+    for lz in tree.served():
+        dkim_keys.fill(lz.zone)
 
     # PTRs go into whichever served zone holds the reverse name.
     for s in scenarios:
