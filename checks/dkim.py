@@ -86,7 +86,7 @@ CHECK = CheckSpec(
                     "the Defender portal), or delete the CNAME if nothing signs with selector {selector}.",
                     DNS, OUT, refs=("RFC 6376 3.6.2.2",)),
         FindingSpec("dkim.lookup_failed", Severity.ERROR,
-                    "the DKIM key lookup for selector {selector} ({name}) failed: {outcome}",
+                    "the DKIM key lookup for selector(s) {selector} ({name}) failed: {outcome}",
                     "Check the name servers of {domain}: they must answer TXT queries below _domainkey.",
                     DNS, OUT, inconclusive=True),
     ),
@@ -130,10 +130,18 @@ async def run(ctx: Context) -> list[Finding]:
         raise Skip("no mail domain to look up DKIM keys for (an address, or a name that does not exist)")
     disc = await dkim_keys(ctx, domain)
     out: list[Finding] = []
+    failed = [r for r in disc.results if r.failed]
+    if failed:
+        # One finding for all failed lookups: a broken zone fails every selector alike.
+        first = failed[0]
+        selectors = ", ".join(r.selector for r in failed)
+        out.append(CHECK.finding("lookup_failed", first.name if len(failed) == 1 else domain,
+                                 tuple(r.answer.describe() for r in failed), selector=selectors,
+                                 name=first.name if len(failed) == 1 else f"<selector>._domainkey.{domain}",
+                                 domain=domain, outcome=first.answer.outcome.value, count=len(failed)))
     for r in disc.results:
         if r.failed:
-            out.append(CHECK.finding("lookup_failed", r.name, (r.answer.describe(),), selector=r.selector,
-                                     name=r.name, domain=domain, outcome=r.answer.outcome.value))
+            continue
         elif r.dangling:
             m365 = " (the Microsoft 365 selector pattern: DKIM is not enabled for the domain in the tenant)" \
                 if r.m365 else ""

@@ -222,11 +222,9 @@ def test_lab_record_at_the_org_domain(lab):
 
 @pytest.mark.lab
 def test_lab_reject_predicts_exchange_online_5_7_509(lab):
-    from deliverck.registry import all_checks
-    if "spf" not in {c.id for c in all_checks()}:
-        pytest.skip("the SPF evaluator is not there yet")
-    found, doc = _findings(lab, "dmarc-reject-spf-fail.test", "--only", "spf")
-    assert "dmarc.would_fail_reject" in [f["id"] for f in found]
+    found, doc = _findings(lab, "dmarc-reject-spf-fail.test")
+    fail = [f for f in found if f["id"] == "dmarc.would_fail_reject"]
+    assert fail and fail[0]["subject"] == "198.51.100.188" and fail[0]["args"]["spf"] == "fail"
     statuses = {(p["system"], p["status"]) for p in doc["predicted_ndrs"]}
     assert ("exchange-online", "5.7.509") in statuses
 
@@ -243,4 +241,14 @@ def test_lab_external_rua(lab):
 @pytest.mark.lab
 def test_lab_none_found_on_a_domain_without_dmarc(lab):
     found, _ = _findings(lab, "smtp-good.test")
+    assert [f["id"] for f in found] == ["dmarc.none_found"]
+
+
+@pytest.mark.lab
+def test_lab_subdomain_policy_and_sender_domain(lab):
+    # mail from the org domain itself: p=reject, SPF passes (mx), so the prediction is a pass
+    found, _ = _findings(lab, "dmarc-orgdomain.test")
+    assert "dmarc.would_pass" in [f["id"] for f in found]
+    # the From domain comes from --sender: a domain without DMARC
+    found, _ = _findings(lab, "dmarc-orgdomain.test", "--sender", "x@smtp-good.test")
     assert [f["id"] for f in found] == ["dmarc.none_found"]
