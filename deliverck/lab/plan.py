@@ -17,6 +17,9 @@ from deliverck.lab.scenarios import Scenario, is_documentation, load_all, proble
 RESOLVER = "127.0.0.1"
 RESOLVER6 = "::1"
 UNBOUND_BEHIND_PROXY = "127.0.0.2"
+# Built-in zones served in every lab like --zone-dir zones (a user zone of the
+# same origin replaces one): copies of real DNS block list zones (see zones/README.md).
+BUILTIN_ZONES = Path(__file__).parent / "zones"
 
 
 def nsd_conf(d: Path, tree: zones.Tree) -> str:
@@ -226,7 +229,9 @@ def prepare(d: Path, zone_dirs: Sequence[Path] = (), dns_latency_ms: int = 0,
     if found:
         more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
         raise LabUnavailable(f"scenario data is inconsistent: {found[0]}{more}; fix deliverck/lab/scenarios/")
-    tree = zones.build(scenarios, zone_dirs)
+    builtin = len(zones.user_zone_files([BUILTIN_ZONES]))
+    tree = zones.build(scenarios, [BUILTIN_ZONES, *zone_dirs])
+    del tree.user_origins[:builtin]        # built-in zones are lab zones, not the user's
     trust_anchor = None
     if dnssec:
         trust_anchor = d / "root.ds"
