@@ -60,7 +60,8 @@ CHECK = CheckSpec(
                     "Remove or correct them (known tags: v, p, sp, np, adkim, aspf, pct, rua, ruf, fo, rf, ri).",
                     DNS, NONE, refs=("RFC 7489 6.3",)),
         FindingSpec("dmarc.policy_none", Severity.NOTICE,
-                    "{subject}: DMARC policy p=none: monitoring only, receivers do not act on failing mail",
+                    "{subject}: the DMARC policy for {domain} is {tag}=none: monitoring only, receivers do not act "
+                    "on failing mail",
                     "Once aggregate reports show all legitimate mail passes, move to p=quarantine, then "
                     "p=reject.",
                     DNS, NONE, refs=("RFC 7489 6.3",)),
@@ -214,7 +215,8 @@ async def run(ctx: Context) -> list[Finding]:
     if rec.unknown_tags:
         out.append(CHECK.finding("unknown_tags", name, (text,), tags=", ".join(rec.unknown_tags)))
     if policy == "none":
-        out.append(CHECK.finding("policy_none", name, (text,), domain=domain))
+        out.append(CHECK.finding("policy_none", name, (text,), domain=domain,
+                                 tag="sp" if policy_domain != domain and "sp" in rec.tags else "p"))
     elif rec.pct < 100:
         out.append(CHECK.finding("pct_partial", name, (text,), pct=rec.pct))
 

@@ -248,3 +248,102 @@ def test_lab_given_selector_is_probed_first_and_missing_one_reported(lab):
     ids = [f["id"] for c in doc["checks"] for f in c["findings"]]
     assert "dkim.selector_missing" in ids and "dkim.key_found" in ids
     assert "dkim.no_key_found" not in ids
+
+
+# ------------------------------------------------------------------ the check, on a fake context
+
+class FakeCtx:
+    """Just enough of deliverck.context.Context for the dkim and dmarc checks."""
+
+    def __init__(self, domain, answers, selectors=(), sender="", addresses=(), spf=None):
+        import types
+        self.config = types.SimpleNamespace(dkim_selectors=tuple(selectors), sender=sender, helo_name="")
+        self.target = types.SimpleNamespace(is_ip=False, name=domain, label=domain)
+        self.answers = answers
+        self.asked = []
+        self._facts = {}
+        self._addresses = addresses
+        self._spf = spf or {}
+
+    async def mx(self):
+        return None
+
+    async def dns(self, name, rdtype):
+        from deliverck.net.dns import DnsAnswer, Outcome
+        self.asked.append((name, rdtype))
+        a = self.answers.get(name)
+        if a is None:
+            return DnsAnswer(name, rdtype, Outcome.NXDOMAIN)
+        return a
+
+    async def fact(self, key, compute):
+        if key not in self._facts:
+            self._facts[key] = await compute()
+        return self._facts[key]
+
+    async def mail_addresses(self):
+        return self._addresses
+
+    async def spf(self, ip, domain, sender="", helo=""):
+        import types
+        return types.SimpleNamespace(result=self._spf.get(ip, "none"))
+
+
+def txt(name, *texts, outcome="ok", cname=""):
+    import dns.rdata, dns.rdataclass, dns.rdatatype
+    from deliverck.net.dns import DnsAnswer, Outcome
+    recs = tuple(dns.rdata.from_text(dns.rdataclass.IN, dns.rdatatype.TXT,
+                                     " ".join('"%s"' % t[i:i + 255] for i in range(0, len(t), 255)))
+                 for t in texts)
+    return DnsAnswer(name, "TXT", Outcome(outcome), recs if outcome == "ok" else (), canonical_name=cname)
+
+
+def _ids(findings):
+    return [f.id for f in findings]
+
+
+async def test_check_reports_keys_dangling_cnames_and_incompleteness(p2048):
+    from deliverck.checks import dkim as check
+    d = "example.test"
+    ctx = FakeCtx(d, {
+        f"s1._domainkey.{d}": txt(f"s1._domainkey.{d}", f"v=DKIM1; p={p2048}"),
+        f"selector1._domainkey.{d}": txt(f"selector1._domainkey.{d}", outcome="nxdomain",
+                                         cname="selector1-example-test._domainkey.contoso.onmicrosoft.com"),
+        f"mail._domainkey.{d}": txt(f"mail._domainkey.{d}", "v=DKIM1; k=rsa; p="),
+        f"k1._domainkey.{d}": txt(f"k1._domainkey.{d}", "v=DKIM1; k=rsa; h=sha1; p=" + p2048),
+        f"s2._domainkey.{d}": txt(f"s2._domainkey.{d}", "k=rsa; v=DKIM1; p=" + p2048),
+        f"dkim._domainkey.{d}": txt(f"dkim._domainkey.{d}", "google-site-verification=abc"),
+    }, selectors=("s1",))
+    found = await check.run(ctx)
+    ids = _ids(found)
+    assert ids.count("dkim.key_found") == 1
+    dangling = [f for f in found if f.id == "dkim.cname_dangling"][0]
+    assert "Microsoft 365" in dangling.summary
+    assert {"dkim.revoked", "dkim.sha1_only", "dkim.syntax", "dkim.discovery_incomplete"} <= set(ids)
+    assert "dkim.no_key_found" not in ids
+    assert ctx.asked[0] == (f"s1._domainkey.{d}", "TXT")       # given selector first
+    assert len(ctx.asked) == len(COMMON_SELECTORS)              # s1 is a common one too: asked once
+
+
+async def test_check_without_keys_is_a_notice_not_an_error():
+    from deliverck.checks import dkim as check
+    found = await check.run(FakeCtx("example.test", {}))
+    assert _ids(found) == ["dkim.discovery_incomplete", "dkim.no_key_found"]
+    assert max(f.severity for f in found).to_text() == "notice"
+
+
+async def test_check_failed_lookups_are_one_inconclusive_finding():
+    from deliverck.checks import dkim as check
+    from deliverck.auth.discovery import selector_name
+    d = "example.test"
+    ctx = FakeCtx(d, {selector_name(s, d): txt(selector_name(s, d), outcome="servfail") for s in COMMON_SELECTORS})
+    found = await check.run(ctx)
+    failed = [f for f in found if f.id == "dkim.lookup_failed"]
+    assert len(failed) == 1 and failed[0].inconclusive and failed[0].args["count"] == len(COMMON_SELECTORS)
+    assert "dkim.no_key_found" not in _ids(found)
+
+
+async def test_given_selector_without_key():
+    from deliverck.checks import dkim as check
+    found = await check.run(FakeCtx("example.test", {}, selectors=("nosuch",)))
+    assert "dkim.selector_missing" in _ids(found) and "dkim.no_key_found" not in _ids(found)

@@ -92,7 +92,7 @@ def test_unknown_tags_are_ignored_and_listed():
     ("p=reject; v=DMARC1", "must start with v=DMARC1"),
     ("v=DMARC2; p=reject", "exactly DMARC1"),
     ("v=dmarc1; p=reject", "exactly DMARC1"),
-    ("v=DMARC1 p=reject", "exactly DMARC1"),
+    ("v=DMARC1 p=reject", "a ';' is missing after v=DMARC1"),
     ("v=DMARC1; p=reject; p=none", "more than once"),
     ("v=DMARC1; reject", "is not tag=value"),
     ("", "must start with"),
@@ -105,7 +105,7 @@ def test_syntax_errors(text, fragment):
 
 @pytest.mark.parametrize("text, yes", [
     ("v=DMARC1; p=none", True), (" v = DMARC1", True), ("v=dmarc1;p=none", True),
-    ("v=DMARC10; p=none", False), ("p=none; v=DMARC1", False), ("v=spf1 -all", False),
+    ("v=DMARC10; p=none", False), ("v=DMARC1 p=none", True), ("v=DMARC1.1", False), ("p=none; v=DMARC1", False), ("v=spf1 -all", False),
 ])
 def test_candidates(text, yes):
     assert dm.is_dmarc_candidate(text) is yes
@@ -252,3 +252,125 @@ def test_lab_subdomain_policy_and_sender_domain(lab):
     # the From domain comes from --sender: a domain without DMARC
     found, _ = _findings(lab, "dmarc-orgdomain.test", "--sender", "x@smtp-good.test")
     assert [f["id"] for f in found] == ["dmarc.none_found"]
+
+
+# ------------------------------------------------------------------ the check, on a fake context
+
+class FakeCtx:
+    """Just enough of deliverck.context.Context for the dkim and dmarc checks."""
+
+    def __init__(self, domain, answers, selectors=(), sender="", addresses=(), spf=None):
+        import types
+        self.config = types.SimpleNamespace(dkim_selectors=tuple(selectors), sender=sender, helo_name="")
+        self.target = types.SimpleNamespace(is_ip=False, name=domain, label=domain)
+        self.answers = answers
+        self.asked = []
+        self._facts = {}
+        self._addresses = addresses
+        self._spf = spf or {}
+
+    async def mx(self):
+        return None
+
+    async def dns(self, name, rdtype):
+        from deliverck.net.dns import DnsAnswer, Outcome
+        self.asked.append((name, rdtype))
+        a = self.answers.get(name)
+        if a is None:
+            return DnsAnswer(name, rdtype, Outcome.NXDOMAIN)
+        return a
+
+    async def fact(self, key, compute):
+        if key not in self._facts:
+            self._facts[key] = await compute()
+        return self._facts[key]
+
+    async def mail_addresses(self):
+        return self._addresses
+
+    async def spf(self, ip, domain, sender="", helo=""):
+        import types
+        return types.SimpleNamespace(result=self._spf.get(ip, "none"))
+
+
+def txt(name, *texts, outcome="ok", cname=""):
+    import dns.rdata, dns.rdataclass, dns.rdatatype
+    from deliverck.net.dns import DnsAnswer, Outcome
+    recs = tuple(dns.rdata.from_text(dns.rdataclass.IN, dns.rdatatype.TXT,
+                                     " ".join('"%s"' % t[i:i + 255] for i in range(0, len(t), 255)))
+                 for t in texts)
+    return DnsAnswer(name, "TXT", Outcome(outcome), recs if outcome == "ok" else (), canonical_name=cname)
+
+
+def _ma(ip):
+    from deliverck.context import MailAddress
+    return MailAddress(ip, ("mx.example.test",), ("mx",))
+
+
+async def _run(ctx):
+    from deliverck.checks import dmarc as check
+    return await check.run(ctx)
+
+
+async def test_check_discovery_falls_back_to_the_org_domain():
+    ctx = FakeCtx("mail.example.test", {"_dmarc.example.test": txt("_dmarc.example.test", "v=DMARC1; p=reject; sp=none")})
+    found = await _run(ctx)
+    assert [f.id for f in found] == ["dmarc.record", "dmarc.policy_none"]
+    assert "sp=none" in found[1].summary
+    assert found[0].args["policy_domain"] == "example.test" and found[0].args["effective"] == "none"
+    assert [n for n, _ in ctx.asked] == ["_dmarc.mail.example.test", "_dmarc.example.test"]
+
+
+async def test_check_ignores_non_dmarc_txt_and_reports_none():
+    ctx = FakeCtx("example.test", {"_dmarc.example.test": txt("_dmarc.example.test", "v=spf1 -all")})
+    assert [f.id for f in await _run(ctx)] == ["dmarc.none_found"]
+
+
+async def test_check_multiple_and_syntax_and_lookup_failure():
+    two = txt("_dmarc.example.test", "v=DMARC1; p=reject", "v=DMARC1; p=none")
+    assert [f.id for f in await _run(FakeCtx("example.test", {"_dmarc.example.test": two}))] == ["dmarc.multiple"]
+    bad = txt("_dmarc.example.test", "v=DMARC1 p=reject")
+    found = await _run(FakeCtx("example.test", {"_dmarc.example.test": bad}))
+    assert [f.id for f in found] == ["dmarc.syntax"] and "';' is missing" in found[0].summary
+    failed = txt("_dmarc.example.test", outcome="timeout")
+    found = await _run(FakeCtx("example.test", {"_dmarc.example.test": failed}))
+    assert [f.id for f in found] == ["dmarc.lookup_failed"] and found[0].inconclusive
+
+
+async def test_check_predictions_per_address(monkeypatch):
+    rec = txt("_dmarc.example.test", "v=DMARC1; p=reject; pct=50; foo=1")
+    ctx = FakeCtx("example.test", {"_dmarc.example.test": rec},
+                  addresses=(_ma("192.0.2.1"), _ma("192.0.2.2"), _ma("192.0.2.3")),
+                  spf={"192.0.2.1": "pass", "192.0.2.2": "fail", "192.0.2.3": "temperror"})
+    found = await _run(ctx)
+    by_ip = {f.subject: f.id for f in found if f.subject.startswith("192.")}
+    assert by_ip == {"192.0.2.1": "dmarc.would_pass", "192.0.2.2": "dmarc.would_fail_reject",
+                     "192.0.2.3": "dmarc.prediction_unknown"}
+    ids = [f.id for f in found]
+    assert "dmarc.pct_partial" in ids and "dmarc.unknown_tags" in ids
+    fail = next(f for f in found if f.id == "dmarc.would_fail_reject")
+    assert "(pct=50)" in fail.summary
+
+
+async def test_check_quarantine_and_dkim_dependent(monkeypatch):
+    import base64
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+    raw = ed25519.Ed25519PrivateKey.generate().public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+    answers = {"_dmarc.example.test": txt("_dmarc.example.test", "v=DMARC1; p=quarantine")}
+    ctx = FakeCtx("example.test", dict(answers), addresses=(_ma("192.0.2.2"),), spf={"192.0.2.2": "softfail"})
+    assert "dmarc.would_fail_quarantine" in [f.id for f in await _run(ctx)]
+    answers["default._domainkey.example.test"] = txt("default._domainkey.example.test",
+                                                     "v=DKIM1; k=ed25519; p=" + base64.b64encode(raw).decode())
+    ctx = FakeCtx("example.test", answers, addresses=(_ma("192.0.2.2"),), spf={"192.0.2.2": "softfail"})
+    assert "dmarc.dkim_dependent" in [f.id for f in await _run(ctx)]
+
+
+async def test_check_external_report_destinations():
+    rec = txt("_dmarc.example.test", "v=DMARC1; p=none; rua=mailto:a@vendor.test,mailto:b@other.test,mailto:c@example.test")
+    auth = txt("example.test._report._dmarc.vendor.test", "v=DMARC1")
+    ctx = FakeCtx("example.test", {"_dmarc.example.test": rec, "example.test._report._dmarc.vendor.test": auth})
+    found = await _run(ctx)
+    got = {f.args.get("dest"): f.id for f in found if f.id.startswith("dmarc.external")}
+    assert got == {"vendor.test": "dmarc.external_authorized", "other.test": "dmarc.external_unauthorized"}
+    assert "dmarc.policy_none" in [f.id for f in found]

@@ -18,7 +18,7 @@ from deliverck.auth import tags as taglist
 
 KNOWN_TAGS = ("v", "p", "sp", "np", "adkim", "aspf", "pct", "rua", "ruf", "fo", "rf", "ri")
 POLICIES = ("none", "quarantine", "reject")
-_VERSION = re.compile(r"\s*v\s*=\s*DMARC1\s*(;|\Z)", re.I)
+_VERSION = re.compile(r"\s*v\s*=\s*DMARC1(?![0-9A-Za-z_.-])", re.I)
 _URI = re.compile(r"^(?P<uri>[^!]+?)(?:!(?P<size>\d+)(?P<unit>[kmgt])?)?$", re.I)
 _ADDR = re.compile(r"^[^@\s]+@(?P<domain>[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?)$")
 
@@ -104,6 +104,8 @@ def parse_record(text: str) -> DmarcRecord:
     if not tl.order or tl.order[0] != "v":
         raise DmarcSyntaxError("the record must start with v=DMARC1 (RFC 7489 6.4)", 0)
     if t["v"] != "DMARC1":
+        if t["v"][:6] == "DMARC1" and t["v"][6:7].isspace():
+            raise DmarcSyntaxError(f"v={t['v']!r}: a ';' is missing after v=DMARC1", 0)
         raise DmarcSyntaxError(f"v={t['v']!r}: the version must be exactly DMARC1 (RFC 7489 6.4)", 0)
     problems: list[str] = []
 
