@@ -72,6 +72,17 @@ def _positive(value: float, option: str) -> float:
     return value
 
 
+def _dnsbl(values: Optional[List[str]]) -> tuple[str, ...]:
+    from deliverck.dnsbl import check_selection
+
+    items = _split(values)
+    try:
+        check_selection(items)
+    except ValueError as e:
+        raise UsageError(f"--dnsbl: {e}") from None
+    return items
+
+
 def _sender(text: Optional[str]) -> str:
     if text is None:
         return ""
@@ -223,7 +234,7 @@ def check_cmd(
         extra_ports=_ports(ports),
         sender=_sender(sender),
         dkim_selectors=tuple(_selector(x) for x in _split(dkim_selector)),
-        dnsbl_lists=_split(dnsbl),
+        dnsbl_lists=_dnsbl(dnsbl),
     )
     select_checks(config)  # unknown check names are bad usage: fail before any lookup
     report = asyncio.run(run_audit(config))

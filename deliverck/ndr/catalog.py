@@ -19,7 +19,7 @@ from typing import Any, Iterable, Mapping
 
 from deliverck.model import Direction, Owner
 
-PLACEHOLDERS = ("ip", "host", "domain", "recipient", "sender", "helo")
+PLACEHOLDERS = ("ip", "host", "domain", "recipient", "sender", "helo", "zone")
 FAMILIES = ("ipv4", "ipv6")
 ENTRY_DIRECTIONS = (Direction.INBOUND, Direction.OUTBOUND, Direction.INTERNAL)
 

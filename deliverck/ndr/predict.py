@@ -8,6 +8,7 @@ out for senders too, and that means deferrals and, later, expiry NDRs.
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import re
 from typing import Any, Iterable, Mapping, Sequence
@@ -20,7 +21,7 @@ _PLACEHOLDER_RE = re.compile(r"\{([a-z_]+)\}")
 _IP_ARGS = ("ip", "address", "addresses", "addr")
 _HOST_ARGS = ("host", "ptr_name", "target", "ptr", "name")
 # Shown for a placeholder the causing finding has no value for.
-_STAND_INS = {"ip": "(address)", "host": "(mail host)", "helo": "(HELO name)"}
+_STAND_INS = {"ip": "(address)", "host": "(mail host)", "helo": "(HELO name)", "zone": "(DNSBL zone)"}
 _DIRECTION_ORDER = {d: i for i, d in enumerate(ENTRY_DIRECTIONS)}
 
 
@@ -53,7 +54,7 @@ def predict(
             if all(c is not f for c in bucket):
                 bucket.append(f)
 
-    out = [_prediction(cat, cat.entry(key), fs, domain, sender) for key, fs in causes.items()]
+    out = _merge([_prediction(cat, cat.entry(key), fs, domain, sender) for key, fs in causes.items()])
     out.sort(key=lambda p: (
         _DIRECTION_ORDER.get(p.direction, len(_DIRECTION_ORDER)),
         cat.system_order(p.system),
@@ -62,6 +63,24 @@ def predict(
         p.key,
     ))
     return tuple(out)
+
+
+def _merge(predictions: list[NdrPrediction]) -> list[NdrPrediction]:
+    """One row per reply a user would see: entries that render to the same reply
+    from the same system (e.g. an open relay and the listing it caused) merge."""
+    rows: dict[tuple, NdrPrediction] = {}
+    for p in sorted(predictions, key=lambda p: p.key):
+        key = (p.system, p.direction, p.code, p.status, p.reply)
+        if key in rows:
+            q = rows[key]
+            rows[key] = dataclasses.replace(
+                q,
+                caused_by=tuple(dict.fromkeys(q.caused_by + p.caused_by)),
+                subjects=tuple(dict.fromkeys(q.subjects + p.subjects)),
+            )
+        else:
+            rows[key] = p
+    return list(rows.values())
 
 
 def _entries_for(cat: Catalog, f: Finding, selected: set[str], fallback: set[str]) -> list[CatalogEntry]:
@@ -98,9 +117,9 @@ def _prediction(
     host = _host_of(first, domain)
     if host:
         values["host"] = host
-    helo = first.args.get("helo")
-    if helo:
-        values["helo"] = str(helo)
+    for name in ("helo", "zone"):
+        if first.args.get(name):
+            values[name] = str(first.args[name])
     return NdrPrediction(
         key=e.key,
         system=e.system,
