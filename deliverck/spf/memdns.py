@@ -66,6 +66,15 @@ class MemoryDns:
         finally:
             self.active -= 1
 
+    async def addresses(self, name: str) -> tuple[DnsAnswer, DnsAnswer]:
+        a, aaaa = await asyncio.gather(self.lookup(name, "A"), self.lookup(name, "AAAA"))
+        return a, aaaa
+
+    async def ptr(self, ip: str) -> DnsAnswer:
+        import dns.reversename
+
+        return await self.lookup(dns.reversename.from_address(ip).to_text(omit_final_dot=True), "PTR")
+
     def _answer(self, qname: str, rdtype: str) -> DnsAnswer:
         recs = self.zone.get(qname)
         if recs is None:
