@@ -243,6 +243,29 @@ def check_cmd(
     raise typer.Exit(report.exit_code)
 
 
+@app.command("spf")
+def spf_cmd(
+    domain: str = typer.Argument(..., help="The domain whose SPF record to evaluate (the MAIL FROM domain)."),
+    ip: str = typer.Option(..., "--ip", metavar="ADDR", help="The sending address to evaluate."),
+    helo: Optional[str] = typer.Option(None, "--helo", metavar="NAME", help="HELO name (also evaluated as an identity)."),
+    sender: Optional[str] = typer.Option(None, "--sender", metavar="ADDR", help="MAIL FROM address (default postmaster@DOMAIN)."),
+    resolver: Optional[List[str]] = typer.Option(None, "--resolver", metavar="IP[:PORT]", help="DNS resolver (repeatable)."),
+    dns_timeout: float = typer.Option(5.0, "--dns-timeout", metavar="SECONDS", help="Time limit per DNS question."),
+    fmt: str = typer.Option("table", "--format", "-f", help="table or json."),
+    as_json: bool = typer.Option(False, "--json", help="Same as --format json."),
+) -> None:
+    """Evaluate SPF (RFC 7208 check_host) for one address: result, explanation, trace. Exit 0 only for pass."""
+    from deliverck.spf.cli import spf_command, validate_args
+
+    out_format = _format(fmt, as_json)
+    domain, ip, sender_, helo_ = validate_args(domain, ip, sender or "", helo or "")
+    resolvers = [parse_resolver(r) for r in resolver or []]
+    text, code = asyncio.run(spf_command(domain, ip, helo_, sender_, resolvers,
+                                         _positive(dns_timeout, "--dns-timeout"), json=out_format == "json"))
+    sys.stdout.write(text if text.endswith("\n") else text + "\n")
+    raise typer.Exit(code)
+
+
 @app.command("checks")
 def checks_cmd(
     fmt: str = typer.Option("table", "--format", "-f", help="table, json or markdown."),

@@ -51,3 +51,11 @@ def test_editable_install_maps_checks(tmp_path):
     path, ids = r.stdout.split()
     assert Path(path) == ROOT / "checks"
     assert {"mx", "ptr"} <= set(ids.split(","))
+
+
+def test_every_package_is_listed_in_pyproject():
+    import tomllib
+
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / "deliverck").rglob("__init__.py")}
+    assert found - listed == set(), "add these to [tool.setuptools] packages in pyproject.toml"
