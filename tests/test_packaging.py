@@ -28,6 +28,9 @@ def test_wheel_contains_checks_as_subpackage(tmp_path):
     names = zipfile.ZipFile(wheel).namelist()
     assert "deliverck/checks/mx.py" in names and "deliverck/checks/ptr.py" in names
     assert "deliverck/ndr/catalog.toml" in names
+    assert {"deliverck/ndr/catalog/spf.toml", "deliverck/ndr/catalog/dnsbl.toml"} <= set(names)
+    assert "deliverck/dnsbl/lists.toml" in names
+    assert "deliverck/lab/zones/zen.spamhaus.org.zone" in names
     assert any(n.startswith("deliverck/lab/scenarios/") and n.endswith(".toml") for n in names)
     assert not any(n.startswith("checks/") for n in names)
 
