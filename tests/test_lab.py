@@ -107,7 +107,7 @@ def test_peer_schema(all_scenarios):
     tarpit = by_name["many-mx-tarpit"]
     assert [a for a, spec in tarpit.peers if spec.greeting_delay >= 60] == ["203.0.113.25", "2001:db8:113::25"]
     assert by_name["smtp-refused"].smtp == () and by_name["ipv6-down"].smtp == ("203.0.113.22",)
-    assert by_name["good"].expect.requires == ("mx", "ptr")
+    assert by_name["generic-ptr"].expect.requires == ("ptr",)   # derived from its finding ids
     assert set(by_name["no-starttls"].expect.requires) >= {"smtp", "starttls"}
     for s in all_scenarios:           # every MX address of a scenario has a peer unless refusal is the point
         if "smtp.refused" in s.expect.findings or "smtp.ipv6_unreachable" in s.expect.findings:
