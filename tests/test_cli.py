@@ -36,6 +36,14 @@ BAD = [
     (["example.com", "--helo", "two words"], "--helo"),
     (["example.com", "--cert-warn-days", "-1"], "--cert-warn-days"),
     (["example.com", "--smtp-timeout", "0"], "--smtp-timeout"),
+    (["example.com", "--sender", "no-at-sign"], "--sender"),
+    (["example.com", "--sender", "a@bad_domain"], "--sender"),
+    (["example.com", "--dkim-selector", "bad selector"], "--dkim-selector"),
+    (["example.com", "--dkim-selector", "_bad"], "--dkim-selector"),
+    (["example.com", "--dnsbl", "not a list"], "--dnsbl"),
+    (["spf", "example.com", "--ip", "300.1.1.1"], "--ip"),
+    (["spf", "example.com"], "Missing option"),
+    (["spf", "example.com", "--ip", "192.0.2.1", "--sender", "nobody"], "--sender"),
 ]
 
 
