@@ -22,7 +22,7 @@ import asyncio
 import ipaddress
 
 from deliverck import dnsbl
-from deliverck.context import Context, org_domain
+from deliverck.context import Context, org_domain, split_public
 from deliverck.model import CheckSpec, Direction, Finding, FindingSpec, Owner, Severity, Skip
 from deliverck.net.dns import DnsAnswer
 from deliverck.report.escape import safe
@@ -228,13 +228,9 @@ async def _test_entries(ctx: Context, lst: dnsbl.DnsList) -> tuple[DnsAnswer, Dn
 
 async def _audit(ctx: Context, lists: tuple[dnsbl.DnsList, ...], tests: dict[str, asyncio.Future],
                  out: list[Finding]) -> list[Finding]:
-    addresses = await ctx.mail_addresses()
-    ips: list[str] = []
-    for ma in addresses:
-        if ma.scope.routable:
-            ips.append(ma.ip)
-        else:
-            out.append(CHECK.finding("not_public", ma.ip, scope=ma.scope.value, ip=ma.ip))
+    public, notes = split_public(CHECK, await ctx.mail_addresses())
+    out += notes
+    ips = [ma.ip for ma in public]
     domains = _domains(ctx)
 
     pairs: list[tuple[dnsbl.DnsList, str, str]] = []   # (list, subject, role)

@@ -14,7 +14,7 @@ import asyncio
 import ipaddress
 import re
 
-from deliverck.context import Context, MailAddress
+from deliverck.context import Context, MailAddress, split_public
 from deliverck.model import CheckSpec, Direction, Finding, FindingSpec, Owner, Severity, Skip
 from deliverck.net.dns import Outcome, reverse_name
 from deliverck.target import is_hostname
@@ -180,13 +180,7 @@ async def run(ctx: Context) -> list[Finding]:
         return [CHECK.finding("addresses_unknown", ctx.target.label, reason="the mail hosts' lookups failed")]
     if not addresses:
         raise Skip("no mail host address to check (see the mx check)")
-    out: list[Finding] = []
-    public = []
-    for ma in addresses:
-        if ma.scope.routable:
-            public.append(ma)
-        else:
-            out.append(CHECK.finding("not_public", ma.ip, scope=ma.scope.value, ip=ma.ip))
+    public, out = split_public(CHECK, addresses)
     results = await asyncio.gather(*(_check_address(ctx, ma) for ma in public))
     for r in results:
         out += r

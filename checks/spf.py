@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 
-from deliverck.context import Context, MailAddress
+from deliverck.context import Context, MailAddress, split_public
 from deliverck.model import CheckSpec, Direction, Finding, FindingSpec, Owner, Severity, Skip
 from deliverck.net.dns import Outcome
 from deliverck.spf.lint import SpfLint, lint_domain
@@ -241,13 +241,8 @@ async def run(ctx: Context) -> list[Finding]:
     helo = (ctx.config.helo_name or "").rstrip(".").lower()
     lint = await lint_domain(domain, ctx.dns_client)
     out = _record_findings(domain, lint)
-    addresses = await ctx.mail_addresses()
-    public = []
-    for ma in addresses:
-        if ma.scope.routable:
-            public.append(ma)
-        else:
-            out.append(CHECK.finding("not_public", ma.ip, scope=ma.scope.value, ip=ma.ip))
+    public, notes = split_public(CHECK, await ctx.mail_addresses())
+    out += notes
     results = await asyncio.gather(*(_address(ctx, ma, domain, sender, helo) for ma in public))
     no_record = not lint.records and lint.lookup.outcome.definite
     for r in results:

@@ -116,6 +116,21 @@ class MailAddress:
         return self.hosts[0] if self.hosts else ""
 
 
+def split_public(check, addresses) -> tuple[list[MailAddress], list]:
+    """(public addresses, `<check>.not_public` findings for the rest).
+
+    Checks that judge an address from the outside (reverse DNS, SPF, block
+    lists) have nothing to say about private ones, and say so once each.
+    """
+    public, notes = [], []
+    for ma in addresses:
+        if ma.scope.routable:
+            public.append(ma)
+        else:
+            notes.append(check.finding("not_public", ma.ip, scope=ma.scope.value, ip=ma.ip))
+    return public, notes
+
+
 class Context:
     def __init__(self, config: Config, dns_client: DnsClient) -> None:
         self.config = config

@@ -252,50 +252,7 @@ def test_lab_given_selector_is_probed_first_and_missing_one_reported(lab):
 
 # ------------------------------------------------------------------ the check, on a fake context
 
-class FakeCtx:
-    """Just enough of deliverck.context.Context for the dkim and dmarc checks."""
-
-    def __init__(self, domain, answers, selectors=(), sender="", addresses=(), spf=None):
-        import types
-        self.config = types.SimpleNamespace(dkim_selectors=tuple(selectors), sender=sender, helo_name="")
-        self.target = types.SimpleNamespace(is_ip=False, name=domain, label=domain)
-        self.answers = answers
-        self.asked = []
-        self._facts = {}
-        self._addresses = addresses
-        self._spf = spf or {}
-
-    async def mx(self):
-        return None
-
-    async def dns(self, name, rdtype):
-        from deliverck.net.dns import DnsAnswer, Outcome
-        self.asked.append((name, rdtype))
-        a = self.answers.get(name)
-        if a is None:
-            return DnsAnswer(name, rdtype, Outcome.NXDOMAIN)
-        return a
-
-    async def fact(self, key, compute):
-        if key not in self._facts:
-            self._facts[key] = await compute()
-        return self._facts[key]
-
-    async def mail_addresses(self):
-        return self._addresses
-
-    async def spf(self, ip, domain, sender="", helo=""):
-        import types
-        return types.SimpleNamespace(result=self._spf.get(ip, "none"))
-
-
-def txt(name, *texts, outcome="ok", cname=""):
-    import dns.rdata, dns.rdataclass, dns.rdatatype
-    from deliverck.net.dns import DnsAnswer, Outcome
-    recs = tuple(dns.rdata.from_text(dns.rdataclass.IN, dns.rdatatype.TXT,
-                                     " ".join('"%s"' % t[i:i + 255] for i in range(0, len(t), 255)))
-                 for t in texts)
-    return DnsAnswer(name, "TXT", Outcome(outcome), recs if outcome == "ok" else (), canonical_name=cname)
+from checkctx import FakeCtx, txt  # noqa: E402
 
 
 def _ids(findings):
