@@ -520,3 +520,54 @@ async def validate_many(client, questions: Iterable[tuple[str, str]], anchors=No
 async def validate_tlsa(client, mx_host: str, port: int = 25, anchors=None) -> Validation:
     """The DANE helper: the TLSA RRset at _<port>._tcp.<mx_host>."""
     return await validate(client, f"_{port}._tcp.{mx_host.rstrip('.')}", "TLSA", anchors)
+
+
+@dataclass(frozen=True)
+class ResolverView:
+    """What the configured resolver itself concludes: its rcode and AD bit (CD=0)."""
+    outcome: str              # ok | nodata | nxdomain | servfail | refused | timeout | error
+    authenticated: bool
+    detail: str = ""
+
+
+async def resolver_view(client, name: str, rdtype: str) -> ResolverView:
+    """Ask the configured resolvers with AD=1 (RFC 6840 5.7) and CD=0: a validating
+    resolver sets AD on secure data and answers SERVFAIL for bogus data.
+    (A plain DnsClient lookup sends neither DO nor AD, so its AD bit stays clear.)"""
+    sess = _session(client)
+    key = ("view", name.rstrip(".").lower(), rdtype.upper())
+    fut = sess.chains.get(key)
+    if fut is None:
+        fut = asyncio.ensure_future(_resolver_view(client, dns.name.from_text(name),
+                                                   dns.rdatatype.from_text(rdtype)))
+        sess.chains[key] = fut
+    return await asyncio.shield(fut)
+
+
+async def _resolver_view(client, qname, qtype) -> ResolverView:
+    custom = getattr(client, "dnssec_resolver_view", None)
+    if custom is not None:
+        return await custom(qname, qtype)
+    errors = []
+    for r in client.resolvers:
+        q = dns.message.make_query(qname, qtype, use_edns=0, payload=PAYLOAD)
+        q.flags = dns.flags.RD | dns.flags.AD
+        try:
+            resp, _tcp = await dns.asyncquery.udp_with_fallback(q, r.ip, timeout=QUERY_TIMEOUT, port=r.port)
+        except dns.exception.Timeout:
+            errors.append(("timeout", f"{r}: timeout after {QUERY_TIMEOUT:g}s"))
+            continue
+        except (OSError, dns.exception.DNSException) as e:
+            errors.append(("error", f"{r}: {' '.join(str(e).split())[:120]}"))
+            continue
+        rc = resp.rcode()
+        ad = bool(resp.flags & dns.flags.AD)
+        if rc == dns.rcode.NXDOMAIN:
+            return ResolverView("nxdomain", ad, str(r))
+        if rc == dns.rcode.NOERROR:
+            ok = any(rr.rdtype == qtype for rr in resp.answer)
+            return ResolverView("ok" if ok else "nodata", ad, str(r))
+        errors.append((dns.rcode.to_text(rc).lower(), f"{r}: {dns.rcode.to_text(rc)}"))
+    if not errors:
+        return ResolverView("error", False, "no resolver")
+    return ResolverView(errors[0][0], False, "; ".join(e[1] for e in errors))
