@@ -24,7 +24,8 @@ from deliverck.net import dnssec
 
 IN, NONE = Direction.INBOUND, Direction.NONE
 DNS = Owner.DNS_ADMIN
-NDR = ("exchange-online.dnssec-invalid-deferred", "exchange-online.dnssec-invalid")
+NDR = ("exchange-online.dnssec-invalid-deferred", "exchange-online.dnssec-invalid",
+       "postfix.dnssec-bogus-try-again", "generic.dnssec-directory-failure")
 
 CHECK = CheckSpec(
     id="dnssec",
