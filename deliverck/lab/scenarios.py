@@ -134,7 +134,9 @@ class Scenario:
 
     def zone(self) -> dns.zone.Zone:
         """The scenario's own records (no SOA/NS yet), absolute names."""
-        text = "$TTL 300\n" + self.records
+        from deliverck.lab import tlsa     # {tlsa:...} placeholders, filled at lab start (tlsa.py)
+
+        text = "$TTL 300\n" + tlsa.mark(self.records)
         try:
             return dns.zone.from_text(text, origin=self.origin, relativize=False,
                                       check_origin=False, filename=self.source)
@@ -208,7 +210,8 @@ def parse(text: str, source: str) -> Scenario:
     except tomllib.TOMLDecodeError as e:
         raise LabUnavailable(f"scenario {source} is not valid TOML: {e}") from None
     known = {"name", "description", "records", "served_by", "signed", "reverse",
-             "reverse_served_by", "smtp", "peer", "peers", "never_contacted", "expect"}
+             "reverse_served_by", "smtp", "peer", "peers", "never_contacted", "expect",
+             "https"}           # [https]: the MTA-STS policy server, read by https_peer.py
     unknown = set(data) - known
     if unknown:
         raise LabUnavailable(f"scenario {source}: unknown keys {sorted(unknown)} (known: {sorted(known)})")

@@ -12,7 +12,7 @@ import signal
 import sys
 from pathlib import Path
 
-from deliverck.lab import badns, latency, smtp_peers
+from deliverck.lab import badns, https_peer, latency, smtp_peers
 
 
 async def main(lab_dir: Path) -> None:
@@ -23,6 +23,7 @@ async def main(lab_dir: Path) -> None:
     log = smtp_peers.SessionLog(Path(config["smtp_log"]))
     for p in config["smtp"]:
         held += await smtp_peers.serve(smtp_peers.Peer.from_config(p), log)
+    held += await https_peer.serve_all(lab_dir)        # MTA-STS policy servers ([https] scenarios)
     if config.get("latency"):
         lat = config["latency"]
         for address in lat["listen"]:
