@@ -157,11 +157,20 @@ async def secure(ctx: Context, ans: DnsAnswer) -> bool:
     if _dnssec is None or not ans.ok:
         return False
     try:
+        anchors = await ctx.fact("dane-anchors", lambda: _anchors(ctx))
         v = await ctx.fact(("dane-dnssec", ans.qname.lower(), ans.rdtype),
-                           lambda: _dnssec.validate(ctx.dns_client, ans.qname, ans.rdtype))
+                           lambda: _dnssec.validate(ctx.dns_client, ans.qname, ans.rdtype, anchors))
     except Exception:  # noqa: BLE001 - a second opinion only
         return False
     return bool(getattr(v, "secure", False))
+
+
+async def _anchors(ctx: Context):
+    """The dnssec check's anchor choice: config `trust_anchor`, else $DELIVERCK_TRUST_ANCHOR, else the IANA root."""
+    import os
+
+    path = getattr(ctx.config, "trust_anchor", None) or os.environ.get("DELIVERCK_TRUST_ANCHOR")
+    return _dnssec.load_anchor_file(str(path)) if path else None
 
 
 async def addresses_secure(ctx: Context, addrs) -> bool:

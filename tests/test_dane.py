@@ -370,3 +370,78 @@ def test_check_declares_everything_it_emits_and_predicts_catalog_entries():
             if fid.startswith("dane."):
                 assert fid in ids, (e.key, fid)
     assert _dane.CHECK.id == "dane" and _dane.CHECK.order == 55
+
+
+# ---------------------------------------------------------------- the lab
+
+LAB_EXPECT = {
+    "good-dane": {"dane.matched"},
+    "dane-mismatch": {"dane.no_match"},
+    "dane-ta": {"dane.matched"},
+    "dane-insecure": {"dane.insecure"},
+    "dane-no-starttls": {"dane.no_starttls"},
+    "dane-unusable-usage": {"dane.unusable_usage"},
+    "dane-no-rollover": {"dane.matched", "dane.no_rollover"},
+}
+
+
+def _lab_tlsa(name: str):
+    """The TLSA RRset and the AD bit, asked of the lab's validating resolver with AD=1 (RFC 6840 5.7)."""
+    import dns.flags
+    import dns.message
+    import dns.query
+    q = dns.message.make_query(name, "TLSA", use_edns=0, payload=1232)
+    q.flags = dns.flags.RD | dns.flags.AD
+    r = dns.query.udp(q, "127.0.0.1", timeout=3)
+    recs = [Tlsa.from_rdata(rd) for rr in r.answer if rr.rdtype == dns.rdatatype.TLSA for rd in rr]
+    return recs, bool(r.flags & dns.flags.AD)
+
+
+@pytest.mark.lab
+@pytest.mark.parametrize("scenario", sorted(LAB_EXPECT))
+def test_lab_tlsa_placeholders_hash_the_issued_certificates(lab, scenario):
+    from pathlib import Path
+    s = next(x for x in lab.scenarios if x.name == scenario)
+    host = f"mx.{s.domain}"
+    recs, ad = _lab_tlsa(f"_25._tcp.{host}")
+    assert recs, "no TLSA published"
+    assert ad is s.signed
+    peer = s.smtp[0]
+    if peer.cert_file is None:                    # no TLS: the records name unused keys
+        assert scenario == "dane-no-starttls"
+        return
+    chain = [c.public_bytes(Encoding.DER) for c in x509.load_pem_x509_certificates(Path(peer.cert_file).read_bytes())]
+    v = dane.verify(recs, chain, (host,))
+    want = {"dane-mismatch": dane.NO_MATCH, "dane-unusable-usage": dane.NO_USABLE}.get(scenario, dane.MATCHED)
+    assert v.status == want, v.detail
+    if scenario == "dane-ta":
+        assert len(chain) == 2 and v.record.usage == 2     # the peer sends the lab CA along
+
+
+@pytest.mark.lab
+@pytest.mark.parametrize("scenario", sorted(LAB_EXPECT))
+def test_lab_check(lab, monkeypatch, scenario):
+    """The check against the real context: DNS through the lab's unbound, the chain from the real SMTP probe."""
+    from pathlib import Path
+
+    from deliverck.checks import _dane
+    from deliverck.config import Config
+    from deliverck.context import Context
+    from deliverck.net.dns import DnsClient
+    from deliverck.target import parse_target
+
+    # The resolver's AD bit, or (when the client does not ask for it) deliverck's own validation from the lab root.
+    monkeypatch.setenv("DELIVERCK_TRUST_ANCHOR", lab.trust_anchor)
+    s = next(x for x in lab.scenarios if x.name == scenario)
+
+    async def go():
+        ctx = Context(Config(target=parse_target(s.domain), ca_file=Path(lab.ca_file)), DnsClient(timeout=3))
+        try:
+            return await _dane.run(ctx)
+        finally:
+            await ctx.close()
+
+    found = asyncio.run(go())
+    assert {f.id for f in found} == LAB_EXPECT[scenario], [f.summary for f in found]
+    for f in found:
+        _dane.CHECK.spec(f.id)

@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 from typing import Sequence
 
-from deliverck.lab import certs, postfix, signing, zones
+from deliverck.lab import certs, postfix, signing, tlsa, zones
 from deliverck.lab import manifest as m
 from deliverck.lab.errors import LabUnavailable
 from deliverck.lab.scenarios import Scenario, is_documentation, load_all, problems
@@ -232,17 +232,18 @@ def prepare(d: Path, zone_dirs: Sequence[Path] = (), dns_latency_ms: int = 0,
     builtin = len(zones.user_zone_files([BUILTIN_ZONES]))
     tree = zones.build(scenarios, [BUILTIN_ZONES, *zone_dirs])
     del tree.user_origins[:builtin]        # built-in zones are lab zones, not the user's
-    trust_anchor = None
-    if dnssec:
-        trust_anchor = d / "root.ds"
+    trust_anchor = d / "root.ds" if dnssec else None
+    if postfix_unavailable is True:
+        postfix_unavailable = postfix_reason()
+    manifest = manifest_for(d, scenarios, tree, dns_latency_ms, trust_anchor, postfix_unavailable or None)
+    # Certificates before signing: {tlsa:...} placeholders hash them (tlsa.py).
+    write_certificates(d, manifest)
+    tlsa.fill(tree, manifest)
+    if trust_anchor is not None:
         trust_anchor.write_text("\n".join(signing.sign(tree)) + "\n", encoding="utf-8")
     (d / "zones").mkdir(parents=True, exist_ok=True)
     for lz in tree.served():
         (d / "zones" / zones.file_name(lz.origin)).write_text(zones.zone_text(lz.zone), encoding="utf-8")
-    if postfix_unavailable is True:
-        postfix_unavailable = postfix_reason()
-    manifest = manifest_for(d, scenarios, tree, dns_latency_ms, trust_anchor, postfix_unavailable or None)
-    write_certificates(d, manifest)
     write_postfix(d, manifest)
     for a in manifest.lo_addresses:
         assert is_documentation(a), a      # nothing else ever goes onto lo
