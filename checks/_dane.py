@@ -148,14 +148,23 @@ def records(ans: DnsAnswer) -> list[dane.Tlsa]:
 
 
 async def secure(ctx: Context, ans: DnsAnswer) -> bool:
-    """Is this answer DNSSEC-secure?  The validating resolver's AD bit decides; without it,
-    deliverck's own validation (net/dnssec.py, from the root trust anchor) may still say secure.
+    """Is this answer DNSSEC-secure?  The validating resolver's AD bit decides (asked again with AD=1
+    when the plain lookup did not ask for it); without it, deliverck's own validation (net/dnssec.py,
+    from the configured trust anchor) may still say secure.
     Own validation never turns an answer bogus here: a resolver that does not validate must not
     make DANE look broken."""
     if ans.authenticated:
         return True
     if _dnssec is None or not ans.ok:
         return False
+    view = getattr(_dnssec, "resolver_view", None)
+    if view is not None:
+        # A plain lookup asks without AD/DO, so the resolver leaves AD clear: ask it with AD=1 (RFC 6840 5.7).
+        try:
+            if (await view(ctx.dns_client, ans.qname, ans.rdtype)).authenticated:
+                return True
+        except Exception:  # noqa: BLE001 - a second opinion only
+            pass
     try:
         anchors = await ctx.fact("dane-anchors", lambda: _anchors(ctx))
         v = await ctx.fact(("dane-dnssec", ans.qname.lower(), ans.rdtype),
