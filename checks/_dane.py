@@ -13,6 +13,7 @@ DNSSEC status comes from the AD bit of the configured validating resolver.
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime, timezone
 
 from deliverck.context import Context, MailAddress
@@ -191,7 +192,6 @@ async def addresses_secure(ctx: Context, addrs) -> bool:
 async def run(ctx: Context) -> list[Finding]:
     from deliverck.checks.smtp import evidence, sessions_for_followers
 
-    mx = await ctx.mx()
     targets = await ctx.smtp_targets()
     if not targets:
         raise Skip("no receiving address to probe (see the mx check)")
@@ -201,8 +201,9 @@ async def run(ctx: Context) -> list[Finding]:
 
     out: list[Finding] = []
     per_host: dict[str, tuple[DnsAnswer, str, tuple[str, ...], bool]] = {}
-    for host in hosts:
-        ans, name, refs = await tlsa_for(ctx, host)
+    # Every host's TLSA at once: no serial round trips per MX host.
+    looked_up = await asyncio.gather(*(tlsa_for(ctx, h) for h in hosts))
+    for host, (ans, name, refs) in zip(hosts, looked_up):
         qname = tlsa_name(name)
         args = dict(host=host, qname=qname)
         if ans.outcome in (Outcome.NXDOMAIN, Outcome.NODATA):

@@ -445,3 +445,15 @@ def test_lab_check(lab, monkeypatch, scenario):
     assert {f.id for f in found} == LAB_EXPECT[scenario], [f.summary for f in found]
     for f in found:
         _dane.CHECK.spec(f.id)
+
+
+def test_lab_placeholders_parse_as_tlsa_before_they_are_filled():
+    import dns.zone
+
+    from deliverck.lab import tlsa
+    text = tlsa.mark("_25._tcp.mx TLSA {tlsa:3 1 1}\n_25._tcp.mx TLSA {tlsa:3 1 2 other}\n"
+                     "_25._tcp.mx TLSA {tlsa:2 0 0}\n")
+    z = dns.zone.from_text("$TTL 300\n" + text, origin="x.test.", relativize=False, check_origin=False)
+    rds = z.find_rdataset("_25._tcp.mx.x.test.", "TLSA")
+    assert len(rds) == 3 and all(bytes(rd.cert).startswith(tlsa.MARKER) for rd in rds)
+    assert tlsa.mark("mx A 192.0.2.1") == "mx A 192.0.2.1"
