@@ -20,6 +20,7 @@ from deliverck import mtasts
 from deliverck.context import Context
 from deliverck.model import CheckSpec, Direction, Finding, FindingSpec, Owner, Severity, Skip
 from deliverck.net import http, tls
+from deliverck.net.addresses import scope
 from deliverck.report.escape import safe
 
 IN, NONE = Direction.INBOUND, Direction.NONE
@@ -56,6 +57,11 @@ CHECK = CheckSpec(
                     "the policy host {host} has no address; " + _NEW_SENDERS,
                     "Publish A/AAAA records for {host} pointing at an HTTPS server that serves the policy.",
                     DNS, IN, refs=("RFC 8461 3.3",)),
+        FindingSpec("mta_sts.policy_host_private", Severity.ERROR,
+                    "the policy host {host} has only non-public addresses ({ips}): not fetched, and senders on "
+                    "the internet cannot fetch it either; " + _NEW_SENDERS,
+                    "Point {host} at a public address of the HTTPS server that serves the policy (or audit from "
+                    "inside with --probe-private).", DNS, IN, refs=("RFC 8461 3.3",)),
         FindingSpec("mta_sts.fetch_failed", Severity.ERROR,
                     "the policy could not be fetched from {url}: {error}; " + _NEW_SENDERS,
                     "Serve the policy over HTTPS on port 443 of {host}; check the web server and the firewall.",
@@ -210,7 +216,11 @@ async def _policy(ctx: Context, domain: str, out: list[Finding]) -> mtasts.Polic
     args = dict(domain=domain, host=host, url=url)
     addresses = await ctx.addresses(host)
     if not addresses.ips:
-        out.append(CHECK.finding("policy_host_no_address", host, addresses.evidence, **args))
+        out.append(CHECK.finding("policy_host_no_address", host, addresses.evidence(), **args))
+        return None
+    if not any(scope(ip).routable for ip in addresses.ips) and not getattr(ctx.config, "probe_private", False):
+        out.append(CHECK.finding("policy_host_private", host, addresses.evidence(), ips=", ".join(addresses.ips),
+                                 **args))
         return None
     timeout = min(float(getattr(ctx.config, "smtp_timeout", FETCH_TIMEOUT) or FETCH_TIMEOUT), FETCH_TIMEOUT)
     r = await ctx.fact(("https", url), lambda: http.fetch(url, ca_file=ctx.config.ca_file,

@@ -233,3 +233,187 @@ def test_check_on_scenario(lab, name):
     assert wanted <= ids, (wanted - ids, result)
     assert not (unwanted & ids), (unwanted & ids, result)
     assert result.status.value == ("fail" if expect["verdict"] == "fail" else "pass"), result
+
+
+# --- the check's logic, on a stand-in context (no network) ---------------------------------------
+
+class _Ctx:
+    """Just enough of deliverck.context.Context for the mta_sts check."""
+
+    def __init__(self, domain, txt, policy_ip="203.0.113.99", mx_hosts=(), fetch_result=None):
+        import types
+        self.config = types.SimpleNamespace(ca_file=None, smtp_timeout=5.0, probe_private=False)
+        self.target = types.SimpleNamespace(is_ip=False, name=domain)
+        self.txt = txt
+        self.policy_ip = policy_ip
+        self.mx_hosts = mx_hosts
+        self._facts = {}
+
+    async def fact(self, key, compute):
+        if key not in self._facts:
+            self._facts[key] = await compute()
+        return self._facts[key]
+
+    async def dns(self, name, rdtype):
+        import dns.rdata
+        from deliverck.net.dns import DnsAnswer, Outcome
+        values = self.txt.get(name)
+        if values is None:
+            return DnsAnswer(name, rdtype, Outcome.NXDOMAIN)
+        if values == "servfail":
+            return DnsAnswer(name, rdtype, Outcome.SERVFAIL, detail="SERVFAIL")
+        rds = tuple(dns.rdata.from_text("IN", "TXT", '"' + v + '"') for v in values)
+        return DnsAnswer(name, rdtype, Outcome.OK, rds)
+
+    async def addresses(self, name):
+        return _host(name, self.policy_ip)
+
+    async def mx(self):
+        from deliverck.context import MxFacts, MxHost
+        from deliverck.net.dns import DnsAnswer, Outcome
+        hosts = tuple(MxHost(10, h, _host(h, "")) for h in self.mx_hosts)
+        return MxFacts(self.target.name, DnsAnswer(self.target.name, "MX", Outcome.OK), _host(self.target.name, ""),
+                       tuple((10, h) for h in self.mx_hosts), hosts)
+
+    async def smtp_targets(self):
+        return ()
+
+
+def _host(name, ip):
+    import dns.rdata
+    from deliverck.context import HostAddresses
+    from deliverck.net.dns import DnsAnswer, Outcome
+    a = (DnsAnswer(name, "A", Outcome.OK, (dns.rdata.from_text("IN", "A", ip),)) if ip
+         else DnsAnswer(name, "A", Outcome.NODATA))
+    return HostAddresses(name, a, DnsAnswer(name, "AAAA", Outcome.NODATA))
+
+
+def _check(monkeypatch, ctx, body=None, result=None):
+    from deliverck.checks import _mta_sts
+    from deliverck.net import http
+
+    async def fake_fetch(url, **kw):
+        if result is not None:
+            return result
+        return http.HttpResult(url, http.OK, 200, "text/plain", body=body.encode())
+
+    monkeypatch.setattr(_mta_sts.http, "fetch", fake_fetch)
+    findings = asyncio.run(_mta_sts.run(ctx))
+    declared = {f.id for f in _mta_sts.CHECK.findings}
+    assert {f.id for f in findings} <= declared
+    return findings
+
+
+D = "example.test"
+REC = {f"_mta-sts.{D}": ["v=STSv1; id=1"], f"_smtp._tls.{D}": [f"v=TLSRPTv1; rua=mailto:r@{D}"]}
+
+
+def test_check_not_used(monkeypatch):
+    assert [f.id for f in _check(monkeypatch, _Ctx(D, {}))] == ["mta_sts.not_used"]
+
+
+def test_check_record_problems(monkeypatch):
+    ids = {f.id for f in _check(monkeypatch, _Ctx(D, {f"_mta-sts.{D}": ["v=STSv1; id=1", "v=STSv1; id=2"]}),
+                                body="version: STSv1\nmode: none\nmax_age: 86400\n")}
+    assert {"mta_sts.record_multiple", "mta_sts.mode_none", "mta_sts.tlsrpt_missing"} <= ids
+    ids = {f.id for f in _check(monkeypatch, _Ctx(D, {f"_mta-sts.{D}": ["v=STSv1; idd=1"]}),
+                                body="version: STSv1\nmode: none\nmax_age: 86400\n")}
+    assert "mta_sts.record_syntax" in ids
+    ids = {f.id for f in _check(monkeypatch, _Ctx(D, {f"_mta-sts.{D}": "servfail"}))}
+    assert ids == {"mta_sts.record_lookup_failed"}
+
+
+def test_check_wildcard_matches_one_label_only_in_enforce(monkeypatch):
+    policy = f"version: STSv1\nmode: enforce\nmx: *.{D}\nmax_age: 3600\n"
+    ctx = _Ctx(D, REC, mx_hosts=(f"mx1.{D}", f"a.b.{D}"))
+    found = _check(monkeypatch, ctx, body=policy)
+    ids = [f.id for f in found]
+    assert "mta_sts.max_age_short" in ids and "mta_sts.tlsrpt_ok" in ids
+    unmatched = [f for f in found if f.id == "mta_sts.mx_unmatched"]
+    assert [f.subject for f in unmatched] == [f"a.b.{D}"]
+    assert unmatched[0].severity.to_text() == "error"
+
+
+def test_check_testing_mode_only_warns(monkeypatch):
+    policy = f"version: STSv1\nmode: testing\nmx: mx1.{D}\nmax_age: 604800\n"
+    found = _check(monkeypatch, _Ctx(D, REC, mx_hosts=(f"mx1.{D}", f"mx2.{D}")), body=policy)
+    ids = [f.id for f in found]
+    assert "mta_sts.mode_testing" in ids and "mta_sts.testing_mx_unmatched" in ids
+    assert "mta_sts.mx_unmatched" not in ids
+    assert max(f.severity for f in found).to_text() == "warning"
+
+
+def test_check_no_mx_matched(monkeypatch):
+    policy = "version: STSv1\nmode: enforce\nmx: mail.elsewhere.test\nmax_age: 604800\n"
+    ids = [f.id for f in _check(monkeypatch, _Ctx(D, REC, mx_hosts=(f"mx1.{D}",)), body=policy)]
+    assert "mta_sts.no_mx_matched" in ids and "mta_sts.mx_unmatched" in ids
+
+
+def test_check_policy_host_private_or_missing(monkeypatch):
+    ids = [f.id for f in _check(monkeypatch, _Ctx(D, REC, policy_ip="10.1.2.3"), body="")]
+    assert "mta_sts.policy_host_private" in ids and "mta_sts.policy_ok" not in ids
+    ids = [f.id for f in _check(monkeypatch, _Ctx(D, REC, policy_ip=""), body="")]
+    assert "mta_sts.policy_host_no_address" in ids
+
+
+@pytest.mark.parametrize("kind,fid", [
+    ("connect", "mta_sts.fetch_failed"), ("timeout", "mta_sts.fetch_failed"), ("tls", "mta_sts.fetch_tls_invalid"),
+    ("status", "mta_sts.fetch_status"), ("redirect", "mta_sts.fetch_redirect"), ("too_big", "mta_sts.fetch_too_big"),
+    ("content_type", "mta_sts.fetch_content_type"),
+])
+def test_check_fetch_failures(monkeypatch, kind, fid):
+    from deliverck.net import http
+
+    r = http.HttpResult("https://mta-sts.example.test/.well-known/mta-sts.txt", kind, 404 if kind == "status" else 0,
+                        "text/html", location="https://elsewhere.test/", error="boom")
+    found = _check(monkeypatch, _Ctx(D, REC, mx_hosts=(f"mx1.{D}",)), result=r)
+    hits = [f for f in found if f.id == fid]
+    assert len(hits) == 1 and hits[0].severity.to_text() == "error"
+    assert "no MTA-STS policy" in hits[0].summary and "cached" in hits[0].summary
+
+
+# --- fetch limits without the network (httpx MockTransport) ----------------------------------------
+
+def _mock(handler):
+    import httpx
+    from deliverck.net import http
+
+    return asyncio.run(http.fetch("https://mta-sts.example.test/.well-known/mta-sts.txt",
+                                  transport=httpx.MockTransport(handler)))
+
+
+def test_fetch_streamed_body_over_the_limit():
+    import httpx
+
+    def handler(request):
+        assert request.url.path == "/.well-known/mta-sts.txt"
+        return httpx.Response(200, headers={"content-type": "text/plain"},
+                              stream=httpx.ByteStream(b"x" * (70 * 1024)))
+    r = _mock(handler)
+    assert r.kind == "too_big", r
+
+
+def test_fetch_content_type_and_params():
+    import httpx
+
+    assert _mock(lambda req: httpx.Response(200, headers={"content-type": "text/plain; charset=utf-8"},
+                                            content=GOOD.encode())).ok
+    assert _mock(lambda req: httpx.Response(200, headers={"content-type": "text/html"},
+                                            content=b"<html>")).kind == "content_type"
+    r = _mock(lambda req: httpx.Response(302, headers={"location": "https://x.test/"}))
+    assert (r.kind, r.location) == ("redirect", "https://x.test/")
+
+
+def test_lab_https_tables_are_valid():
+    from deliverck.lab import https_peer
+    from deliverck.lab.errors import LabUnavailable
+
+    specs = {s.scenario: s for s in https_peer.load_specs()}
+    assert set(MTA_STS_SCENARIOS) <= set(specs)
+    assert specs["mta-sts-wrong-cert"].cert_names() == ("www.mta-sts-wrong-cert.test",)
+    assert len(https_peer.body_for(specs["mta-sts-oversize"])) > 64 * 1024
+    assert https_peer.response(specs["mta-sts-good"], "/other").startswith(b"HTTP/1.1 404")
+    with pytest.raises(LabUnavailable):
+        https_peer.spec_from_table("x", {"cert": "nope"}, "192.0.2.1")
+    with pytest.raises(LabUnavailable):
+        https_peer.spec_from_table("x", {"colour": "red"}, "192.0.2.1")

@@ -70,7 +70,8 @@ def _tls_cause(e: BaseException) -> BaseException | None:
 
 async def fetch(url: str, *, ca_file: Path | str | None = None, connect_timeout: float = 10.0,
                 read_timeout: float = 10.0, max_bytes: int = MAX_BODY,
-                content_type: str = "text/plain") -> HttpResult:
+                content_type: str = "text/plain", transport: httpx.AsyncBaseTransport | None = None) -> HttpResult:
+    """GET url; `transport` replaces the network (tests)."""
     try:
         context = ssl_context(ca_file)
     except (OSError, ssl.SSLError) as e:
@@ -78,7 +79,7 @@ async def fetch(url: str, *, ca_file: Path | str | None = None, connect_timeout:
     timeout = httpx.Timeout(connect=connect_timeout, read=read_timeout, write=read_timeout, pool=connect_timeout)
     try:
         async with httpx.AsyncClient(verify=context, timeout=timeout, follow_redirects=False, trust_env=False,
-                                     headers={"User-Agent": USER_AGENT}) as client:
+                                     transport=transport, headers={"User-Agent": USER_AGENT}) as client:
             async with client.stream("GET", url) as response:
                 status = response.status_code
                 ctype = response.headers.get("content-type", "")
