@@ -354,3 +354,25 @@ def test_check_on_lab_scenarios(lab, monkeypatch, domain, expect):
         (domain, "MX"), (f"mx1.{domain}", "A"), (f"mx1.{domain}", "AAAA")}
     if "dnssec.rrsig_expired" in ids:
         assert all(" expired " in f.summary for f in findings)
+
+
+def _nsec3_raw(owner_of: str, next_hash: str, types: str, flags: int = 0):
+    h = dns.dnssec.nsec3_hash(owner_of, None, 0, 1) if "." in owner_of else owner_of
+    text = f"{h}.example. 300 IN NSEC3 1 {flags} 0 - {next_hash} {types}".rstrip()
+    msg = dns.message.make_response(dns.message.make_query("x.example.", "DS", want_dnssec=True))
+    msg.authority.append(dns.rrset.from_text(*text.split(" ", 4)[:4], text.split(" ", 4)[4]))
+    return dnssec.Raw(msg)
+
+
+def test_nsec3_matching_and_opt_out():
+    name = dns.name.from_text("child.example.")
+    h = dns.dnssec.nsec3_hash(name, None, 0, 1)
+    zone = dns.name.from_text("example.")
+    # the hash of the name itself, with NS and no DS: an unsigned delegation
+    raw = _nsec3_raw("child.example.", "V" * 32, "NS")
+    types = dnssec._types_at(raw, name, zone)
+    assert isinstance(types, set) and dns.rdatatype.NS in types and dns.rdatatype.DS not in types
+    # a record covering the hash with the opt-out flag: insecure delegation possible
+    lo = "0" * 32 if h > "0" * 32 else h
+    raw = _nsec3_raw(lo if lo != h else "0" * 32, "V" * 32, "", flags=1)
+    assert dnssec._types_at(raw, name, zone) == ("covered", True)
