@@ -342,6 +342,7 @@ class ZoneState:
     reason: str
     keys: object = None
     nxdomain_at: dns.name.Name | None = None
+    denial_at: dns.name.Name | None = None   # bogus because the no-DS proof for this name is broken
 
 
 def _ancestors(name: dns.name.Name) -> list[dns.name.Name]:
@@ -394,7 +395,7 @@ async def _chain(sess: _Session, name: dns.name.Name, anchors, now: float) -> Zo
         # No DS: the zone we are in must prove it, and the proof says whether lv is a cut.
         why = _denial_signed(ds_raw, zone, keys, now)
         if why:
-            return ZoneState(BOGUS, zone, f"no DS for {_txt(lv)}: {why}")
+            return ZoneState(BOGUS, zone, f"no DS for {_txt(lv)}: {why}", keys, denial_at=lv)
         types = _types_at(ds_raw, lv, zone)
         if ds_raw.rcode == dns.rcode.NXDOMAIN:
             return ZoneState(SECURE, zone, "", keys, nxdomain_at=lv)
@@ -470,6 +471,13 @@ async def validate(client, name: str, rdtype: str, anchors: Sequence | None = No
         return Validation(label, rdtype.upper(), state, reason, _txt(zone) if zone != dns.name.root else ".",
                           records, outcome)
 
+    if zs.state == BOGUS and zs.denial_at == qname and zs.keys is not None and raw.msg is not None:
+        # The name's own RRset, signed by the same zone, usually says more directly what is broken.
+        own = raw.rrset("answer", qname, qtype)
+        if own is not None:
+            why = check_rrset(own, raw.sigs("answer", qname, qtype), zs.keys, zs.zone, t)
+            if why:
+                return out(BOGUS, why)
     if zs.state != SECURE:
         return out(zs.state, zs.reason)
     if raw.error:
