@@ -122,6 +122,8 @@ def judge(v: dnssec.Validation, view: dnssec.ResolverView) -> list[Finding]:
     answered = view.outcome in ("ok", "nodata", "nxdomain")
     if not answered and view.outcome != "servfail":
         return out                      # the resolver did not answer: nothing to compare
+    if not answered and v.outcome not in ("ok", "nodata", "nxdomain"):
+        return out                      # no answer even with CD=1: the SERVFAIL is not about DNSSEC
     disagree = (
         (v.state == dnssec.SECURE and not answered)
         or (v.state == dnssec.INSECURE and (view.authenticated or not answered))

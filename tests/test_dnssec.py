@@ -385,3 +385,10 @@ def test_nsec3_matching_and_opt_out():
     lo = "0" * 32 if h > "0" * 32 else h
     raw = _nsec3_raw(lo if lo != h else "0" * 32, "V" * 32, "", flags=1)
     assert dnssec._types_at(raw, name, zone) == ("covered", True)
+
+
+def test_servfail_without_dnssec_cause_is_no_disagreement():
+    from deliverck.checks import _dnssec as chk
+
+    v = dnssec.Validation("broken.test", "MX", "insecure", "no DS", "broken.test.", (), "servfail")
+    assert [f.id for f in chk.judge(v, _view("servfail", False))] == ["dnssec.insecure"]

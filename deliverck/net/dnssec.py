@@ -149,6 +149,10 @@ class _Session:
             self.raw[key] = fut
         return fut
 
+    @property
+    def timeout(self) -> float:
+        return max(min(QUERY_TIMEOUT, float(getattr(self.client, "timeout", QUERY_TIMEOUT))), 0.5)
+
     async def _ask(self, name: dns.name.Name, rdtype: int) -> Raw:
         custom = getattr(self.client, "dnssec_query", None)   # tests: an in-process answer function
         if custom is not None:
@@ -160,9 +164,9 @@ class _Session:
             q.flags = dns.flags.RD | dns.flags.CD
             try:
                 resp, _tcp = await dns.asyncquery.udp_with_fallback(
-                    q, r.ip, timeout=QUERY_TIMEOUT, port=r.port)
+                    q, r.ip, timeout=self.timeout, port=r.port)
             except dns.exception.Timeout:
-                errors.append(f"{r}: timeout after {QUERY_TIMEOUT:g}s")
+                errors.append(f"{r}: timeout after {self.timeout:g}s")
                 continue
             except (OSError, dns.exception.DNSException) as e:
                 errors.append(f"{r}: {' '.join(str(e).split())[:120]}")
