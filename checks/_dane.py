@@ -53,13 +53,13 @@ CHECK = CheckSpec(
                     "TLSA records (first, and wait out their TTL) if TLS cannot be offered.",
                     MAIL, IN, ndr=("exchange-online.dane-starttls-not-supported-deferred",
                                    "exchange-online.dane-starttls-not-supported",
-                                   "generic.dane-tls-required"),
+                                   "postfix.dane-tls-not-offered", "generic.dane-tls-required"),
                     refs=("RFC 7672 2.2", "seed 002")),
         FindingSpec("dane.tls_failed", Severity.ERROR,
                     "{host} publishes TLSA at {qname} but the TLS handshake with {ip} failed ({error}): "
                     "DANE senders defer",
                     "Fix the server's TLS configuration (certificate and key files, protocol versions).",
-                    MAIL, IN, ndr=("generic.dane-tls-required",), refs=("RFC 7672 2.2",)),
+                    MAIL, IN, ndr=("generic.dane-tls-failed",), refs=("RFC 7672 2.2",)),
         FindingSpec("dane.no_match", Severity.ERROR,
                     "no usable TLSA record at {qname} matches the certificate of {ip} ({host}): {detail}",
                     "Publish TLSA records for the key the server presents (`3 1 1` = SHA-256 of its "
