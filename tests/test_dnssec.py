@@ -6,7 +6,6 @@ lab, agreement with unbound on every scenario zone; the dnssec check module
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 import tomllib
 from pathlib import Path
@@ -15,7 +14,6 @@ import dns.dnssec
 import dns.message
 import dns.name
 import dns.rcode
-import dns.rdata
 import dns.rdataclass
 import dns.rdatatype
 import dns.rrset
