@@ -248,7 +248,10 @@ async def run(ctx: Context) -> list[Finding]:
         if ma.host not in per_host:
             continue
         ans, qname, refs, usable = per_host[ma.host]
-        out += judge(ma, s, ans, qname, refs, usable, now, evidence(s))
+        # RFC 7672 3.2.2: the MX host name (and its CNAME expansion); senders such as Exchange Online
+        # also accept the next-hop domain, so a leaf naming only the domain is not reported.
+        names = refs + ((ctx.target.name,) if getattr(ctx.target, "name", "") else ())
+        out += judge(ma, s, ans, qname, names, usable, now, evidence(s))
     return out
 
 
