@@ -382,6 +382,7 @@ LAB_EXPECT = {
     "dane-no-starttls": {"dane.no_starttls"},
     "dane-unusable-usage": {"dane.unusable_usage"},
     "dane-no-rollover": {"dane.matched", "dane.no_rollover"},
+    "dane-bogus": {"dane.tlsa_bogus"},
 }
 
 
@@ -398,7 +399,7 @@ def _lab_tlsa(name: str):
 
 
 @pytest.mark.lab
-@pytest.mark.parametrize("scenario", sorted(LAB_EXPECT))
+@pytest.mark.parametrize("scenario", sorted(set(LAB_EXPECT) - {"dane-bogus"}))
 def test_lab_tlsa_placeholders_hash_the_issued_certificates(lab, scenario):
     from pathlib import Path
     s = next(x for x in lab.scenarios if x.name == scenario)
