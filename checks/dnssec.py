@@ -41,6 +41,12 @@ CHECK = CheckSpec(
                     "Nothing to fix for delivery.  To protect the records (and to use DANE), sign the zone "
                     "{zone} and publish its DS in the parent zone.",
                     Owner.NOBODY, NONE, refs=("RFC 4035 4.3",)),
+        FindingSpec("dnssec.anchor_mismatch", Severity.NOTICE,
+                    "the root's DNSSEC keys do not match deliverck's trust anchor ({reason}); own validation "
+                    "is not possible, only the resolver's verdict (AD bit) counts",
+                    "For a private or test root, give its trust anchor with --trust-anchor FILE; on the "
+                    "internet, check that the resolver is not rewriting answers.",
+                    Owner.NOBODY, Direction.NONE),
         FindingSpec("dnssec.bogus", Severity.ERROR,
                     "{subject} {rdtype}: DNSSEC bogus ({reason}); validating resolvers answer SERVFAIL, so mail "
                     "from DNSSEC-validating senders to this domain fails",
@@ -114,6 +120,9 @@ def judge(v: dnssec.Validation, view: dnssec.ResolverView) -> list[Finding]:
         out.append(CHECK.finding("secure", subject, ev, **args))
     elif v.state == dnssec.INSECURE:
         out.append(CHECK.finding("insecure", subject, ev, **args))
+    elif v.state == dnssec.BOGUS and view.authenticated:
+        # A validating resolver vouches for the data: report the disagreement, not a failure.
+        return [CHECK.finding("resolver_disagrees", subject, ev, **args)]
     elif v.state == dnssec.BOGUS:
         out.append(CHECK.finding("rrsig_expired" if is_expired(v) else "bogus", subject, ev, **args))
     else:
@@ -163,6 +172,9 @@ async def run(ctx: Context) -> list[Finding]:
     anchors = anchors_for(ctx)
     questions = await _questions(ctx, anchors)
     states = await asyncio.gather(*(rrset_state(ctx, n, t, anchors) for n, t in questions))
+    mismatch = next((v for v, _ in states if "does not match the trust anchor" in v.reason), None)
+    if mismatch is not None:
+        return [CHECK.finding("anchor_mismatch", ".", (mismatch.reason,), reason=mismatch.reason)]
     out: list[Finding] = []
     secure_seen = 0
     ad_seen = False

@@ -72,6 +72,21 @@ def _positive(value: float, option: str) -> float:
     return value
 
 
+def _trust_anchor(path: Optional[str]):
+    if path is None:
+        return None
+    from pathlib import Path
+
+    from deliverck.net.dnssec import load_anchor_file
+
+    try:
+        if not load_anchor_file(path):
+            raise ValueError("it holds no DS or DNSKEY record for the root")
+    except (OSError, ValueError, Exception) as e:
+        raise UsageError(f"--trust-anchor {path}: {' '.join(str(e).split()) or type(e).__name__}") from None
+    return Path(path)
+
+
 def _dnsbl(values: Optional[List[str]]) -> tuple[str, ...]:
     from deliverck.dnsbl import check_selection
 
@@ -190,6 +205,8 @@ def check_cmd(
                                                       help="A DKIM selector the domain signs with (repeatable)."),
     dnsbl: Optional[List[str]] = typer.Option(None, "--dnsbl", metavar="LIST",
                                               help="DNSBL ids or zones to query instead of the default set (repeatable)."),
+    trust_anchor: Optional[str] = typer.Option(None, "--trust-anchor", metavar="FILE",
+                                               help="DNSSEC trust anchor for the root (DS or DNSKEY records); default: IANA's root KSKs."),
     probe_private: bool = typer.Option(False, "--probe-private",
                                        help="Also connect to MX addresses in private, loopback or CGNAT ranges."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Show informational findings and the evidence."),
@@ -235,6 +252,7 @@ def check_cmd(
         sender=_sender(sender),
         dkim_selectors=tuple(_selector(x) for x in _split(dkim_selector)),
         dnsbl_lists=_dnsbl(dnsbl),
+        trust_anchor=_trust_anchor(trust_anchor),
     )
     select_checks(config)  # unknown check names are bad usage: fail before any lookup
     report = asyncio.run(run_audit(config))

@@ -33,4 +33,5 @@ class Config:
     sender: str = ""                            # --sender: envelope sender (SPF macros, DMARC From domain)
     dkim_selectors: tuple[str, ...] = ()        # --dkim-selector: known selectors, probed before common ones
     dnsbl_lists: tuple[str, ...] = ()           # --dnsbl: list ids or zones; () = the default set
+    trust_anchor: Path | None = None            # --trust-anchor: DNSSEC root DS/DNSKEY (default: IANA's)
     severity_overrides: dict[str, Severity] = field(default_factory=dict)

@@ -43,6 +43,8 @@ BAD = [
     (["example.com", "--dnsbl", "not a list"], "--dnsbl"),
     (["spf", "example.com", "--ip", "300.1.1.1"], "--ip"),
     (["spf", "example.com"], "Missing option"),
+    (["example.com", "--trust-anchor", "/nonexistent/anchor"], "--trust-anchor"),
+    (["example.com", "--trust-anchor", "/dev/null"], "--trust-anchor"),
     (["spf", "example.com", "--ip", "192.0.2.1", "--sender", "nobody"], "--sender"),
 ]
 

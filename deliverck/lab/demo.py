@@ -2,7 +2,8 @@
 
 Runs inside the lab (`deliverck lab run -- python -m deliverck.lab.demo`).
 The lab's certificates come from its own CA, given with --ca-file as a
-private CA would be; the system trust store is never touched.
+private CA would be, and its DNS root is signed with its own key, given with
+--trust-anchor; the system trust store is never touched.
 Exits non-zero only if a report does not end the way its scenario expects.
 """
 
@@ -23,8 +24,9 @@ def main() -> int:
     for name in SHOWN:
         sc = lab.scenario(name)
         args = [sc.domain] + (["--dns-timeout", "2"] if name == "slow" else [])
-        print(f"$ deliverck {' '.join(args)} --ca-file LAB-CA    # {sc.description}", flush=True)
-        args += ["--ca-file", lab.ca_file]
+        print(f"$ deliverck {' '.join(args)} --ca-file LAB-CA --trust-anchor LAB-ROOT    # {sc.description}",
+              flush=True)
+        args += ["--ca-file", lab.ca_file, "--trust-anchor", lab.trust_anchor]
         rc = subprocess.run([sys.executable, "-m", "deliverck", *args]).returncode
         print(f"[exit {rc}]\n", flush=True)
         if rc != EXIT[sc.expect.verdict]:

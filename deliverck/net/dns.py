@@ -181,7 +181,7 @@ class DnsClient:
         r = dns.asyncresolver.Resolver(configure=False)
         r.nameservers = [dns.nameserver.Do53Nameserver(a.ip, a.port) for a in self.resolvers]
         r.use_edns(0, 0, EDNS_PAYLOAD)
-        r.flags = dns.flags.RD
+        r.flags = dns.flags.RD | dns.flags.AD   # AD=1: a validating resolver tells us if it validated (RFC 6840 5.7)
         # Per-server wait: several tries fit in the lifetime, each server gets a chance.
         r.timeout = max(timeout / max(attempts, 1), 0.2)
         r.lifetime = timeout

@@ -15,6 +15,7 @@ import errno
 import socket
 import ssl
 import time
+import warnings
 from dataclasses import dataclass, field
 
 import aiosmtplib
@@ -122,7 +123,9 @@ def probe_tls_context() -> ssl.SSLContext:
     ctx.verify_mode = ssl.CERT_NONE
     try:
         # Let OpenSSL talk to old servers so they can be reported, not just fail.
-        ctx.minimum_version = ssl.TLSVersion.TLSv1
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            ctx.minimum_version = ssl.TLSVersion.TLSv1
         ctx.set_ciphers("DEFAULT:@SECLEVEL=0")
     except (ValueError, ssl.SSLError):
         pass
