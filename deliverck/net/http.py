@@ -12,8 +12,11 @@ from __future__ import annotations
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import httpx
+if TYPE_CHECKING:
+    import httpx
+
 
 MAX_BODY = 64 * 1024
 USER_AGENT = "deliverck (MTA-STS policy check)"
@@ -76,6 +79,8 @@ async def fetch(url: str, *, ca_file: Path | str | None = None, connect_timeout:
         context = ssl_context(ca_file)
     except (OSError, ssl.SSLError) as e:
         return HttpResult(url, ERROR, error=f"cannot load the CA file: {_one_line(e)}")
+    import httpx  # only audits that fetch a policy pay for importing it
+
     timeout = httpx.Timeout(connect=connect_timeout, read=read_timeout, write=read_timeout, pool=connect_timeout)
     try:
         async with httpx.AsyncClient(verify=context, timeout=timeout, follow_redirects=False, trust_env=False,
