@@ -22,10 +22,7 @@ from deliverck.net import dane
 from deliverck.net.dns import DnsAnswer, Outcome
 from deliverck.report.escape import safe
 
-try:  # deliverck's own DNSSEC validation, when it has landed
-    from deliverck.net import dnssec as _dnssec  # noqa: F401
-except ImportError:  # pragma: no cover - depends on the tree
-    _dnssec = None
+from deliverck.net import dnssec as _dnssec
 
 IN, NONE = Direction.INBOUND, Direction.NONE
 MAIL, DNS = Owner.MAIL_ADMIN, Owner.DNS_ADMIN
@@ -149,38 +146,28 @@ def records(ans: DnsAnswer) -> list[dane.Tlsa]:
 
 
 async def secure(ctx: Context, ans: DnsAnswer) -> bool:
-    """Is this answer DNSSEC-secure?  The validating resolver's AD bit decides (asked again with AD=1
-    when the plain lookup did not ask for it); without it, deliverck's own validation (net/dnssec.py,
-    from the configured trust anchor) may still say secure.
+    """Is this answer DNSSEC-secure?  The validating resolver's AD bit decides (deliverck asks
+    with AD=1); without it, deliverck's own validation (net/dnssec.py, from the trust anchor the
+    dnssec check uses) may still say secure.
     Own validation never turns an answer bogus here: a resolver that does not validate must not
     make DANE look broken."""
     if ans.authenticated:
         return True
-    if _dnssec is None or not ans.ok:
+    if not ans.ok:
         return False
-    view = getattr(_dnssec, "resolver_view", None)
-    if view is not None:
-        # A plain lookup asks without AD/DO, so the resolver leaves AD clear: ask it with AD=1 (RFC 6840 5.7).
-        try:
-            if (await view(ctx.dns_client, ans.qname, ans.rdtype)).authenticated:
-                return True
-        except Exception:  # noqa: BLE001 - a second opinion only
-            pass
+    from deliverck.checks.dnssec import anchors_for
+
     try:
-        anchors = await ctx.fact("dane-anchors", lambda: _anchors(ctx))
+        anchors = await ctx.fact("dnssec-anchors", lambda: _async(anchors_for, ctx))
         v = await ctx.fact(("dane-dnssec", ans.qname.lower(), ans.rdtype),
                            lambda: _dnssec.validate(ctx.dns_client, ans.qname, ans.rdtype, anchors))
     except Exception:  # noqa: BLE001 - a second opinion only
         return False
-    return bool(getattr(v, "secure", False))
+    return v.secure
 
 
-async def _anchors(ctx: Context):
-    """The dnssec check's anchor choice: config `trust_anchor`, else $DELIVERCK_TRUST_ANCHOR, else the IANA root."""
-    import os
-
-    path = getattr(ctx.config, "trust_anchor", None) or os.environ.get("DELIVERCK_TRUST_ANCHOR")
-    return _dnssec.load_anchor_file(str(path)) if path else None
+async def _async(fn, *args):
+    return fn(*args)
 
 
 async def addresses_secure(ctx: Context, addrs) -> bool:
