@@ -158,6 +158,51 @@ def _helo(name: Optional[str]) -> str:
     return n
 
 
+def _realm(realm: Optional[str]) -> str:
+    if realm is None:
+        return ""
+    r = realm.strip()
+    if not r or len(r) > 255 or not r.isascii() or not r.isprintable() or any(c in r for c in " /@\\"):
+        raise UsageError(f"--realm {realm!r}: give a Kerberos realm name such as EXAMPLE.COM")
+    return r
+
+
+def _kdc(value: str) -> tuple[str, int]:
+    """HOST, HOST:PORT, IPv6, [IPv6]:PORT -> (host, port)."""
+    from deliverck.target import is_hostname
+
+    v = value.strip()
+    host, port = v, 88
+    if v.startswith("["):
+        end = v.find("]")
+        host, rest = v[1:end] if end > 0 else "", v[end + 1:] if end > 0 else "?"
+        if rest:
+            if not rest.startswith(":"):
+                host = ""
+            port = _kdc_port(rest[1:], value)
+    elif v.count(":") == 1:
+        host, p = v.split(":")
+        port = _kdc_port(p, value)
+    if not (is_ip(host) or is_hostname(host.rstrip(".").lower())):
+        raise UsageError(f"--kdc {value!r}: give a KDC as HOST, HOST:PORT, IP or [IPv6]:PORT")
+    return host.rstrip(".").lower(), port
+
+
+def _kdc_port(text: str, value: str) -> int:
+    if not text.isdigit() or not 0 < int(text) < 65536:
+        raise UsageError(f"--kdc {value!r}: the port must be a number from 1 to 65535")
+    return int(text)
+
+
+def _principal(name: Optional[str]) -> str:
+    if name is None:
+        return ""
+    n = name.strip()
+    if not n or len(n) > 255 or not n.isprintable() or " " in n or "@" in n:
+        raise UsageError(f"--principal {name!r}: give a client name without realm, e.g. probe or host/mx1")
+    return n
+
+
 def _ca_file(path: Optional[str]):
     if path is None:
         return None
@@ -207,6 +252,17 @@ def check_cmd(
                                               help="DNSBL ids or zones to query instead of the default set (repeatable)."),
     trust_anchor: Optional[str] = typer.Option(None, "--trust-anchor", metavar="FILE",
                                                help="DNSSEC trust anchor for the root (DS or DNSKEY records); default: IANA's root KSKs."),
+    kerberos: bool = typer.Option(False, "--kerberos",
+                                  help="Run the Kerberos check even when nothing suggests Active Directory/Exchange."),
+    realm: Optional[str] = typer.Option(None, "--realm", metavar="REALM",
+                                        help="Kerberos realm (default: _kerberos TXT, else the domain in upper case); implies --kerberos."),
+    kdc: Optional[List[str]] = typer.Option(None, "--kdc", metavar="HOST[:PORT]",
+                                            help="A KDC / domain controller to probe instead of the SRV records (repeatable); implies --kerberos."),
+    principal: Optional[str] = typer.Option(None, "--principal", metavar="NAME",
+                                            help="Client principal for the AS-REQ probe (default: a random name no directory holds)."),
+    max_skew: float = typer.Option(300.0, "--max-skew", metavar="SECONDS",
+                                   help="Largest clock difference Kerberos accepts (default 300, AD's and MIT's default)."),
+    kdc_timeout: float = typer.Option(5.0, "--kdc-timeout", metavar="SECONDS", help="Time limit per KDC port probe."),
     probe_private: bool = typer.Option(False, "--probe-private",
                                        help="Also connect to MX addresses in private, loopback or CGNAT ranges."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Show informational findings and the evidence."),
@@ -253,7 +309,15 @@ def check_cmd(
         dkim_selectors=tuple(_selector(x) for x in _split(dkim_selector)),
         dnsbl_lists=_dnsbl(dnsbl),
         trust_anchor=_trust_anchor(trust_anchor),
+        kerberos=kerberos or bool(realm) or bool(kdc),
+        realm=_realm(realm),
+        kdcs=tuple(_kdc(k) for k in _split(kdc)),
+        principal=_principal(principal),
+        max_skew=_positive(max_skew, "--max-skew"),
+        kdc_timeout=_positive(kdc_timeout, "--kdc-timeout"),
     )
+    if config.target.is_ip and config.kdcs and not config.realm:
+        raise UsageError("--kdc with an IP address as target: give the realm too (--realm EXAMPLE.COM)")
     select_checks(config)  # unknown check names are bad usage: fail before any lookup
     report = asyncio.run(run_audit(config))
     sys.stdout.write(FORMATS[out_format](report, RenderOptions(verbose=verbose, debug=debug)))

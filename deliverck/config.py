@@ -35,3 +35,9 @@ class Config:
     dnsbl_lists: tuple[str, ...] = ()           # --dnsbl: list ids or zones; () = the default set
     trust_anchor: Path | None = None            # --trust-anchor: DNSSEC root DS/DNSKEY (default: IANA's)
     severity_overrides: dict[str, Severity] = field(default_factory=dict)
+    kerberos: bool = False                      # --kerberos: run the kerberos check even without signs of AD
+    realm: str = ""                             # --realm: Kerberos realm; "" = from DNS, else the domain upper-cased
+    kdcs: tuple[tuple[str, int], ...] = ()      # --kdc HOST[:PORT]: KDCs to probe instead of the SRV records
+    principal: str = ""                         # --principal: client name for the AS-REQ; "" = a random one
+    max_skew: float = 300.0                     # --max-skew: the Kerberos clock-skew limit, seconds
+    kdc_timeout: float = 5.0                    # --kdc-timeout: per KDC port probe

@@ -46,6 +46,17 @@ BAD = [
     (["example.com", "--trust-anchor", "/nonexistent/anchor"], "--trust-anchor"),
     (["example.com", "--trust-anchor", "/dev/null"], "--trust-anchor"),
     (["spf", "example.com", "--ip", "192.0.2.1", "--sender", "nobody"], "--sender"),
+    (["example.com", "--kdc", "dc1.example.com:0"], "--kdc"),
+    (["example.com", "--kdc", "dc1.example.com:kerberos"], "--kdc"),
+    (["example.com", "--kdc", "not a host"], "--kdc"),
+    (["example.com", "--kdc", "[2001:db8::1"], "--kdc"),
+    (["example.com", "--kdc", "[2001:db8::1]88"], "--kdc"),
+    (["example.com", "--realm", "EXAMPLE COM"], "--realm"),
+    (["example.com", "--realm", "user@EXAMPLE.COM"], "--realm"),
+    (["example.com", "--principal", "alice@EXAMPLE.COM"], "--principal"),
+    (["example.com", "--max-skew", "0"], "--max-skew"),
+    (["example.com", "--kdc-timeout", "-1"], "--kdc-timeout"),
+    (["192.0.2.1", "--kdc", "192.0.2.2"], "--realm"),
 ]
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import errno
+import re
 import socket
 import ssl
 import time
@@ -45,6 +46,7 @@ class Reply:
     code: int
     text: str                        # as the server sent it, lines joined by "\n"
     elapsed_ms: int = 0
+    at: float = 0.0                  # wall clock (time.time()) when the reply was complete
 
     @property
     def lines(self) -> tuple[str, ...]:
@@ -116,6 +118,33 @@ class ProbeOptions:
     implicit_tls: bool = False       # port 465 (RFC 8314): TLS before the greeting
 
 
+# An RFC 5322 date-time (3.3) inside a greeting: Exchange ("... ready at Mon, 23 Nov
+# 2026 14:22:11 -0800"), Sendmail ("...; Mon, 23 Nov 2026 14:22:11 -0800"), Exim.
+_MONTHS = "Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec"
+_DATE = re.compile(r"(?:(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun),\s*)?\d{1,2}\s+(?:" + _MONTHS + r")\s+\d{4}\s+"
+                   r"\d{1,2}:\d{2}:\d{2}\s+(?:[+-]\d{4}|UT|GMT|[ECMP][SD]T)\b", re.IGNORECASE)
+
+
+def greeting_clock(text: str) -> float | None:
+    """The server's clock from a date-time in its greeting, as seconds since the epoch.
+
+    None when the greeting carries no date with a usable zone: a date in
+    "-0000" (RFC 5322 3.3: zone unknown) says nothing about the clock.
+    """
+    from email.utils import parsedate_to_datetime
+
+    m = _DATE.search(text)
+    if not m:
+        return None
+    try:
+        when = parsedate_to_datetime(m.group(0))
+    except (TypeError, ValueError, OverflowError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return when.timestamp()
+
+
 def probe_tls_context() -> ssl.SSLContext:
     """Accept anything so we can *see* what the server offers; judging is tls.py's job."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
@@ -141,7 +170,7 @@ def default_ehlo_name() -> str:
 
 
 def _reply(r: SMTPResponse, start: float) -> Reply:
-    return Reply(r.code, r.message, int((time.monotonic() - start) * 1000))
+    return Reply(r.code, r.message, int((time.monotonic() - start) * 1000), time.time())
 
 
 def _chain(ssl_object) -> tuple[bytes, ...]:
@@ -226,7 +255,7 @@ async def _session(ip: str, host: str, port: int, opts: ProbeOptions, rec: _Reco
         try:
             greeting = await smtp.connect()
         except aiosmtplib.SMTPConnectResponseError as e:
-            reply = Reply(e.code, e.message, int((time.monotonic() - t) * 1000))
+            reply = Reply(e.code, e.message, int((time.monotonic() - t) * 1000), time.time())
             facts["greeting"] = reply
             rec.got(reply)
             if 400 <= e.code < 500:
