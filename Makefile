@@ -7,9 +7,11 @@ BIN      := $(VENV)/bin
 STAMP    := $(VENV)/.installed
 # Debian packages of the lab: NSD (authoritative DNS), unbound (validating
 # resolver), iproute2 (addresses in the namespace), util-linux (unshare),
-# Postfix (a real MTA as SMTP peer), openssl (signs the lab's SHA-1 test cert).
-LAB_DEBS := nsd unbound iproute2 util-linux postfix openssl
-LAB_BINS := /usr/sbin/nsd /usr/sbin/unbound /usr/bin/unshare /usr/sbin/postfix /usr/bin/openssl
+# Postfix (a real MTA as SMTP peer), openssl (signs the lab's SHA-1 test cert),
+# MIT Kerberos (krb5kdc, kadmind for kpasswd, kdb5_util) and faketime (a KDC with its clock off).
+LAB_DEBS := nsd unbound iproute2 util-linux postfix openssl krb5-kdc krb5-admin-server faketime
+LAB_BINS := /usr/sbin/nsd /usr/sbin/unbound /usr/bin/unshare /usr/sbin/postfix /usr/bin/openssl \
+            /usr/sbin/krb5kdc /usr/sbin/kadmind /usr/sbin/kdb5_util /usr/bin/faketime
 LAB      := $(BIN)/deliverck lab run --
 
 .PHONY: setup debs demo test bench docs lint clean
@@ -29,6 +31,8 @@ debs:
 	  if [ "$$(id -u)" != 0 ]; then echo "the lab needs: $(LAB_DEBS) (missing:$$missing); run: sudo apt-get install $(LAB_DEBS)"; exit 2; fi; \
 	  echo "installing Debian packages for the lab: $(LAB_DEBS)"; \
 	  echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections; \
+	  printf '%s\n' "krb5-config krb5-config/default_realm string" \
+	    "krb5-config krb5-config/add_servers boolean false" | debconf-set-selections; \
 	  DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(LAB_DEBS) >/dev/null; \
 	fi

@@ -14,6 +14,7 @@ import json
 import os
 import select
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -35,12 +36,12 @@ class StartFailed(Exception):
     pass
 
 
-def _tool(name: str) -> str:
+def _tool(name: str, packages: str = "unbound nsd iproute2") -> str:
     for d in os.environ.get("PATH", "").split(os.pathsep) + ["/usr/sbin", "/sbin", "/usr/bin"]:
         p = Path(d) / name
         if d and p.is_file() and os.access(p, os.X_OK):
             return str(p)
-    raise StartFailed(f"{name} is not installed: apt-get install unbound nsd iproute2")
+    raise StartFailed(f"{name} is not installed: apt-get install {packages}")
 
 
 def _run(argv: list[str], what: str, stdin: str | None = None) -> None:
@@ -94,6 +95,7 @@ def _services_ready(proc: subprocess.Popen) -> bool:
 
 def start(lab_dir: Path) -> list[subprocess.Popen]:
     manifest = json.loads((lab_dir / "manifest.json").read_text(encoding="utf-8"))
+    config = json.loads((lab_dir / "services.json").read_text(encoding="utf-8"))
     network(lab_dir, list(manifest["lo_addresses"]))
     deadline = time.monotonic() + START_TIMEOUT
     procs = []
@@ -104,6 +106,8 @@ def start(lab_dir: Path) -> list[subprocess.Popen]:
     services = _spawn([sys.executable, "-m", "deliverck.lab.services", str(lab_dir)], services_log,
                       stdout=subprocess.PIPE)
     procs.append(services)
+    kdcs = start_kdcs([k for k in config.get("kdc", []) if k["behaviour"] == "mit"])
+    procs += [proc for _what, proc, _log, _address, _port in kdcs]
     auth = zones.SERVERS["nsd"][1][0]
     _wait("nsd (the lab's authoritative server)", nsd, nsd_log,
           lambda: _answers(auth, ".", "SOA", recursive=False), deadline)
@@ -113,13 +117,14 @@ def start(lab_dir: Path) -> list[subprocess.Popen]:
     resolver = manifest["unbound"]
     _wait("unbound (the lab's resolver)", unbound, unbound_log,
           lambda: _answers(resolver, zones.AUTH_NAME.to_text(), "A", recursive=True), deadline)
-    config = json.loads((lab_dir / "services.json").read_text(encoding="utf-8"))
     postfixes = start_postfix(lab_dir, config.get("postfix", []))
     procs += [p for _i, p, _l in postfixes]
     _wait("the lab's Python servers (SMTP peers, misbehaving DNS, latency proxy)", services, services_log,
           lambda: _services_ready(services), deadline)
     for inst, proc, log in postfixes:
         _wait(f"Postfix on {inst['address']}", proc, log, lambda a=inst["address"]: _greets(a), deadline)
+    for what, proc, log, address, port in kdcs:
+        _wait(what, proc, log, lambda a=address, p=port: _accepts(a, p), deadline)
     if manifest["dns_latency_ms"] > 0:
         _wait("the DNS latency proxy", services, services_log,
               lambda: _answers(manifest["resolver"], zones.AUTH_NAME.to_text(), "A", recursive=True,
@@ -135,6 +140,44 @@ def _greets(address: str, port: int = 25) -> bool:
             return s.recv(512).startswith(b"220 ")
     except OSError:
         return False
+
+
+def _accepts(address: str, port: int) -> bool:
+    try:
+        with socket.create_connection((address, port), timeout=0.2):
+            return True
+    except OSError:
+        return False
+
+
+def start_kdcs(instances: list[dict]) -> list[tuple[str, subprocess.Popen, Path, str, int]]:
+    """Each mit KDC: a fresh database, then krb5kdc (and kadmind for kpasswd), under libfaketime when
+    its clock is off.  Returns (what, process, log, address, port it must accept on)."""
+    from deliverck.lab import kdc
+
+    if not instances:
+        return []
+    tools = {name: _tool(name, kdc.PACKAGES) for name in ("krb5kdc", "kadmind", "kdb5_util", "kadmin.local")}
+    if any(i["clock_offset"] for i in instances) and kdc.faketime_library() is None:
+        raise StartFailed("libfaketime is not installed (a lab KDC runs with its clock off): "
+                          f"apt-get install {kdc.PACKAGES}")
+    try:
+        kdc.create_databases(instances, tools)
+    except (RuntimeError, OSError, subprocess.TimeoutExpired) as e:
+        raise StartFailed(f"creating a lab Kerberos database: {e}") from None
+    started = []
+    for i in instances:
+        d, address, offset = Path(i["dir"]), i["address"], i["clock_offset"]
+        clock = f" (clock {offset:+d} s)" if offset else ""
+        log = d / "kdc.log"
+        proc = _spawn(kdc.krb5kdc_argv(tools["krb5kdc"], d, i["realm"]), log, env=kdc.env(d, offset))
+        started.append((f"krb5kdc for {i['realm']} on {address}{clock}", proc, log, address, kdc.KDC_PORT))
+        if i["kpasswd"]:
+            log = d / "kadmind.log"
+            proc = _spawn(kdc.kadmind_argv(tools["kadmind"], d, i["realm"]), log, env=kdc.env(d, offset))
+            started.append((f"kadmind (kpasswd) for {i['realm']} on {address}{clock}", proc, log, address,
+                            kdc.KPASSWD_PORT))
+    return started
 
 
 def start_postfix(lab_dir: Path, instances: list[dict]) -> list[tuple[dict, subprocess.Popen, Path]]:

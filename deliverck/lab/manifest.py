@@ -31,7 +31,8 @@ class SmtpPeer:
     hostname: str                      # what it greets with: 220 <hostname> ESMTP deliverck-lab
     behaviour: str = "smtp"            # smtp | postfix | http | close
     ports: tuple[int, ...] = (25,)
-    greeting: str = ""                 # the greeting line it sends ("" for http/close)
+    greeting: str = ""                 # the greeting line it sends ("" for http/close); "{date}" in it is
+                                       #   replaced at each connection by the peer's RFC 5322 date-time
     greeting_delay: float = 0.0
     starttls: bool = True              # offered on 25 and 587 (465 is implicit TLS)
     tls_versions: str = "modern"       # modern: TLS 1.2+; legacy: TLS 1.0/1.1 only
@@ -41,6 +42,18 @@ class SmtpPeer:
     cert_signature: str = "sha256"
     cert_file: str | None = None       # PEM the peer serves (leaf only)
     relay: str = "denied"              # open: RCPT TO any domain gets 250
+    clock_offset: float = 0.0          # seconds the peer's clock (behind {date}) is ahead (< 0: behind)
+
+
+@dataclass(frozen=True)
+class KdcSpec:
+    address: str
+    behaviour: str                     # mit (krb5kdc + kadmind) | filtered (everything dropped) | refused
+    realm: str                         # e.g. "KERBEROS-GOOD.TEST"
+    clock_offset: int = 0              # seconds the KDC's clock is ahead (< 0: behind); via libfaketime
+    kpasswd: bool = False              # kadmind serves kpasswd on TCP and UDP 464 (mit only)
+    principals: tuple[str, ...] = ()   # exist with +requires_preauth: an AS-REQ gets PREAUTH_REQUIRED (25);
+                                       #   any other client name gets C_PRINCIPAL_UNKNOWN (6)
 
 
 @dataclass(frozen=True)
@@ -63,6 +76,7 @@ class Scenario:
     smtp: tuple[SmtpPeer, ...]
     expect: Expectation
     unavailable: str | None = None     # why this scenario cannot run here (e.g. Postfix missing)
+    kdcs: tuple[KdcSpec, ...] = ()     # Kerberos KDCs on the scenario's addresses
 
 
 @dataclass(frozen=True)
@@ -140,7 +154,8 @@ def from_json(text: str) -> Manifest:
                     "never_contacted": tuple(s["never_contacted"]),
                     "reverse": tuple(ReverseEntry(r["address"], tuple(r["names"])) for r in s["reverse"]),
                     "smtp": tuple(SmtpPeer(**{k: _tuple(v) for k, v in p.items()}) for p in s["smtp"]),
-                    "expect": Expectation(**{k: _tuple(v) for k, v in s["expect"].items()})})
+                    "expect": Expectation(**{k: _tuple(v) for k, v in s["expect"].items()}),
+                    "kdcs": tuple(KdcSpec(**{k: _tuple(v) for k, v in x.items()}) for x in s.get("kdcs", ()))})
         for s in d["scenarios"])
     servers = tuple(DnsServer(s["name"], s["behaviour"], tuple(s["addresses"])) for s in d["servers"])
     return Manifest(**{**{k: _tuple(v) for k, v in d.items()}, "servers": servers, "scenarios": scenarios})

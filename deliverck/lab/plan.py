@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 from typing import Sequence
 
-from deliverck.lab import certs, postfix, signing, tlsa, zones
+from deliverck.lab import certs, kdc, postfix, signing, tlsa, zones
 from deliverck.lab import manifest as m
 from deliverck.lab.errors import LabUnavailable
 from deliverck.lab.scenarios import Scenario, is_documentation, load_all, problems
@@ -127,7 +127,7 @@ def smtp_peer(d: Path, s: Scenario, address: str) -> m.SmtpPeer:
         cert=spec.cert, cert_names=tuple(spec.cert_names or s.cert_names(address)), cert_key=spec.cert_key,
         cert_signature=spec.cert_signature,
         cert_file=str(d / "tls" / f"{address.replace(':', '_')}.pem") if uses_tls else None,
-        relay=spec.relay)
+        relay=spec.relay, clock_offset=spec.clock_offset)
 
 
 def key_file(peer: m.SmtpPeer) -> str | None:
@@ -159,7 +159,10 @@ def manifest_for(d: Path, scenarios: Sequence[Scenario], tree: zones.Tree, laten
                 smtp=tuple(smtp_peer(d, s, a) for a in s.smtp),
                 expect=m.Expectation(s.expect.verdict, s.expect.findings, s.expect.absent, s.expect.requires),
                 unavailable=(postfix_unavailable if postfix_unavailable and any(
-                    spec.behaviour == "postfix" for _a, spec in s.peers) else None))
+                    spec.behaviour == "postfix" for _a, spec in s.peers) else None),
+                kdcs=tuple(m.KdcSpec(address=k.address, behaviour=k.behaviour, realm=k.realm,
+                                     clock_offset=k.clock_offset, kpasswd=k.kpasswd, principals=k.principals)
+                           for k in s.kdcs))
             for s in scenarios),
         ca_file=str(d / "tls" / "ca.pem"),
         smtp_log=str(d / SMTP_LOG),
@@ -172,7 +175,7 @@ def _peer_config(s: m.Scenario, p: m.SmtpPeer) -> dict:
     return {"address": p.address, "hostname": p.hostname, "domain": s.domain, "behaviour": p.behaviour,
             "ports": list(p.ports), "greeting": p.greeting, "greeting_delay": p.greeting_delay,
             "starttls": p.starttls, "tls_versions": p.tls_versions, "cert_file": p.cert_file,
-            "key_file": key_file(p), "relay": p.relay,
+            "key_file": key_file(p), "relay": p.relay, "clock_offset": p.clock_offset,
             "weak": p.cert_key == "rsa1024" or p.cert_signature == "sha1"}
 
 
@@ -187,6 +190,10 @@ def services(manifest: m.Manifest, latency_ms: int) -> dict:
         "postfix": [{"address": p.address, "dir": str(postfix.instance_dir(Path(manifest.lab_dir), p.address))}
                     for s in manifest.scenarios if s.unavailable is None
                     for p in s.smtp if p.behaviour == "postfix"],
+        "kdc": [{"address": k.address, "behaviour": k.behaviour, "realm": k.realm,
+                 "clock_offset": k.clock_offset, "kpasswd": k.kpasswd, "principals": list(k.principals),
+                 "dir": str(kdc.instance_dir(Path(manifest.lab_dir), k.address))}
+                for s in manifest.scenarios for k in s.kdcs if k.behaviour != "refused"],
         "latency": ({"listen": [RESOLVER, RESOLVER6], "upstream": UNBOUND_BEHIND_PROXY,
                      "delay_ms": latency_ms} if latency_ms > 0 else None),
     }
@@ -207,6 +214,13 @@ def write_postfix(d: Path, manifest: m.Manifest) -> None:
         for p in s.smtp:
             if p.behaviour == "postfix" and s.unavailable is None:
                 postfix.write_instance(d, p.address, p.hostname, s.domain, p.starttls, p.cert_file, key_file(p))
+
+
+def write_kdcs(d: Path, manifest: m.Manifest) -> None:
+    for s in manifest.scenarios:
+        for k in s.kdcs:
+            if k.behaviour == "mit":
+                kdc.write_instance(d, k.address, k.realm)
 
 
 def postfix_reason() -> str | None:
@@ -245,6 +259,7 @@ def prepare(d: Path, zone_dirs: Sequence[Path] = (), dns_latency_ms: int = 0,
     for lz in tree.served():
         (d / "zones" / zones.file_name(lz.origin)).write_text(zones.zone_text(lz.zone), encoding="utf-8")
     write_postfix(d, manifest)
+    write_kdcs(d, manifest)
     for a in manifest.lo_addresses:
         assert is_documentation(a), a      # nothing else ever goes onto lo
     (d / "nsd.conf").write_text(nsd_conf(d, tree), encoding="utf-8")

@@ -7,6 +7,7 @@ scenario by name.  The schema is documented in README.md beside this file.
 from __future__ import annotations
 
 import ipaddress
+import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,7 +40,14 @@ BEHAVIOURS = ("smtp", "postfix", "http", "close", "filtered")
 TLS_VERSIONS = ("modern", "legacy")
 RELAY = ("denied", "open")
 PEER_KEYS = ("behaviour", "hostname", "greeting", "greeting_delay", "starttls", "tls_versions", "cert",
-             "cert_names", "cert_key", "cert_signature", "relay", "ports")
+             "cert_names", "cert_key", "cert_signature", "relay", "ports", "clock_offset")
+DATE_PLACEHOLDER = "{date}"       # in a greeting: the peer's RFC 5322 date-time at each connection
+KDC_BEHAVIOURS = ("mit", "filtered", "refused")
+KDC_KEYS = ("behaviour", "realm", "clock_offset", "kpasswd", "principals")
+REALM_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*\Z")
+PRINCIPAL_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*(/[A-Za-z0-9_][A-Za-z0-9._-]*)*\Z")
+RESERVED_PRINCIPALS = ("krbtgt", "kadmin", "K")   # first components kdb5_util creates itself
+MAX_CLOCK_OFFSET = 10 * 365 * 86400                # seconds: a clock off by years is a typo
 
 
 @dataclass(frozen=True)
@@ -65,6 +73,22 @@ class PeerSpec:
     cert_signature: str = "sha256"      # certs.SIGNATURES
     relay: str = "denied"               # open: RCPT TO any domain gets 250
     ports: tuple[int, ...] = (25,)      # 465 is implicit TLS; 25 and 587 offer STARTTLS
+    clock_offset: float = 0.0           # seconds added to the clock behind {date} in the greeting
+
+
+@dataclass(frozen=True)
+class KdcSpec:
+    """A Kerberos KDC on one address of the scenario (kdc.py runs it)."""
+    address: str
+    behaviour: str = "mit"              # mit (krb5kdc, kadmind) | filtered (dropped) | refused (nothing listens)
+    realm: str = ""
+    clock_offset: int = 0               # seconds; non-zero: the KDC runs under libfaketime
+    kpasswd: bool = True                # mit: kadmind serves kpasswd on 464 (TCP and UDP)
+    principals: tuple[str, ...] = ()    # mit: created with random keys and +requires_preauth
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _peer_spec(data: dict, source: str, where: str, base: PeerSpec = PeerSpec()) -> PeerSpec:
@@ -85,6 +109,11 @@ def _peer_spec(data: dict, source: str, where: str, base: PeerSpec = PeerSpec())
             raise LabUnavailable(f"scenario {source}: {where}.{key} must be a non-empty string")
         if key == "greeting" and not (value[:3].isdigit() and value[3:4] == " "):
             raise LabUnavailable(f"scenario {source}: {where}.greeting must start with a reply code and a space")
+        if key == "greeting" and ("{" in value.replace(DATE_PLACEHOLDER, "")
+                                  or "}" in value.replace(DATE_PLACEHOLDER, "")):
+            raise LabUnavailable(f"scenario {source}: {where}.greeting may hold no placeholder but {DATE_PLACEHOLDER}")
+        if key == "clock_offset" and not (_is_number(value) and abs(value) < MAX_CLOCK_OFFSET):
+            raise LabUnavailable(f"scenario {source}: {where}.clock_offset must be a number of seconds")
         if key == "starttls" and not isinstance(value, bool):
             raise LabUnavailable(f"scenario {source}: {where}.starttls must be true or false")
         if key == "greeting_delay" and (isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0):
@@ -98,15 +127,59 @@ def _peer_spec(data: dict, source: str, where: str, base: PeerSpec = PeerSpec())
                     or not all(isinstance(p, int) and not isinstance(p, bool) and p in (25, 465, 587) for p in value)):
                 raise LabUnavailable(f"scenario {source}: {where}.ports must be a list of 25, 465, 587")
             value = tuple(dict.fromkeys(value))
-        fields[key] = float(value) if key == "greeting_delay" else value
+        fields[key] = float(value) if key in ("greeting_delay", "clock_offset") else value
     spec = PeerSpec(**fields)
     if spec.behaviour == "postfix":
         plain = PeerSpec(behaviour="postfix")
         odd = [k for k in ("greeting", "greeting_delay", "tls_versions", "cert_key", "cert_signature", "relay",
-                           "ports") if getattr(spec, k) != getattr(plain, k)]
+                           "ports", "clock_offset") if getattr(spec, k) != getattr(plain, k)]
         if odd:
             raise LabUnavailable(f"scenario {source}: {where}: a postfix peer cannot set {odd}")
+    elif spec.clock_offset and DATE_PLACEHOLDER not in (spec.greeting or ""):
+        raise LabUnavailable(f"scenario {source}: {where}.clock_offset needs a greeting with {DATE_PLACEHOLDER}")
     return spec
+
+
+def _kdc_spec(address: str, data, source: str, default_realm: str, published: tuple[str, ...]) -> KdcSpec:
+    where = f"[kdc.{address!r}]"
+    try:
+        canonical = str(ipaddress.ip_address(address))
+    except ValueError:
+        raise LabUnavailable(f"scenario {source}: kdc key {address!r} is not an IP address") from None
+    if not isinstance(data, dict):
+        raise LabUnavailable(f"scenario {source}: {where} must be a table")
+    unknown = set(data) - set(KDC_KEYS)
+    if unknown:
+        raise LabUnavailable(f"scenario {source}: {where} has unknown keys {sorted(unknown)} (known: {list(KDC_KEYS)})")
+    if not is_documentation(canonical):
+        raise LabUnavailable(f"scenario {source}: {where}: {canonical} is outside the documentation ranges")
+    if canonical not in published:
+        raise LabUnavailable(f"scenario {source}: {where}: {canonical} is not an A/AAAA address of the scenario")
+    behaviour = data.get("behaviour", "mit")
+    if behaviour not in KDC_BEHAVIOURS:
+        raise LabUnavailable(f"scenario {source}: {where}.behaviour must be one of {KDC_BEHAVIOURS}, not {behaviour!r}")
+    realm = data.get("realm", default_realm)
+    if not (isinstance(realm, str) and REALM_RE.match(realm)):
+        raise LabUnavailable(f"scenario {source}: {where}.realm must be a realm name (letters, digits, . _ -)")
+    offset = data.get("clock_offset", 0)
+    if not isinstance(offset, int) or isinstance(offset, bool) or abs(offset) >= MAX_CLOCK_OFFSET:
+        raise LabUnavailable(f"scenario {source}: {where}.clock_offset must be a whole number of seconds")
+    kpasswd = data.get("kpasswd", True)
+    if not isinstance(kpasswd, bool):
+        raise LabUnavailable(f"scenario {source}: {where}.kpasswd must be true or false")
+    principals = data.get("principals", [])
+    if not isinstance(principals, list) or not all(isinstance(p, str) and PRINCIPAL_RE.match(p) for p in principals):
+        raise LabUnavailable(f"scenario {source}: {where}.principals must be a list of principal names "
+                             "without realm (e.g. \"alice\", \"host/mx.example.test\")")
+    reserved = [p for p in principals if p.split("/")[0] in RESERVED_PRINCIPALS]
+    if reserved:
+        raise LabUnavailable(f"scenario {source}: {where}.principals {reserved} are made by kdb5_util itself")
+    if behaviour != "mit":
+        odd = [k for k in ("clock_offset", "kpasswd", "principals") if k in data]
+        if odd:
+            raise LabUnavailable(f"scenario {source}: {where}: a {behaviour} KDC cannot set {odd}")
+    return KdcSpec(address=canonical, behaviour=behaviour, realm=realm, clock_offset=offset,
+                   kpasswd=kpasswd and behaviour == "mit", principals=tuple(dict.fromkeys(principals)))
 
 
 @dataclass(frozen=True)
@@ -120,6 +193,7 @@ class Scenario:
     reverse_served_by: str = "nsd"
     smtp: tuple[str, ...] = ()
     peers: tuple[tuple[str, PeerSpec], ...] = ()             # address -> how its peer behaves
+    kdcs: tuple[KdcSpec, ...] = ()                           # Kerberos KDCs, in file order
     never_contacted: tuple[str, ...] = ()
     expect: Expectation = Expectation("pass")
     source: str = ""
@@ -142,6 +216,18 @@ class Scenario:
                                       check_origin=False, filename=self.source)
         except dns.exception.SyntaxError as e:
             raise LabUnavailable(f"scenario {self.source}: records do not parse ({_shift(e)})") from None
+
+    @property
+    def default_realm(self) -> str:
+        return self.domain.upper()
+
+    def published(self) -> tuple[str, ...]:
+        """Every A/AAAA address in the scenario's records (canonical text), in zone order."""
+        seen: dict[str, None] = {}
+        for _name, _ttl, rdata in self.zone().iterate_rdatas():
+            if rdata.rdtype in (dns.rdatatype.A, dns.rdatatype.AAAA):
+                seen[str(ipaddress.ip_address(rdata.address))] = None
+        return tuple(seen)
 
     def addresses(self) -> tuple[str, ...]:
         """Every A/AAAA address the scenario publishes, in zone order."""
@@ -211,7 +297,8 @@ def parse(text: str, source: str) -> Scenario:
         raise LabUnavailable(f"scenario {source} is not valid TOML: {e}") from None
     known = {"name", "description", "records", "served_by", "signed", "reverse",
              "reverse_served_by", "smtp", "peer", "peers", "never_contacted", "expect",
-             "https"}           # [https]: the MTA-STS policy server, read by https_peer.py
+             "https",   # [https]: the MTA-STS policy server, read by https_peer.py
+             "kdc"}     # [kdc."<address>"]: Kerberos KDCs (kdc.py)
     unknown = set(data) - known
     if unknown:
         raise LabUnavailable(f"scenario {source}: unknown keys {sorted(unknown)} (known: {sorted(known)})")
@@ -295,7 +382,15 @@ def parse(text: str, source: str) -> Scenario:
     if stray:
         raise LabUnavailable(f"scenario {source}: [peers] names {stray}, which are not in smtp")
     peers = tuple((a, peer_overrides.get(a, default_peer)) for a in smtp)
-    scenario = Scenario(**{**scenario.__dict__, "smtp": smtp, "peers": peers})
+    raw_kdcs = data.get("kdc", {})
+    if not isinstance(raw_kdcs, dict):
+        raise LabUnavailable(f"scenario {source}: [kdc] must be a table of address = {{...}}")
+    published = scenario.published() if raw_kdcs else ()     # parse errors of records surface here too
+    kdcs = tuple(_kdc_spec(a, t, source, scenario.default_realm, published) for a, t in raw_kdcs.items())
+    doubled = sorted({k.address for k in kdcs if [x.address for x in kdcs].count(k.address) > 1})
+    if doubled:
+        raise LabUnavailable(f"scenario {source}: [kdc] names {doubled} more than once")
+    scenario = Scenario(**{**scenario.__dict__, "smtp": smtp, "peers": peers, "kdcs": kdcs})
     scenario.zone()            # parse errors surface at load time
     return scenario
 

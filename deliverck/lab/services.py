@@ -1,4 +1,5 @@
-"""The lab's Python servers in one process: misbehaving DNS, SMTP peers, latency proxy.
+"""The lab's Python servers in one process: misbehaving DNS, SMTP peers, latency proxy,
+MTA-STS policy servers, filtered KDCs.
 
 Run inside the namespace as `python -m deliverck.lab.services <lab dir>`; it
 prints "ready" on stdout once every socket is bound, then serves until killed.
@@ -12,7 +13,7 @@ import signal
 import sys
 from pathlib import Path
 
-from deliverck.lab import badns, https_peer, latency, smtp_peers
+from deliverck.lab import badns, https_peer, kdc, latency, smtp_peers
 
 
 async def main(lab_dir: Path) -> None:
@@ -24,6 +25,9 @@ async def main(lab_dir: Path) -> None:
     for p in config["smtp"]:
         held += await smtp_peers.serve(smtp_peers.Peer.from_config(p), log)
     held += await https_peer.serve_all(lab_dir)        # MTA-STS policy servers ([https] scenarios)
+    for k in config.get("kdc", []):
+        if k["behaviour"] == "filtered":                 # mit KDCs are krb5kdc processes (inside.py)
+            held += await kdc.serve_filtered(k["address"])
     if config.get("latency"):
         lat = config["latency"]
         for address in lat["listen"]:

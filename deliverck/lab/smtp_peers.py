@@ -10,8 +10,10 @@ time.
 from __future__ import annotations
 
 import asyncio
-import socket
+import datetime
+import email.utils
 import json
+import socket
 import ssl
 import time
 import warnings
@@ -25,6 +27,10 @@ MAX_COMMANDS = 50                 # then the peer hangs up: a probe needs a doze
 IDLE_TIMEOUT = 30.0
 MAX_LINE = 1001
 NO_SERVICE = "503 5.5.1 No SMTP service here"
+DATE = "{date}"
+# Exchange writes its local time with its zone; a fixed non-UTC zone makes a
+# parser that ignores the offset wrong by eight hours.
+GREETING_ZONE = datetime.timezone(datetime.timedelta(hours=-8))
 HTTP_400 = (b"HTTP/1.1 400 Bad Request\r\nServer: deliverck-lab\r\nContent-Type: text/html\r\n"
             b"Content-Length: 50\r\nConnection: close\r\n\r\n"
             b"<html><body><h1>400 Bad Request</h1></body></html>")
@@ -45,10 +51,21 @@ class Peer:
     key_file: str | None = None
     relay: str = "denied"
     weak: bool = False                       # the certificate needs OpenSSL security level 0
+    clock_offset: float = 0.0                # seconds added to now for {date} in the greeting
 
     @classmethod
     def from_config(cls, d: dict) -> "Peer":
         return cls(**{**d, "ports": tuple(d.get("ports", (25,)))})
+
+
+def greeting_line(peer: Peer, now: float | None = None) -> str:
+    """The greeting as sent on a connection made at `now`: {date} is the peer's (skewed) clock,
+    RFC 5322 style, e.g. "Mon, 23 Nov 2026 14:22:11 -0800"."""
+    if DATE not in peer.greeting:
+        return peer.greeting
+    moment = datetime.datetime.fromtimestamp((time.time() if now is None else now) + peer.clock_offset,
+                                             GREETING_ZONE)
+    return peer.greeting.replace(DATE, email.utils.format_datetime(moment))
 
 
 class SessionLog:
@@ -168,7 +185,7 @@ class LabSMTP(SMTP):
 
     async def push(self, status) -> None:
         if isinstance(status, str) and status == f"220 {self.hostname} {IDENT}" and self.peer.greeting:
-            status = self.peer.greeting
+            status = greeting_line(self.peer)
         await super().push(status)
 
     async def smtp_DATA(self, arg: str) -> None:
@@ -202,7 +219,7 @@ async def _raw(peer: Peer, port: int, log: SessionLog, reader: asyncio.StreamRea
                     return                       # the client gave up
             except asyncio.TimeoutError:
                 pass
-        writer.write(peer.greeting.encode() + b"\r\n")
+        writer.write(greeting_line(peer).encode() + b"\r\n")
         await writer.drain()
         if peer.greeting.startswith("421"):
             return
@@ -226,7 +243,7 @@ async def _raw(peer: Peer, port: int, log: SessionLog, reader: asyncio.StreamRea
         writer.close()
 
 
-class _Filtered:
+class Filtered:
     """A port that swallows connection attempts, as a dropping firewall does.
 
     It listens with a backlog of 0 and fills its own accept queue; Linux
@@ -260,7 +277,7 @@ async def serve(peer: Peer, log: SessionLog) -> list:
     for port in peer.ports:
         implicit = port == 465
         if peer.behaviour == "filtered":
-            servers.append(_Filtered(peer.address, port))
+            servers.append(Filtered(peer.address, port))
             continue
         if peer.behaviour == "smtp" and not (peer.greeting and not peer.greeting.startswith("2")):
             servers.append(await loop.create_server(
