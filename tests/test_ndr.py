@@ -163,6 +163,7 @@ def entry_dict(**over):
         "key": "generic.x", "system": "generic", "direction": "outbound", "code": 550,
         "status": "5.7.25", "text": "t {ip}", "meaning": "m", "causes": ["c"],
         "owner": "ip_owner", "fix": "f", "findings": ["ptr.missing"], "source": "RFC 7372",
+        "category": "reverse_dns",
     }
     base.update(over)
     return base
@@ -255,11 +256,61 @@ def test_seed_codes_are_present():
     assert expected <= have
 
 
-def test_entries_without_findings_are_reference_only():
-    # Entries that no finding predicts yet stay few and say why in their source.
-    for e in load().entries:
-        if not e.findings:
-            assert "no current check" in e.source.lower(), e.key
+def test_explain_only_entries_are_valid_and_never_predicted():
+    # findings = [] is a valid entry (knowledge for `deliverck explain` and
+    # the reference); the predictor never returns it, whatever is selected.
+    cat = catalog_with(entry_dict(findings=[]), entry_dict(key="generic.y"))
+    assert cat.problems() == []
+    keys = {p.key for p in predict([finding("ptr.missing")], ["generic"], domain=DOMAIN, catalog=cat)}
+    assert keys == {"generic.y"}
+    explain_only = {e.key for e in load().entries if not e.findings}
+    assert explain_only, "the shipped catalog has explain-only entries"
+    everything = [finding(fid) for fid in sorted(DELIVERY_CONSEQUENCE | NON_DEFAULT_ONLY)]
+    predicted = {p.key for p in predict(everything, parse_receivers("all"), domain=DOMAIN)}
+    assert predicted and not predicted & explain_only
+
+
+def test_every_entry_has_a_known_category():
+    from deliverck.ndr.categories import IDS
+
+    cat = load()
+    assert {e.key for e in cat.entries if e.category not in IDS} == set()
+    # Categories agree with the kind of cause in the obvious cases.
+    for e in cat.entries:
+        if e.system == "exchange" and e.key.startswith("exchange.kerberos-"):
+            assert e.category == "auth_kerberos", e.key
+        if any(f.startswith(("ptr.",)) for f in e.findings) and all(f.startswith("ptr.") for f in e.findings):
+            assert e.category == "reverse_dns", e.key
+        if e.findings and all(f.startswith(("starttls.", "dane.", "mta_sts.")) for f in e.findings):
+            assert e.category == "tls", e.key
+        if e.findings and all(f.startswith("dnsbl.") for f in e.findings):
+            assert e.category == "blocked_ip", e.key
+
+
+def test_by_status_exact_range_and_text():
+    cat = load()
+    keys = {e.key for e in cat.by_status("5.7.1")}
+    assert {"exchange-online.unable-to-relay", "gmail.ip-not-authorized", "postfix.rbl-blocked",
+            "generic.dynamic-address"} <= keys
+    # qmail-style status in the text
+    assert {"other.rcpthosts", "sina.denied-ip"} <= keys
+    assert all(e.status == "5.7.1" or "(#5.7.1)" in e.text for e in cat.by_status("5.7.1"))
+    # no class wildcard
+    assert not {e.key for e in cat.by_status("4.7.1")} & keys
+    # a code inside a documented range
+    for code in ("5.7.606", "5.7.620", "5.7.649"):
+        assert "exchange-online.banned-sending-ip" in {e.key for e in cat.by_status(code)}, code
+    for code in ("5.7.605", "5.7.650", "4.7.620", "5.6.620"):
+        assert "exchange-online.banned-sending-ip" not in {e.key for e in cat.by_status(code)}, code
+    assert cat.by_status("") == () and cat.by_status("5.7") == () and cat.by_status("five.7.1") == ()
+    assert cat.entry("exchange-online.banned-sending-ip").status_label == "5.7.606-649"
+
+
+def test_by_code():
+    cat = load()
+    assert {e.code for e in cat.by_code(553)} == {553}
+    assert {"sina.spam-mail", "other.rcpthosts", "gmail.recipient-domain-not-found"} <= {e.key for e in cat.by_code(553)}
+    assert cat.by_code(0) == () and cat.by_code(999) == ()
 
 
 # ------------------------------------------------------------ the validator
@@ -286,6 +337,12 @@ def test_entries_without_findings_are_reference_only():
         ({"mixed_class": True}, "mixed_class is set but code and status agree"),
         ({"text": "a\x1b[31mb"}, "control character"),
         ({"colour": "red"}, "unknown fields"),
+        ({"category": "spam"}, "unknown category 'spam'"),
+        ({"category": ""}, "missing category"),
+        ({"status_range_end": "5.7.20"}, "must stay in one class and subject and end above its start"),
+        ({"status_range_end": "5.6.99"}, "must stay in one class and subject"),
+        ({"status_range_end": "5.7"}, "bad status_range_end syntax"),
+        ({"status": "", "status_range_end": "5.7.99"}, "needs a status that opens the range"),
     ],
 )
 def test_validator_reports(over, needle):
@@ -297,12 +354,16 @@ def test_validator_reports_missing_source_field_and_duplicates():
     raw = entry_dict()
     del raw["source"]
     assert any("missing fields ['source']" in p for p in catalog_with(raw).problems())
+    raw = entry_dict()
+    del raw["category"]
+    assert any("missing fields ['category']" in p for p in catalog_with(raw).problems())
     dup = catalog_with(entry_dict(), entry_dict())
     assert any("duplicate entry key 'generic.x'" in p for p in dup.problems())
 
 
 def test_validator_accepts_mixed_class_and_code_zero():
     assert catalog_with(entry_dict(code=550, status="4.4.7", mixed_class=True)).problems() == []
+    assert catalog_with(entry_dict(status="5.7.606", status_range_end="5.7.649")).problems() == []
     assert catalog_with(entry_dict(code=0, status="4.4.7")).problems() == []
     assert catalog_with(entry_dict(code=505, status="")).problems() == []
 

@@ -18,12 +18,16 @@ from importlib import resources
 from typing import Any, Iterable, Mapping
 
 from deliverck.model import Direction, Owner
+from deliverck.ndr import categories
 
 PLACEHOLDERS = ("ip", "host", "domain", "recipient", "sender", "helo", "zone")
 FAMILIES = ("ipv4", "ipv6")
 ENTRY_DIRECTIONS = (Direction.INBOUND, Direction.OUTBOUND, Direction.INTERNAL)
 
 _STATUS_RE = re.compile(r"^([245])\.(\d{1,3})\.(\d{1,3})$")
+# A qmail-style status carried in the reply text instead of after the code,
+# e.g. "553 sorry, that domain isn't in my list of allowed rcpthosts (#5.7.1)".
+_TEXT_STATUS_RE = re.compile(r"\(#([245]\.\d{1,3}\.\d{1,3})\)")
 _FINDING_RE = re.compile(r"^[a-z0-9_]+\.[a-z0-9_]+$")
 _SYSTEM_ID_RE = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 _PLACEHOLDER_RE = re.compile(r"\{([^{}]*)\}")
@@ -60,6 +64,37 @@ class CatalogEntry:
     # {"mx.no_usable_host": {"reason": ("unreachable",)}}: a host that cannot
     # be found and a host that cannot be reached bounce differently.
     when: Mapping[str, Mapping[str, tuple[str, ...]]] = dataclasses.field(default_factory=dict)
+    category: str = ""              # an id of deliverck.ndr.categories; required in the file
+    # Last code of a documented range that `status` opens, e.g. status
+    # "5.7.606" with status_range_end "5.7.649" for Exchange Online's
+    # "5.7.606-649"; "" for a single code.
+    status_range_end: str = ""
+
+    @property
+    def text_status(self) -> str:
+        """An enhanced status carried qmail-style in the text ("(#5.7.1)"), or ""."""
+        m = _TEXT_STATUS_RE.search(self.text)
+        return m.group(1) if m else ""
+
+    @property
+    def status_label(self) -> str:
+        """The status as documented: "5.7.606-649" for a range, else the status."""
+        if self.status and self.status_range_end:
+            return f"{self.status}-{self.status_range_end.rsplit('.', 1)[-1]}"
+        return self.status
+
+    def matches_status(self, status: str) -> bool:
+        """True when `status` is this entry's enhanced status, lies in its range,
+        or is the qmail-style status in its text."""
+        status = status.strip()
+        if not _STATUS_RE.match(status):
+            return False
+        if status in (self.status, self.text_status):
+            return True
+        if self.status and self.status_range_end:
+            lo, hi, got = status_key(self.status), status_key(self.status_range_end), status_key(status)
+            return lo[:2] == got[:2] and lo[2] <= got[2] <= hi[2]
+        return False
 
     def applies_to(self, finding_id: str, args: Mapping[str, Any]) -> bool:
         cond = self.when.get(finding_id, {})
@@ -135,6 +170,29 @@ class Catalog:
     def entries_for(self, system_id: str) -> tuple[CatalogEntry, ...]:
         return tuple(e for e in self.entries if e.system == system_id)
 
+    def by_status(self, status: str) -> tuple[CatalogEntry, ...]:
+        """Every entry, of any system, for an enhanced status such as "5.7.1".
+
+        Exact match on `status`; a code inside a documented range matches the
+        range's entry ("5.7.620" finds Exchange Online's 5.7.606-649), and a
+        qmail-style "(#5.7.1)" in the text counts as the entry's status.  No
+        class or subject wildcards: "4.7.1" does not find "5.7.1" entries.
+        """
+        return tuple(e for e in self.entries if e.matches_status(status))
+
+    def by_code(self, code: int) -> tuple[CatalogEntry, ...]:
+        """Every entry, of any system, whose reply code is `code` (e.g. 550)."""
+        if isinstance(code, bool) or not isinstance(code, int) or code == 0:
+            return ()
+        return tuple(e for e in self.entries if e.code == code)
+
+    def statuses(self) -> tuple[str, ...]:
+        """Every enhanced status the catalog documents (ranges by their label,
+        statuses in texts included), in numeric order."""
+        seen = {e.status_label for e in self.entries if e.status} | {
+            e.text_status for e in self.entries if e.text_status and not e.status}
+        return tuple(sorted(seen, key=lambda s: (status_key(s.split("-")[0]), s)))
+
     # -- validation
 
     def problems(self) -> list[str]:
@@ -180,6 +238,10 @@ class Catalog:
                     out.append(f"{where}: missing {field_name}")
             if not e.causes:
                 out.append(f"{where}: missing causes")
+            if not e.category:
+                out.append(f"{where}: missing category (use one of: {', '.join(categories.IDS)})")
+            elif e.category not in categories.IDS:
+                out.append(f"{where}: unknown category {e.category!r} (use one of: {', '.join(categories.IDS)})")
             for name in _PLACEHOLDER_RE.findall(e.text):
                 if name not in PLACEHOLDERS:
                     out.append(f"{where}: unknown placeholder {{{name}}} in text")
@@ -215,6 +277,16 @@ def _code_problems(e: CatalogEntry) -> list[str]:
             out.append(f"{where}: mixed_class is set but code and status agree")
     elif e.mixed_class:
         out.append(f"{where}: mixed_class is set but there is no status")
+    if e.status_range_end:
+        start, end = _STATUS_RE.match(e.status or ""), _STATUS_RE.match(e.status_range_end)
+        if not start:
+            out.append(f"{where}: status_range_end needs a status that opens the range")
+        elif not end:
+            out.append(f"{where}: bad status_range_end syntax {e.status_range_end!r} (want e.g. 5.7.649)")
+        elif start.groups()[:2] != end.groups()[:2] or int(end.group(3)) <= int(start.group(3)):
+            out.append(
+                f"{where}: status range {e.status}-{e.status_range_end} must stay in one class and "
+                "subject and end above its start")
     if e.code == 0 and not e.status and not e.text:
         out.append(f"{where}: neither reply code, status nor text")
     return out
@@ -240,8 +312,12 @@ _SYSTEM_FIELDS = {"id", "name", "description", "default", "fallback"}
 _ENTRY_FIELDS = {
     "key", "system", "direction", "code", "status", "text", "meaning", "causes",
     "owner", "fix", "findings", "source", "family", "mixed_class", "predict_at_info", "when",
+    "category", "status_range_end",
 }
-_ENTRY_REQUIRED = {"key", "system", "direction", "code", "status", "text", "meaning", "owner", "fix", "findings", "source"}
+_ENTRY_REQUIRED = {
+    "key", "system", "direction", "code", "status", "text", "meaning", "owner", "fix", "findings", "source",
+    "category",
+}
 
 
 def from_mapping(data: Mapping[str, Any]) -> Catalog:
@@ -288,6 +364,8 @@ def from_mapping(data: Mapping[str, Any]) -> Catalog:
             mixed_class=bool(raw.get("mixed_class", False)),
             predict_at_info=bool(raw.get("predict_at_info", False)),
             when=_when(raw.get("when", {}), label, problems),
+            category=str(raw.get("category", "")),
+            status_range_end=str(raw.get("status_range_end", "")),
         ))
     return Catalog(systems, entries, problems)
 

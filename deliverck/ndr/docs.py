@@ -8,6 +8,7 @@ from __future__ import annotations
 import sys
 
 from deliverck.model import Direction, Owner
+from deliverck.ndr import categories
 from deliverck.ndr.catalog import Catalog, CatalogEntry, load, status_key
 
 _DIRECTION_WORDS = {
@@ -42,24 +43,44 @@ def _value(x: object) -> str:
     return getattr(x, "value", str(x))
 
 
+def _category(category_id: str) -> str:
+    c = categories.BY_ID.get(category_id)
+    return f"{_code(category_id)} ({c.title})" if c else _code(category_id or "none")
+
+
+def _status_words(e: CatalogEntry) -> str:
+    if e.status_range_end:
+        return f"{e.status} to {e.status_range_end} (one documented range)"
+    if e.status:
+        return e.status
+    if e.text_status:
+        return f"none after the code; {e.text_status} in the text"
+    return "none"
+
+
+def _anchor(key: str) -> str:
+    """The heading anchor GitHub gives an entry heading (lowercase, punctuation dropped)."""
+    return "".join(ch for ch in key.lower() if ch.isalnum() or ch in "-_ ").replace(" ", "-")
+
+
 def _entry(e: CatalogEntry) -> list[str]:
     code = str(e.code) if e.code else "none"
-    status = e.status or "none"
     head = f"### {_code(e.key)}"
     lines = [
         head,
         "",
         f"- Reply: {_code(e.reply)}",
-        f"- Code: {code}; status: {status}; direction: "
+        f"- Code: {code}; status: {_status_words(e)}; direction: "
         f"{_DIRECTION_WORDS.get(e.direction, _value(e.direction))}"  # type: ignore[call-overload]
         + (f"; only for {e.family} senders" if e.family else ""),
+        f"- Category: {_category(e.category)}",
         f"- Meaning: {e.meaning}",
         "- Causes:",
         *[f"  - {c}" for c in e.causes],
         f"- Owner: {_OWNER_WORDS.get(e.owner, _value(e.owner))}",  # type: ignore[call-overload]
         f"- Fix: {e.fix}",
         "- Findings: " + (", ".join(_code(f) + _condition(e, f) for f in e.findings) if e.findings
-                          else "none yet (reference entry; no current check predicts it)"),
+                          else "none (explain-only entry: no deliverck finding predicts it)"),
         f"- Source: {e.source}",
         "",
     ]
@@ -102,6 +123,11 @@ def render_markdown(catalog: Catalog) -> str:
         "- Predictions use the selected receivers (`--receivers`, default:",
         f"  {', '.join(catalog.default_receivers())}). Where none of them documents a",
         "  behaviour for a finding, the generic RFC 3463 entries stand in.",
+        "- Entries without findings are explain-only: knowledge of a reply no deliverck",
+        "  finding predicts (a typo in an address, a quota, a recipient's own rules).",
+        "- Each entry has a category (the kind of cause, shared with `deliverck explain`);",
+        "  see the [index by category](#index-by-category). To look up a code from a",
+        "  bounce, use the [index by status code](#index-by-status-code).",
         "",
         "## Receiver systems",
         "",
@@ -122,6 +148,8 @@ def render_markdown(catalog: Catalog) -> str:
         lines += [f"## {s.name} ({_code(s.id)})", ""]
         for e in entries:
             lines += _entry(e)
+    lines += _status_index(catalog)
+    lines += _category_index(catalog)
     lines += [
         "## Findings index",
         "",
@@ -133,6 +161,61 @@ def render_markdown(catalog: Catalog) -> str:
         lines.append(f"| {_code(fid)} | {keys} |")
     lines.append("")
     return "\n".join(lines)
+
+
+def _link(e: CatalogEntry) -> str:
+    return f"[{_code(e.key)}](#{_anchor(e.key)})"
+
+
+def _status_index(catalog: Catalog) -> list[str]:
+    lines = [
+        "## Index by status code",
+        "",
+        "Every enhanced status code in the catalog, with the entries of every system that",
+        "uses it. A range (Exchange Online's `5.7.606-649`) is listed once; look up a code",
+        "inside it under the range. Entries whose source gives no enhanced status are",
+        "listed by reply code below.",
+        "",
+        "| status | reply codes | entries |",
+        "|---|---|---|",
+    ]
+    for status in catalog.statuses():
+        entries = [e for e in catalog.entries
+                   if (e.status_label or e.text_status) == status]
+        entries.sort(key=lambda e: (catalog.system_order(e.system), e.key))
+        codes = ", ".join(dict.fromkeys(str(e.code) if e.code else "none" for e in entries))
+        lines.append(f"| {status} | {codes} | {', '.join(_link(e) for e in entries)} |")
+    lines.append("")
+    bare = [e for e in catalog.entries if not e.status and not e.text_status]
+    if bare:
+        lines += [
+            "Without an enhanced status:",
+            "",
+            "| reply code | entries |",
+            "|---|---|",
+        ]
+        for code in sorted({e.code for e in bare}, key=lambda c: (c == 0, c)):
+            entries = sorted((e for e in bare if e.code == code),
+                             key=lambda e: (catalog.system_order(e.system), e.key))
+            lines.append(f"| {code or 'none'} | {', '.join(_link(e) for e in entries)} |")
+        lines.append("")
+    return lines
+
+
+def _category_index(catalog: Catalog) -> list[str]:
+    lines = [
+        "## Index by category",
+        "",
+        "| category | meaning | entries |",
+        "|---|---|---|",
+    ]
+    for c in categories.CATEGORIES:
+        entries = sorted((e for e in catalog.entries if e.category == c.id),
+                         key=lambda e: (catalog.system_order(e.system), status_key(e.status), e.key))
+        shown = ", ".join(_link(e) for e in entries) or "none"
+        lines.append(f"| {_code(c.id)} ({_cell(c.title)}) | {_cell(c.meaning)} | {shown} |")
+    lines.append("")
+    return lines
 
 
 def main() -> int:
