@@ -360,6 +360,172 @@ def checks_cmd(
     sys.stdout.write(render_checks(fmt))
 
 
+_EXPLAIN_PATHLIKE = (".eml", ".msg", ".txt", ".mbox", ".mbx", ".dsn", ".json", ".log")
+
+
+def _explain_inputs(inputs: List[str]) -> tuple[str, list[str]]:
+    """('stdin'|'dir'|'files'|'text', items) from the INPUT arguments."""
+    import os
+
+    items = [x for x in inputs]
+    if not items or not any(x.strip() for x in items):
+        raise UsageError("explain: give a status code (5.7.506), a reply line, pasted text, a bounce file, "
+                         "a directory, or - for standard input")
+    if items == ["-"]:
+        return "stdin", items
+    exists = [os.path.exists(x) for x in items]
+    if len(items) == 1 and os.path.isdir(items[0]):
+        return "dir", items
+    if all(exists):
+        for x in items:
+            if os.path.isdir(x):
+                raise UsageError(f"explain: {x} is a directory: give one directory, or files")
+        return "files", items
+    if any(exists) and len(items) > 1 and sum(exists) > 1:
+        missing = next(x for x, e in zip(items, exists) if not e)
+        raise UsageError(f"explain: {missing}: no such file")
+    if len(items) == 1:
+        x = items[0].strip()
+        if " " not in x and (x.lower().endswith(_EXPLAIN_PATHLIKE) or x.startswith(("/", "./", "../", "~"))):
+            raise UsageError(f"explain: {x}: no such file or directory")
+    return "text", [" ".join(items)]
+
+
+def _explain_run(e, resolver, dns_timeout, deadline, ca_file, trust_anchor, as_json, verbose, debug) -> int:
+    from deliverck.explain.render import render_json, render_table
+    from deliverck.explain.run import plan
+    from deliverck.registry import check_ids
+    from deliverck.report import FORMATS as REPORT_FORMATS
+    from deliverck.runner import run_audit
+
+    rp = plan(e)
+    known = set(check_ids())
+    checks = tuple(c for c in rp.checks if c in known)
+    if not checks or not rp.target:
+        why = rp.why if not rp.target or not rp.checks else "none of its checks is installed"
+        if as_json:
+            doc = render_json(e)
+            import json as _json
+
+            d = _json.loads(doc)
+            d["run"] = {"ran": False, "reason": why}
+            sys.stdout.write(_json.dumps(d, indent=2, ensure_ascii=False) + "\n")
+        else:
+            sys.stdout.write(render_table(e, verbose=verbose) + f"\nrun: nothing to run: {why}\n")
+        return e.exit_code
+    try:
+        target = parse_target(rp.target)
+    except UsageError as ex:
+        sys.stdout.write(render_table(e, verbose=verbose) + f"\nrun: cannot audit {rp.target!r}: {ex}\n")
+        return e.exit_code
+    config = Config(
+        target=target,
+        resolvers=tuple(parse_resolver(r) for r in resolver or []),
+        outbound_ips=rp.outbound_ips,
+        only=checks,
+        dns_timeout=_positive(dns_timeout, "--dns-timeout"),
+        deadline=_positive(deadline, "--deadline"),
+        debug=debug,
+        helo_name=_helo(rp.helo) if rp.helo else "",
+        sender=_sender(rp.sender) if rp.sender else "",
+        ca_file=_ca_file(ca_file),
+        trust_anchor=_trust_anchor(trust_anchor),
+        kerberos=rp.kerberos,
+    )
+    report = asyncio.run(run_audit(config))
+    if as_json:
+        import json as _json
+
+        audit = _json.loads(REPORT_FORMATS["json"](report, RenderOptions(verbose=verbose, debug=debug)))
+        d = _json.loads(render_json(e))
+        d["run"] = {"ran": True, "target": rp.target, "why": rp.why, "checks": list(checks), "exit_code": report.exit_code}
+        d["audit"] = audit
+        sys.stdout.write(_json.dumps(d, indent=2, ensure_ascii=False) + "\n")
+    else:
+        sys.stdout.write(render_table(e, verbose=verbose))
+        sys.stdout.write(f"\nrun: {', '.join(checks)} against {rp.target} ({rp.why})\n\n")
+        sys.stdout.write(REPORT_FORMATS["table"](report, RenderOptions(verbose=verbose, debug=debug)))
+    return report.exit_code
+
+
+@app.command("explain")
+def explain_cmd(
+    inputs: Optional[List[str]] = typer.Argument(None, metavar="INPUT...",
+                                                 help="An enhanced status code (5.7.506), a reply line, a pasted diagnostic block, "
+                                                      "a bounce file (.eml, mbox), a directory of them, or - for standard input."),
+    as_json: bool = typer.Option(False, "--json", help="One JSON document (schema deliverck.explain/1)."),
+    jsonl: bool = typer.Option(False, "--jsonl", help="One JSON line per message, written as each is read (for directories)."),
+    run: bool = typer.Option(False, "--run", help="Run the checks that test the cause against the host/IP/domain the bounce names."),
+    max_size: float = typer.Option(10.0, "--max-size", metavar="MB", help="Read at most this many MB of each file."),
+    resolver: Optional[List[str]] = typer.Option(None, "--resolver", metavar="IP[:PORT]", help="--run: DNS resolver (repeatable)."),
+    dns_timeout: float = typer.Option(5.0, "--dns-timeout", metavar="SECONDS", help="--run: time limit per DNS question."),
+    deadline: float = typer.Option(60.0, "--deadline", metavar="SECONDS", help="--run: time limit for the audit."),
+    ca_file: Optional[str] = typer.Option(None, "--ca-file", metavar="PEM", help="--run: extra trusted CA certificates."),
+    trust_anchor: Optional[str] = typer.Option(None, "--trust-anchor", metavar="FILE", help="--run: DNSSEC trust anchor for the root."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Show all the evidence."),
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks of internal errors."),
+) -> None:
+    """Explain a bounce: the reply, the systems, a category, meaning, owner, fix and the checks that test the cause.
+
+    Exit 0: explained; 1: undetermined (some message in a directory undetermined or unreadable);
+    2: bad usage or input.  With --run, the audit's exit code."""
+    from deliverck.explain import engine, reader
+    from deliverck.explain.render import render_json, render_jsonl, render_table
+
+    if as_json and jsonl:
+        raise UsageError("explain: use either --json or --jsonl")
+    if not max_size > 0:
+        raise UsageError("--max-size must be a positive number of megabytes")
+    limit = int(max_size * 1024 * 1024)
+    mode, items = _explain_inputs(inputs or [])
+    if mode in ("dir", "files") and (run and (mode == "dir" or len(items) > 1)):
+        raise UsageError("explain: --run takes one bounce, not a directory or several files")
+    if mode == "dir" and as_json:
+        raise UsageError("explain: a directory gives one result per message: use --jsonl")
+    if mode == "text":
+        results = iter([engine.explain_text(items[0])])
+    elif mode == "stdin":
+        data = sys.stdin.buffer.read(limit + 1)
+        notes = [f"input over {limit} bytes: only the first {limit} were read"] if len(data) > limit else []
+        results = iter(engine.explain_bytes(data[:limit], "stdin", notes))
+    elif mode == "dir":
+        import os
+
+        if not os.access(items[0], os.R_OK | os.X_OK):
+            raise UsageError(f"explain: cannot read the directory {items[0]}")
+        results = engine.iter_directory(items[0], limit)
+    else:
+        results = (e for path in items for e in engine.explain_path(path, limit))
+    multi = mode == "dir" or len(items) > 1
+    if not multi and not jsonl:
+        found = list(x for _, x in zip(range(reader.MAX_MESSAGES + 1), results))
+        if len(found) == 1 and found[0].error:
+            raise UsageError(f"explain: {found[0].error}")
+        if len(found) > 1 and as_json:
+            raise UsageError(f"explain: {items[0]} holds {len(found)} messages: use --jsonl for one line per message")
+        if len(found) > 1 or not run:
+            code = 0
+            for i, e in enumerate(found):
+                if as_json:
+                    sys.stdout.write(render_json(e))
+                else:
+                    sys.stdout.write(("\n" if i else "") + render_table(e, verbose=verbose, header=len(found) > 1))
+                code = max(code, 1 if e.exit_code else 0) if len(found) > 1 else e.exit_code
+            sys.stdout.flush()
+            raise typer.Exit(code)
+        raise typer.Exit(_explain_run(found[0], resolver, dns_timeout, deadline, ca_file, trust_anchor, as_json, verbose, debug))
+    code = 0
+    for i, e in enumerate(results):
+        if jsonl:
+            sys.stdout.write(render_jsonl(e))
+        else:
+            sys.stdout.write(("\n" if i else "") + render_table(e, verbose=verbose, header=True))
+        sys.stdout.flush()
+        if e.exit_code:
+            code = 1
+    raise typer.Exit(code)
+
+
 def _mount_lab() -> None:
     try:
         from deliverck.lab.cli import lab_app

@@ -1,0 +1,219 @@
+"""One failed recipient -> a category, with meaning, owner, fix, checks, confidence and evidence.
+
+Order (docs/explain.md): a specific text rule (rules.toml) > an entry of the
+NDR catalog (same status, same wording) > the enhanced status code alone
+(RFC 3463) > undetermined.  A message that failed for good after temporary
+errors (Action: failed with a 4.x.x status, or an expiry text) is `expired`,
+with the last attempt's reply classified as its `underlying` cause.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+
+from deliverck.explain import rules as rules_mod
+from deliverck.explain import status as st
+from deliverck.explain.model import Attempt, Result
+from deliverck.ndr import categories
+
+_LOWER = {"high": "medium", "medium": "low", "low": "low"}
+_TOKEN_RE = re.compile(r"[a-z0-9][a-z0-9'-]*[a-z0-9]", re.I)
+_INNER_RE = re.compile(r"\[Message=(.{3,600}?)\](?:\s*\[|\s*$)|responded with: \"(.{3,600}?)\"|last error(?: was)?:?\s*(.{3,600})|"
+                       r"\(last attempt[^)]*?:\s*(.{3,600}?)\)|said:\s*(.{3,600})", re.I)
+_CODE_MEANING = {
+    421: "service not available, closing the channel", 450: "mailbox unavailable (temporary)", 451: "local error in processing",
+    452: "insufficient system storage", 454: "temporary authentication failure / TLS not available",
+    500: "syntax error, command unrecognised", 501: "syntax error in parameters", 502: "command not implemented",
+    503: "bad sequence of commands", 504: "parameter not implemented", 521: "host does not accept mail (RFC 7504)",
+    530: "authentication required", 535: "authentication credentials invalid", 550: "mailbox unavailable / not taken",
+    551: "user not local", 552: "exceeded storage allocation", 553: "mailbox name not allowed", 554: "transaction failed",
+    556: "domain does not accept mail (RFC 7504)",
+}
+_CODE_DEFAULTS = {521: ("no_mail_accepted", "medium"), 556: ("no_mail_accepted", "medium")}
+MAX_RULE_TEXT = 4000
+
+
+def _tokens(text: str) -> frozenset[str]:
+    return frozenset(t.lower() for t in _TOKEN_RE.findall(text) if len(t) >= 3)
+
+
+@functools.cache
+def _catalog():
+    try:
+        from deliverck.ndr.catalog import load
+
+        cat = load()
+    except Exception:  # noqa: BLE001 - explain works without the catalog
+        return None, ()
+    index = []
+    for e in cat.entries:
+        text = re.sub(r"\{[^{}]*\}", " ", e.text)
+        text = re.sub(r"\((?:DNSBL zone|its greeting reply)\)", " ", text)
+        index.append((e, _tokens(text)))
+    return cat, tuple(index)
+
+
+def _entry_status_ok(e, status: str) -> bool:
+    fn = getattr(e, "matches_status", None)
+    if fn is not None:
+        return bool(fn(status))
+    return e.status == status
+
+
+def _primary_bonus(e) -> float:
+    """Among equal wordings, prefer the entry of the check that tests the category's main cause."""
+    cid = getattr(e, "category", "")
+    if cid not in categories.IDS or not e.findings:
+        return 0.0
+    checks = categories.get(cid).checks
+    first = e.findings[0].split(".")[0]
+    return 0.0005 if checks and first == checks[0] else 0.0
+
+
+def catalog_match(a: Attempt):
+    """The catalog entry whose wording (and status, when both have one) the reply carries, or None."""
+    cat, index = _catalog()
+    if cat is None:
+        return None
+    if not a.diagnostic.strip():
+        return None
+    dt = _tokens(a.diagnostic[:MAX_RULE_TEXT])
+    best, best_score = None, 0.0
+    for e, et in index:
+        if not et:
+            continue
+        hit = len(et & dt)
+        if hit < 2 and len(et) > 1:
+            continue
+        overlap = hit / len(et)
+        same_status = bool(a.status) and (e.status or getattr(e, "text_status", "")) and _entry_status_ok(e, a.status)
+        if a.status and (e.status or getattr(e, "text_status", "")) and not same_status:
+            if overlap < 0.9 or a.status[0] != (e.status or "x")[0]:
+                continue
+        need = 0.5 if same_status else 0.75
+        if overlap < need:
+            continue
+        score = overlap + (0.3 if same_status else 0) + (0.05 if a.code and a.code == e.code else 0) + len(et) / 1000 + _primary_bonus(e)
+        if score > best_score:
+            best, best_score = e, score
+    return best
+
+
+def catalog_by_status(status: str):
+    """Entries documenting this exact status; their category when they all agree."""
+    cat, _ = _catalog()
+    if cat is None or not status:
+        return None, ()
+    fn = getattr(cat, "by_status", None)
+    entries = tuple(fn(status)) if fn else tuple(e for e in cat.entries if e.status == status)
+    cats = {getattr(e, "category", None) for e in entries}
+    cats.discard(None)
+    cats.discard("")
+    return (cats.pop() if len(cats) == 1 else None), entries
+
+
+def _owner_value(o) -> str:
+    return getattr(o, "value", str(o))
+
+
+def classify(a: Attempt, human: str = "", _inner: bool = False) -> Result:
+    table = rules_mod.load()
+    evidence: list[str] = []
+    text = st.normalise_garbled(a.diagnostic[:MAX_RULE_TEXT])
+    skip = ("expired",) if (a.action == "delayed" or _inner) else ()
+    category, confidence, rule, entry = "", "", None, None
+    hit = table.first(text, a.status, a.code, skip) if (text or a.status) else None
+    where = "the reply"
+    if hit is None and human.strip():
+        hit = table.first(st.normalise_garbled(human[:20000]), a.status, a.code, skip)
+        where = "the bounce's own text"
+    if hit:
+        rule, frag = hit
+        category, confidence = rule.category, rule.confidence
+        if rule.status and a.status and rule.status_ok(a.status):
+            confidence = "high"
+        if where != "the reply":
+            confidence = _LOWER[confidence]
+        what = f"status {a.status}" if not rule.patterns else f"{frag.strip()[:120]!r} in {where}"
+        evidence.append(f"rule {rule.id}: {what} (source: {rule.source})")
+    entry = catalog_match(a)
+    if entry is not None:
+        ecat = getattr(entry, "category", "") or ""
+        evidence.append(f"catalog {entry.key}: {entry.reply}" + (f" [{ecat}]" if ecat else ""))
+        if not category and ecat:
+            category = ecat
+            confidence = "high" if a.status and _entry_status_ok(entry, a.status) else "medium"
+    if not category and a.status and not text:
+        ccat, entries = catalog_by_status(a.status)
+        if ccat:
+            sd = st.default_category(a.status)
+            category, confidence = ccat, "high" if sd and sd[0] == ccat else "medium"
+            evidence.append(f"catalog: status {a.status} is documented as {ccat} by " + ", ".join(e.key for e in entries[:4]))
+            entry = entries[0] if len(entries) == 1 else None
+    sdef = st.default_category(a.status)
+    if a.status:
+        evidence.append(f"status {a.status}: {st.describe(a.status)}")
+    if a.code and a.code in _CODE_MEANING:
+        evidence.append(f"reply code {a.code}: {_CODE_MEANING[a.code]}")
+    if not category and sdef:
+        category, confidence = sdef
+    elif category and sdef and sdef[0] != category and sdef[1] == "high" and rule is not None and not rule.status and not rule.system:
+        confidence = _LOWER[confidence]
+        evidence.append(f"the status suggests {sdef[0]} instead")
+    if not category and a.code in _CODE_DEFAULTS:
+        category, confidence = _CODE_DEFAULTS[a.code]
+    if not category:
+        category, confidence = "undetermined", "low"
+        if not (text or a.status or a.code):
+            evidence.append("no reply, status code or known wording found")
+        else:
+            evidence.append("no rule, catalog entry or status code says what the cause is")
+    underlying = ""
+    if not _inner and category != "expired" and a.action == "failed" and a.status.startswith("4."):
+        underlying = category if category != "undetermined" else ""
+        evidence.append(f"Action: failed with the temporary status {a.status}: the sender stopped retrying")
+        category, confidence = "expired", "high" if underlying else "medium"
+    elif not _inner and category == "expired":
+        inner = _inner_reply(a)
+        if inner is not None:
+            r = classify(inner, _inner=True)
+            if r.category != "undetermined":
+                underlying = r.category
+                evidence.append(f"last attempt: {inner.reply[:200]!r} -> {r.category}")
+    return _result(a, category, confidence, evidence, rule, entry, underlying, table)
+
+
+def _inner_reply(a: Attempt) -> Attempt | None:
+    from deliverck.explain.formats import parse_reply
+
+    for m in _INNER_RE.finditer(a.diagnostic):
+        frag = next(g for g in m.groups() if g)
+        code, status, rest = parse_reply(frag)
+        if rest and (code or status or len(rest) > 8) and "expired" not in rest.lower()[:40]:
+            return Attempt(code=code, status=status, diagnostic=rest)
+    return None
+
+
+def _result(a, category, confidence, evidence, rule, entry, underlying, table) -> Result:
+    cat = categories.get(category)
+    agree = entry is not None and getattr(entry, "category", category) in (category, "", None)
+    meaning = (rule.meaning if rule and rule.category == category and rule.meaning else "") or \
+              (entry.meaning if agree else "") or cat.meaning
+    fix = (rule.fix if rule and rule.category == category and rule.fix else "") or \
+          (entry.fix if agree else "") or str(table.fixes.get(category, ""))
+    owner = (rule.owner if rule and rule.category == category and rule.owner else "") or \
+            (_owner_value(entry.owner) if agree else "") or _owner_value(cat.owner)
+    checks = tuple(cat.checks)
+    if underlying:
+        u = categories.get(underlying)
+        meaning = f"{cat.meaning} The last attempt failed with: {u.title.lower()} ({underlying})."
+        fix = f"{str(table.fixes.get(underlying, ''))} Then send the message again."
+        owner = _owner_value(u.owner)
+        checks = tuple(dict.fromkeys(u.checks + cat.checks))
+    return Result(
+        attempt=a, category=category, title=cat.title, meaning=meaning, owner=owner, fix=fix, checks=checks,
+        confidence=confidence, evidence=evidence, rule=rule.id if rule and rule.category == category else "",
+        catalog_key=entry.key if entry is not None and agree else "", underlying=underlying,
+        status_meaning=st.describe(a.status),
+    )

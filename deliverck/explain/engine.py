@@ -1,0 +1,209 @@
+"""Inputs -> Explanations: a status code, a reply line, pasted text, a message file, an mbox, a directory."""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Iterator
+
+from deliverck.explain import formats, reader, systems
+from deliverck.explain.classify import classify
+from deliverck.explain.mime import parse_message
+from deliverck.explain.model import Attempt, Bounce, Explanation, Party
+from deliverck.explain.status import is_status, normalise_garbled
+
+MAX_TEXT_ARG = 1024 * 1024
+MAX_DIR_DEPTH = 16
+
+
+def parse_text(text: str) -> Bounce:
+    """Pasted input: a status code, a reply line, DSN fields, a bounce's text, or anything else."""
+    t = normalise_garbled(text.strip())[:MAX_TEXT_ARG]
+    b = Bounce(kind="text", text=t)
+    if is_status(t):
+        b.kind, b.format = "status", "status"
+        b.attempts = [Attempt(status=t, source="argument")]
+        return b
+    one_line = "\n" not in t.strip()
+    code, status, rest = formats.parse_reply(t)
+    if (code or status) and (one_line or not formats.detected_format(t)):
+        if one_line or len(t) < 2000:
+            b.kind, b.format = "reply", "reply"
+            b.attempts = [Attempt(code=code, status=status, diagnostic=rest, recipient=formats.first_addr(rest), source="argument")]
+            return b
+    blocks = formats.field_blocks(t)
+    if any(n.lower() in ("final-recipient", "diagnostic-code", "action") for blk in blocks for n, _ in blk):
+        pm, atts = formats.dsn_attempts(blocks)
+        if atts:
+            b.format = "rfc3464-text"
+            b.attempts = atts
+            b.reporting_mta = formats._typed(pm.get("reporting-mta", ""))
+            return b
+    human = formats.cut_original(t)
+    fmt, atts, info = formats.extract(human)
+    if atts:
+        b.format, b.attempts = fmt, atts
+        b.reporting_mta = info.get("reporting_mta", "")
+        for a in atts:
+            a.action = a.action or info.get("action", "")
+        return b
+    b.format = "text"
+    b.attempts = formats.generic(human)
+    return b
+
+
+def _domain(addr: str) -> str:
+    m = re.search(r"@([\w.-]+\.[a-z]{2,})", addr or "", re.I)
+    return m.group(1).lower().rstrip(".") if m else ""
+
+
+def _from_addr(value: str) -> str:
+    m = re.search(formats.ADDR, value or "")
+    return m.group(0) if m else ""
+
+
+def identify(b: Bounce, e: Explanation) -> None:
+    """Fill e.reporting, e.receiving and e.sending from the bounce."""
+    rep = Party(host=b.reporting_mta)
+    hit = systems.by_from(b.from_)
+    if hit:
+        rep.system, rep.name, rep.evidence = hit[0].id, hit[0].name, f"From: {b.from_}"
+    if not rep.system and b.reporting_mta:
+        s = systems.by_host(b.reporting_mta)
+        if s:
+            rep.system, rep.name, rep.evidence = s.id, s.name, f"reporting MTA {b.reporting_mta}"
+    if not rep.system and b.format and b.kind == "message":
+        s = systems.by_id(b.format) if b.format not in ("rfc3464", "rfc3464-text", "text", "chinese") else None
+        if s is None:
+            other = [f for f in b.formats if f != "rfc3464"]
+            s = systems.by_id(other[0]) if other and other[0] != "chinese" else None
+        if s:
+            rep.system, rep.name, rep.evidence = s.id, s.name, f"the bounce's wording ({s.id} format)"
+    if not rep.system and b.kind == "message":
+        s = systems.by_host(_domain(_from_addr(b.from_)))
+        if s:
+            rep.system, rep.name, rep.evidence = s.id, s.name, f"From: {b.from_}"
+    if not rep.host and b.kind == "message":
+        rep.host = _domain(_from_addr(b.from_))
+    e.reporting = rep
+
+    p = e.primary
+    recv = Party()
+    if p is not None:
+        a = p.attempt
+        recv.host, recv.ip = a.remote_mta, a.remote_ip
+        s = systems.by_host(a.remote_mta) if a.remote_mta else None
+        if s:
+            recv.system, recv.name, recv.evidence = s.id, s.name, f"remote MTA {a.remote_mta}"
+        if not recv.system:
+            hit = systems.by_text(a.diagnostic)
+            if hit:
+                recv.system, recv.name, recv.evidence = hit[0].id, hit[0].name, f"{hit[1]!r} in the reply"
+        if not recv.system and p.rule:
+            from deliverck.explain.rules import load
+
+            r = next((r for r in load().rules if r.id == p.rule), None)
+            if r and r.system and systems.by_id(r.system):
+                s = systems.by_id(r.system)
+                recv.system, recv.name, recv.evidence = s.id, s.name, f"the reply's wording (rule {r.id})"
+        if not recv.system and p.catalog_key:
+            sys_id = p.catalog_key.split(".")[0]
+            s = systems.by_id(sys_id)
+            if s:
+                recv.system, recv.name, recv.evidence = s.id, s.name, f"the reply's wording (catalog {p.catalog_key})"
+        if not recv.system:
+            d = _domain(a.recipient)
+            s = systems.by_host(d) if d else None
+            if s and s.kind == "provider":
+                recv.system, recv.name, recv.evidence = s.id, s.name, f"the recipient's domain {d}"
+    e.receiving = recv
+
+    snd = Party()
+    if p is not None:
+        quoted = [ip for ip in formats.ips(p.attempt.diagnostic) if ip != p.attempt.remote_ip]
+        if quoted:
+            snd.ip, snd.evidence = quoted[0], "the address quoted in the reply"
+        helo = re.search(r"<([\w.-]+)>: Helo command rejected", p.attempt.diagnostic)
+        if helo:
+            snd.host, snd.evidence = helo.group(1), (snd.evidence + "; " if snd.evidence else "") + "the HELO name quoted in the reply"
+    if not snd.host and b.reporting_mta and not (rep.system and systems.by_id(rep.system) and systems.by_id(rep.system).kind == "provider"):
+        snd.host = b.reporting_mta
+        snd.evidence = (snd.evidence + "; " if snd.evidence else "") + "the reporting MTA (it sent the message)"
+    e.sending = snd
+
+
+def explain_bounce(b: Bounce, source: str, index: int = 0) -> Explanation:
+    e = Explanation(source=source, index=index, bounce=b)
+    human = b.text if b.kind == "message" else ""
+    attempts = b.attempts or [Attempt(source="none")]
+    # failures first: a delivered or relayed recipient in a DSN explains nothing
+    attempts = sorted(attempts, key=lambda a: a.action in ("delivered", "relayed", "expanded"))
+    for a in attempts[:100]:
+        e.results.append(classify(a, human))
+    identify(b, e)
+    return e
+
+
+def explain_text(text: str, source: str = "argument") -> Explanation:
+    return explain_bounce(parse_text(text), source)
+
+
+def explain_bytes(data: bytes, source: str, notes: list[str] | None = None) -> list[Explanation]:
+    """Every message in data (one, or several in an mbox) explained; bad input gives one Explanation with error."""
+    try:
+        data, more = reader.sniff(data)
+    except reader.InputError as ex:
+        return [Explanation(source=source, error=f"{source}: {ex}")]
+    notes = (notes or []) + more
+    if not reader.looks_like_message(data):
+        text = reader.decode(data)
+        e = explain_text(text, source)
+        e.bounce.notes.extend(notes)
+        return [e]
+    out = []
+    for i, msg in enumerate(reader.split_mbox(data)):
+        try:
+            b = parse_message(msg)
+        except (ValueError, RecursionError) as ex:
+            b = parse_text(reader.decode(msg))
+            b.notes.append(f"read as plain text: {ex}")
+        b.notes[:0] = notes
+        out.append(explain_bounce(b, source, i))
+    return out
+
+
+def explain_path(path: str, limit: int = reader.MAX_BYTES) -> list[Explanation]:
+    try:
+        data, notes = reader.read_file(path, limit)
+    except reader.InputError as ex:
+        return [Explanation(source=path, error=str(ex))]
+    return explain_bytes(data, path, notes)
+
+
+def iter_files(root: str) -> Iterator[str]:
+    """Regular files under root, depth-first, names sorted within each directory, hidden names skipped.
+    Holds one directory's names at a time per level, never the results."""
+    def walk(d: str, depth: int) -> Iterator[str]:
+        try:
+            with os.scandir(d) as it:
+                entries = sorted((x for x in it if not x.name.startswith(".")), key=lambda x: x.name)
+        except OSError:
+            return
+        for x in entries:
+            try:
+                if x.is_dir(follow_symlinks=False):
+                    if depth < MAX_DIR_DEPTH:
+                        yield from walk(x.path, depth + 1)
+                elif x.is_file(follow_symlinks=True):
+                    yield x.path
+            except OSError:
+                continue
+    yield from walk(root, 0)
+
+
+def iter_directory(root: str, limit: int = reader.MAX_BYTES) -> Iterator[Explanation]:
+    for path in iter_files(root):
+        try:
+            yield from explain_path(path, limit)
+        except Exception as ex:  # noqa: BLE001 - one bad file never stops the triage of the others
+            yield Explanation(source=path, error=f"{path}: could not be read ({type(ex).__name__}: {' '.join(str(ex).split())[:200]})")

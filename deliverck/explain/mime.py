@@ -1,0 +1,301 @@
+"""A bounce message (RFC 5322, MIME) -> Bounce: the DSN fields, the human text, the returned headers.
+
+Parsed with the stdlib `email` package in compat32 mode (it never raises on
+access to a malformed header), every part decoded with errors replaced.  A
+bounce forwarded as an attachment (message/rfc822) is looked for up to
+MAX_NESTING levels deep; the walk visits at most MAX_PARTS parts.
+"""
+
+from __future__ import annotations
+
+import email
+import email.header
+import html
+import re
+from email import policy
+from email.message import Message
+
+from deliverck.explain import formats
+from deliverck.explain.model import Attempt, Bounce
+from deliverck.explain.reader import decode
+
+MAX_NESTING = 5          # message/rfc822 levels searched for a forwarded bounce
+MAX_PARTS = 300          # MIME parts visited in one message
+MAX_MULTIPART_DEPTH = 30
+MAX_TEXT = 256 * 1024    # characters of human text kept per message
+_DSN_TYPES = ("message/delivery-status", "message/global-delivery-status", "text/delivery-status",
+              "message/delivery-status+xml")
+_HEADER_TYPES = ("text/rfc822-headers", "text/rfc822-header", "message/global-headers", "message/rfc822-headers")
+_BOUNCE_FROM = re.compile(r"mailer-daemon|postmaster|mail delivery (?:system|subsystem)|mail administrator|Microsoft Outlook|MAILER_DAEMON|bounce", re.I)
+_BOUNCE_SUBJECT = re.compile(r"undeliver|undelivered|delivery (?:status|failure|has failed|notification|report|problem)|returned mail|"
+                             r"failure notice|mail delivery failed|non[- ]?delivery|could not be delivered|delivery failed|"
+                             r"\u9000\u4FE1|\u9000\u56DE|\u672A\u9001\u8FBE|\u6295\u9012\u5931\u8D25|Nondeliverable|Delayed Mail|Warning: could not send", re.I)
+
+
+def header(msg: Message, name: str) -> str:
+    try:
+        raw = msg.get(name)
+    except Exception:  # noqa: BLE001 - malformed header: treat as absent
+        return ""
+    return _decode_header(raw)
+
+
+def _decode_header(raw) -> str:
+    if raw is None:
+        return ""
+    s = str(raw)
+    try:
+        parts = email.header.decode_header(s)
+    except Exception:  # noqa: BLE001
+        parts = [(s, None)]
+    out = []
+    for value, cs in parts:
+        if isinstance(value, bytes):
+            out.append(decode(value, cs or ""))
+        else:
+            out.append(value.encode("utf-8", "surrogateescape").decode("utf-8", "replace"))
+    return formats.unwrap(" ".join(out) if len(out) > 1 and all(isinstance(v, str) for v, _ in parts) else "".join(out))[:2000]
+
+
+def part_text(part: Message, limit: int = MAX_TEXT) -> str:
+    try:
+        payload = part.get_payload(decode=True)
+    except Exception:  # noqa: BLE001
+        payload = None
+    if payload is None:
+        raw = part.get_payload()
+        if isinstance(raw, list):
+            return ""
+        payload = str(raw).encode("utf-8", "surrogateescape")
+    try:
+        cs = part.get_content_charset() or ""
+    except Exception:  # noqa: BLE001
+        cs = ""
+    return decode(payload[: limit * 4], cs)[:limit]
+
+
+def html_to_text(s: str) -> str:
+    s = re.sub(r"(?is)<(script|style|head)\b.*?</\1\s*>", " ", s[:MAX_TEXT * 2])
+    s = re.sub(r"(?i)<br\s*/?>|</(?:p|div|tr|li|h\d|table)\s*>", "\n", s)
+    s = re.sub(r"<[^>]{0,2000}>", " ", s)
+    s = html.unescape(s)
+    s = re.sub(r"[ \t\r\f\v\u00a0]+", " ", s)
+    return re.sub(r"\n\s*\n\s*(?:\n\s*)+", "\n\n", s)
+
+
+class _Parts:
+    def __init__(self) -> None:
+        self.dsn: list[Message] = []
+        self.plain: list[str] = []
+        self.html: list[str] = []
+        self.rfc822: list[Message] = []
+        self.headers: list[str] = []
+        self.count = 0
+
+
+def _collect(msg: Message) -> _Parts:
+    """The parts of msg itself, not descending into attached messages."""
+    out = _Parts()
+
+    def walk(part: Message, depth: int) -> None:
+        if out.count >= MAX_PARTS or depth > MAX_MULTIPART_DEPTH:
+            return
+        out.count += 1
+        try:
+            ctype = part.get_content_type()
+        except Exception:  # noqa: BLE001
+            ctype = "text/plain"
+        payload = part.get_payload()
+        if ctype in _DSN_TYPES:
+            out.dsn.append(part)
+        elif ctype in _HEADER_TYPES:
+            out.headers.append(part_text(part, 64 * 1024))
+        elif ctype.startswith("message/") and isinstance(payload, list):
+            out.rfc822.extend(p for p in payload[:1] if isinstance(p, Message))
+        elif part.is_multipart() and isinstance(payload, list):
+            for p in payload:
+                if isinstance(p, Message):
+                    walk(p, depth + 1)
+        elif ctype == "text/html":
+            out.html.append(part_text(part))
+        elif ctype.startswith("text/") or ctype in ("message/partial",):
+            if _is_attachment(part) and not ctype.startswith("text/plain"):
+                return
+            out.plain.append(part_text(part))
+
+    walk(msg, 0)
+    return out
+
+
+def _is_attachment(part: Message) -> bool:
+    try:
+        return (part.get("Content-Disposition") or "").lower().startswith("attachment")
+    except Exception:  # noqa: BLE001
+        return False
+
+
+def _dsn_text(part: Message) -> str:
+    """The raw field text of a delivery-status part, however the parser stored it."""
+    payload = part.get_payload()
+    if isinstance(payload, list):
+        chunks = []
+        for block in payload:
+            if isinstance(block, Message):
+                chunks.append("\n".join(f"{k}: {_decode_header(v)}" for k, v in block.items()))
+                rest = block.get_payload()
+                if isinstance(rest, str) and rest.strip():
+                    chunks.append(rest)
+        return "\n\n".join(chunks)
+    return part_text(part, 256 * 1024)
+
+
+def _text_of(parts: _Parts) -> str:
+    if any(t.strip() for t in parts.plain):
+        text = "\n\n".join(parts.plain)
+        # some Exchange NDRs put the administrator details only in the HTML part
+        if parts.html and "Remote Server returned" not in text and "Diagnostic information" not in text:
+            h = "\n\n".join(html_to_text(x) for x in parts.html)
+            if re.search(r"Remote Server returned|Reported error|Generating server", h, re.I):
+                text += "\n\n" + h
+    else:
+        text = "\n\n".join(html_to_text(x) for x in parts.html)
+    return text[:MAX_TEXT]
+
+
+def _is_bounce(msg: Message, parts: _Parts, text: str) -> bool:
+    if parts.dsn:
+        return True
+    if formats.detected_format(text):
+        return True
+    return False
+
+
+def _headers_look_like_bounce(msg: Message) -> bool:
+    return bool(_BOUNCE_FROM.search(header(msg, "From")) or _BOUNCE_SUBJECT.search(header(msg, "Subject"))
+                or header(msg, "X-Failed-Recipients") or "report-type=delivery-status" in header(msg, "Content-Type").lower())
+
+
+def find_bounce(msg: Message, notes: list[str], depth: int = 0) -> tuple[Message, _Parts, str, bool]:
+    """The message that is the bounce: msg itself, or a bounce attached to it (forwarded), depth-bounded."""
+    parts = _collect(msg)
+    text = _text_of(parts)
+    if _is_bounce(msg, parts, text):
+        return msg, parts, text, True
+    if depth < MAX_NESTING:
+        for sub in parts.rfc822:
+            found = find_bounce(sub, notes, depth + 1)
+            if found[3]:
+                if depth == 0:
+                    notes.insert(0, "the bounce was found inside a forwarded message")
+                return found
+    elif parts.rfc822:
+        notes.append(f"attached messages nested deeper than {MAX_NESTING} levels were not read")
+    return msg, parts, text, False
+
+
+def parse_message(data: bytes) -> Bounce:
+    notes: list[str] = []
+    try:
+        msg = email.message_from_bytes(data, policy=policy.compat32)
+    except (RecursionError, MemoryError) as e:
+        raise ValueError(f"the MIME structure is too deep to parse ({type(e).__name__})") from None
+    bmsg, parts, text, _ = find_bounce(msg, notes)
+    b = Bounce(kind="message", notes=notes)
+    b.from_ = header(bmsg, "From")
+    b.to = header(bmsg, "To")
+    b.subject = header(bmsg, "Subject")
+    b.date = header(bmsg, "Date")
+    try:
+        b.received = [formats.unwrap(_decode_header(v)) for v in (bmsg.get_all("Received") or [])[:40]]
+    except Exception:  # noqa: BLE001
+        b.received = []
+    for name in ("X-Failed-Recipients", "Auto-Submitted", "X-MS-Exchange-Message-Is-Ndr", "X-Mailer", "X-Postfix-Queue-ID",
+                 "Return-Path", "Content-Type"):
+        v = header(bmsg, name)
+        if v:
+            b.headers[name.lower()] = v
+    if any(p.defects for p in [bmsg] if hasattr(p, "defects")):
+        if any("StartBoundaryNotFound" in type(d).__name__ or "CloseBoundaryNotFound" in type(d).__name__ for d in bmsg.defects):
+            b.notes.append("the MIME structure is broken or truncated; read what was there")
+    attempts: list[Attempt] = []
+    per_msg: dict[str, str] = {}
+    for d in parts.dsn:
+        pm, atts = formats.dsn_attempts(formats.field_blocks(_dsn_text(d)))
+        for k, v in pm.items():
+            per_msg.setdefault(k, v)
+        attempts.extend(atts)
+    human = formats.cut_original(text)
+    fmt, text_attempts, info = formats.extract(human)
+    b.text = human
+    b.formats = (["rfc3464"] if parts.dsn else []) + ([fmt] if fmt else [])
+    if attempts:
+        _merge(attempts, text_attempts)
+        b.format = "rfc3464"
+    elif text_attempts:
+        attempts = text_attempts
+        b.format = fmt
+    else:
+        # a DSN pasted into the body, or DSN-looking fields in a text part
+        blocks = formats.field_blocks(human)
+        pm, atts = formats.dsn_attempts(blocks) if any(n.lower() == "final-recipient" for blk in blocks for n, _ in blk) else ({}, [])
+        if atts:
+            attempts, b.format = atts, "rfc3464-text"
+            per_msg.update(pm)
+        else:
+            attempts = formats.generic(human) if human.strip() else []
+            b.format = "text" if human.strip() else ""
+    failed = [x.strip() for x in b.headers.get("x-failed-recipients", "").split(",") if x.strip()]
+    if failed and attempts and not attempts[0].recipient:
+        attempts[0].recipient = failed[0]
+    if not attempts and failed:
+        attempts = [Attempt(recipient=r, source="x-failed-recipients") for r in failed]
+    for a in attempts:
+        if not a.action and info.get("action"):
+            a.action = info["action"]
+    b.attempts = attempts
+    b.reporting_mta = formats._typed(per_msg.get("reporting-mta", "")) or info.get("reporting_mta", "")
+    b.received_from_mta = formats._typed(per_msg.get("received-from-mta", "")) or info.get("received_from", "")
+    b.envelope_sender = formats._typed(per_msg.get("x-postfix-sender", "")) or formats._typed(per_msg.get("x-original-sender", ""))
+    _original(b, parts)
+    return b
+
+
+def _merge(dsn: list[Attempt], text: list[Attempt]) -> None:
+    """Fill what the DSN fields lack (a reply text, the remote host) from the human part."""
+    by_rcpt = {t.recipient.lower(): t for t in text if t.recipient}
+    for i, a in enumerate(dsn):
+        t = by_rcpt.get(a.recipient.lower()) or (text[i] if len(text) == len(dsn) else None)
+        if t is None:
+            continue
+        if not a.diagnostic and t.diagnostic:
+            a.diagnostic, a.code = t.diagnostic, a.code or t.code
+            a.status = a.status or t.status
+        for f in ("remote_mta", "remote_ip", "command"):
+            if not getattr(a, f) and getattr(t, f):
+                setattr(a, f, getattr(t, f))
+
+
+def _original(b: Bounce, parts: _Parts) -> None:
+    hdrs: Message | None = None
+    if parts.rfc822:
+        hdrs = parts.rfc822[0]
+    elif parts.headers:
+        try:
+            hdrs = email.message_from_string(parts.headers[0].lstrip(), policy=policy.compat32)
+        except Exception:  # noqa: BLE001
+            hdrs = None
+    if hdrs is None:
+        m = re.search(r"(?im)^From: (.+)$", b.text.split("Original message headers", 1)[-1]) if "Original message headers" in b.text else None
+        if m:
+            b.original_from = formats.unwrap(m.group(1))
+        return
+    b.original_from = header(hdrs, "From")
+    b.original_to = header(hdrs, "To")
+    b.original_subject = header(hdrs, "Subject")
+    rp = header(hdrs, "Return-Path")
+    if rp and not b.envelope_sender:
+        b.envelope_sender = rp.strip("<> ")
+    try:
+        b.original_received = [formats.unwrap(_decode_header(v)) for v in (hdrs.get_all("Received") or [])[:40]]
+    except Exception:  # noqa: BLE001
+        b.original_received = []

@@ -1,0 +1,83 @@
+"""Explanations -> table text (everything from the bounce escaped) or JSON (schema deliverck.explain/1)."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+
+from deliverck.explain.model import Explanation, Party
+from deliverck.report.escape import safe
+
+WIDTH = 100
+
+
+def _wrap(label: str, text: str) -> list[str]:
+    lines = textwrap.wrap(text, WIDTH - 14, break_long_words=True, break_on_hyphens=False) or [""]
+    return [f"  {label:<11} {lines[0]}"] + [f"  {'':<11} {ln}" for ln in lines[1:]]
+
+
+def _party(p: Party, unknown: str) -> str:
+    if not (p.system or p.host or p.ip):
+        return unknown
+    s = p.name or ""
+    where = " ".join(x for x in (safe(p.host), f"[{safe(p.ip)}]" if p.ip else "") if x)
+    s = f"{s} at {where}" if s and where else (s or where)
+    return s + (f" ({safe(p.evidence)})" if p.evidence else "")
+
+
+def render_table(e: Explanation, verbose: bool = False, header: bool = False) -> str:
+    out: list[str] = []
+    title = safe(e.source) + (f" #{e.index + 1}" if e.index else "")
+    if e.error:
+        return f"{title}: error: {safe(e.error)}\n"
+    b = e.bounce
+    if header:
+        out.append(f"== {title}")
+    kind = {"status": "status code", "reply": "reply line", "text": "text", "message": "message"}.get(b.kind, b.kind)
+    fmt = f", {b.format}" if b.format and b.format not in (b.kind, "text") else ""
+    out.append(f"deliverck explain: {kind}{fmt}" + (f" ({len(e.results)} recipients)" if len(e.results) > 1 else ""))
+    out += _wrap("reporting", _party(e.reporting, "not identifiable from this input"))
+    for i, r in enumerate(e.results):
+        a = r.attempt
+        if len(e.results) > 1:
+            out.append(f"  --- recipient {i + 1} of {len(e.results)}")
+        if a.recipient or a.action:
+            out += _wrap("recipient", safe(a.recipient or "(not stated)") + (f" (action: {safe(a.action)})" if a.action else ""))
+        out += _wrap("reply", safe(a.reply) if a.reply else "(no reply text found)")
+        if a.status:
+            out += _wrap("status", f"{safe(a.status)}: {r.status_meaning}")
+        if i == 0:
+            out += _wrap("receiving", _party(e.receiving, "not identifiable from this input"))
+            if e.sending.host or e.sending.ip:
+                out += _wrap("sending", _party(e.sending, ""))
+        elif a.remote_mta or a.remote_ip:
+            out += _wrap("receiving", safe(a.remote_mta) + (f" [{safe(a.remote_ip)}]" if a.remote_ip else ""))
+        cat = f"{r.category}: {r.title} (confidence {r.confidence})"
+        if r.underlying:
+            cat += f"; last attempt: {r.underlying}"
+        out += _wrap("category", cat)
+        out += _wrap("meaning", r.meaning)
+        out += _wrap("owner", r.owner)
+        out += _wrap("fix", r.fix)
+        out += _wrap("checks", ", ".join(r.checks) + f"  (deliverck explain ... --run)" if r.checks else "none: no deliverck check tests this cause")
+        ev = r.evidence if verbose else r.evidence[:2]
+        for j, x in enumerate(ev):
+            out += _wrap("evidence" if j == 0 else "", safe(x))
+    for n in b.notes:
+        out += _wrap("note", safe(n))
+    return "\n".join(out) + "\n"
+
+
+def to_json(e: Explanation) -> dict:
+    return e.to_json()
+
+
+def render_json(e: Explanation, audit: dict | None = None) -> str:
+    doc = e.to_json()
+    if audit is not None:
+        doc["audit"] = audit
+    return json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
+
+
+def render_jsonl(e: Explanation) -> str:
+    return json.dumps(e.to_json(), ensure_ascii=False, separators=(",", ":")) + "\n"

@@ -1,0 +1,166 @@
+"""Enhanced status codes (RFC 3463): parsing, the garbled forms of the seeds, and meanings.
+
+The seeds were machine-rewritten ("four.three.ii" is 4.3.2, "v.7.one" is
+5.7.1): `normalise_garbled` turns such tokens back into digits before any
+other parsing.  `default_category` gives the category an enhanced status
+implies on its own (RFC 3463 subject/detail), with a confidence; codes that
+need the reply text to say anything (X.7.1, X.5.x, ...) give undetermined.
+"""
+
+from __future__ import annotations
+
+import re
+
+_WORDS = {
+    "zero": 0, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7,
+    "eight": 8, "nine": 9, "ten": 10, "eleven": 11, "twelve": 12, "thirteen": 13,
+    "fourteen": 14, "fifteen": 15, "sixteen": 16, "seventeen": 17, "eighteen": 18,
+    "nineteen": 19, "twenty": 20, "xx": 20, "thirty": 30, "forty": 40, "fifty": 50,
+    "sixty": 60, "seventy": 70, "eighty": 80, "ninety": 90, "hundred": 100,
+}
+_ROMAN = {"i": 1, "ii": 2, "iii": 3, "iv": 4, "v": 5, "vi": 6, "vii": 7, "viii": 8, "ix": 9, "x": 10,
+          "xi": 11, "xii": 12, "xiii": 13, "xiv": 14, "xv": 15, "xvi": 16, "xvii": 17, "xviii": 18,
+          "xix": 19}
+_TOKEN = r"(?:\d{1,3}|" + "|".join(sorted(list(_WORDS) + list(_ROMAN), key=len, reverse=True)) + r")"
+_GARBLED_RE = re.compile(rf"(?<![\w.])({_TOKEN})\.({_TOKEN})\.({_TOKEN})(?![\w]|\.\w)", re.I)
+# Reply codes garbled the same way in front of a status: "432 four.three.ii".
+_STATUS_RE = re.compile(r"(?<![\d.])([245])\.(\d{1,3})\.(\d{1,3})(?![\d]|\.\d)")
+
+
+def _num(tok: str) -> int | None:
+    t = tok.lower()
+    if t.isdigit():
+        return int(t)
+    if t in _WORDS:
+        return _WORDS[t]
+    return _ROMAN.get(t)
+
+
+def normalise_garbled(text: str) -> str:
+    """'four.three.ii' -> '4.3.2', 'v.7.one' -> '5.7.1'; plain text is left alone."""
+
+    def fix(m: re.Match) -> str:
+        parts = [_num(g) for g in m.groups()]
+        if any(p is None for p in parts) or parts[0] not in (2, 4, 5):
+            return m.group(0)
+        if all(g.isdigit() for g in m.groups()):
+            return m.group(0)
+        return ".".join(str(p) for p in parts)
+
+    if not any(c.isalpha() for c in text):
+        return text
+    return _GARBLED_RE.sub(fix, text)
+
+
+def find_status(text: str) -> str:
+    """The first enhanced status code in text ("5.1.1"), or ""."""
+    m = _STATUS_RE.search(text)
+    return ".".join(m.groups()) if m else ""
+
+
+def is_status(text: str) -> bool:
+    return bool(re.fullmatch(r"[245]\.\d{1,3}\.\d{1,3}", text))
+
+
+CLASSES = {"2": "success", "4": "temporary failure", "5": "permanent failure"}
+
+# RFC 3463 (and the codes added later: RFC 3886, 4468, 4865, 4954, 5248, 6710,
+# 7293, 7372, 7505, 8098): subject.detail -> description.
+DETAILS = {
+    "0.0": "other undefined status",
+    "1.0": "other address status", "1.1": "bad destination mailbox address",
+    "1.2": "bad destination system address", "1.3": "bad destination mailbox address syntax",
+    "1.4": "destination mailbox address ambiguous", "1.5": "destination address valid",
+    "1.6": "destination mailbox has moved, no forwarding address",
+    "1.7": "bad sender's mailbox address syntax", "1.8": "bad sender's system address",
+    "1.9": "message relayed to non-compliant mailer", "1.10": "recipient address has null MX",
+    "2.0": "other or undefined mailbox status", "2.1": "mailbox disabled, not accepting messages",
+    "2.2": "mailbox full", "2.3": "message length exceeds administrative limit",
+    "2.4": "mailing list expansion problem",
+    "3.0": "other or undefined mail system status", "3.1": "mail system full",
+    "3.2": "system not accepting network messages", "3.3": "system not capable of selected features",
+    "3.4": "message too big for system", "3.5": "system incorrectly configured",
+    "3.6": "requested priority was changed",
+    "4.0": "other or undefined network or routing status", "4.1": "no answer from host",
+    "4.2": "bad connection", "4.3": "directory server failure", "4.4": "unable to route",
+    "4.5": "mail system congestion", "4.6": "routing loop detected", "4.7": "delivery time expired",
+    "5.0": "other or undefined protocol status", "5.1": "invalid command", "5.2": "syntax error",
+    "5.3": "too many recipients", "5.4": "invalid command arguments", "5.5": "wrong protocol version",
+    "5.6": "authentication exchange line is too long",
+    "6.0": "other or undefined media error", "6.1": "media not supported",
+    "6.2": "conversion required and prohibited", "6.3": "conversion required but not supported",
+    "6.4": "conversion with loss performed", "6.5": "conversion failed",
+    "6.6": "message content not available", "6.7": "non-ASCII addresses not permitted",
+    "6.8": "UTF-8 string reply is required", "6.9": "UTF-8 header message cannot be transferred",
+    "7.0": "other or undefined security status", "7.1": "delivery not authorized, message refused",
+    "7.2": "mailing list expansion prohibited", "7.3": "security conversion required but not possible",
+    "7.4": "security features not supported", "7.5": "cryptographic failure",
+    "7.6": "cryptographic algorithm not supported", "7.7": "message integrity failure",
+    "7.8": "authentication credentials invalid", "7.9": "authentication mechanism is too weak",
+    "7.10": "encryption needed", "7.11": "encryption required for requested authentication mechanism",
+    "7.12": "a password transition is needed", "7.13": "user account disabled",
+    "7.14": "trust relationship required", "7.15": "priority level is too low",
+    "7.16": "message is too big for the specified priority", "7.17": "mailbox owner has changed",
+    "7.18": "domain owner has changed", "7.19": "RRVS test cannot be completed",
+    "7.20": "no passing DKIM signature found", "7.21": "no acceptable DKIM signature found",
+    "7.22": "no valid author-matched DKIM signature found", "7.23": "SPF validation failed",
+    "7.24": "SPF validation error", "7.25": "reverse DNS validation failed",
+    "7.26": "multiple authentication checks failed", "7.27": "sender address has null MX",
+    "7.28": "mail flood detected", "7.29": "ARC validation failure", "7.30": "REQUIRETLS support required",
+}
+
+# subject.detail -> (category, confidence) implied by the code alone.
+DEFAULTS: dict[str, tuple[str, str]] = {
+    "1.1": ("user_unknown", "high"), "1.2": ("host_unknown", "high"), "1.3": ("user_unknown", "medium"),
+    "1.4": ("user_unknown", "low"), "1.6": ("user_unknown", "medium"), "1.8": ("host_unknown", "medium"),
+    "1.10": ("no_mail_accepted", "high"),
+    "2.1": ("mailbox_disabled", "high"), "2.2": ("mailbox_full", "high"), "2.3": ("message_too_large", "high"),
+    "3.1": ("mailbox_full", "low"), "3.2": ("no_mail_accepted", "medium"), "3.4": ("message_too_large", "high"),
+    "4.0": ("network", "low"), "4.1": ("network", "medium"), "4.2": ("network", "medium"),
+    "4.3": ("host_unknown", "low"), "4.4": ("host_unknown", "medium"), "4.5": ("rate_limited", "medium"),
+    "4.6": ("network", "medium"), "4.7": ("expired", "high"),
+    "5.3": ("rate_limited", "medium"),
+    "6.0": ("content_rejected", "low"), "6.1": ("content_rejected", "medium"),
+    "6.2": ("content_rejected", "medium"), "6.3": ("content_rejected", "medium"),
+    "6.5": ("content_rejected", "low"), "6.6": ("content_rejected", "low"),
+    "6.7": ("content_rejected", "medium"), "6.9": ("content_rejected", "medium"),
+    "7.4": ("tls", "medium"), "7.5": ("tls", "medium"), "7.6": ("tls", "medium"), "7.7": ("content_rejected", "low"),
+    "7.10": ("tls", "medium"), "7.11": ("tls", "medium"), "7.13": ("mailbox_disabled", "medium"),
+    "7.16": ("message_too_large", "medium"), "7.17": ("user_unknown", "medium"), "7.18": ("user_unknown", "medium"),
+    "7.20": ("auth_dmarc", "high"), "7.21": ("auth_dmarc", "high"), "7.22": ("auth_dmarc", "high"),
+    "7.23": ("auth_spf", "high"), "7.24": ("auth_spf", "high"), "7.25": ("reverse_dns", "high"),
+    "7.26": ("auth_dmarc", "high"), "7.28": ("rate_limited", "medium"), "7.29": ("auth_dmarc", "medium"),
+    "7.30": ("tls", "medium"),
+}
+
+
+def split(status: str) -> tuple[str, str]:
+    """'5.1.10' -> ('5', '1.10')."""
+    cls, _, rest = status.partition(".")
+    return cls, rest
+
+
+def describe(status: str) -> str:
+    """'5.1.1' -> 'permanent failure: bad destination mailbox address'."""
+    if not status:
+        return ""
+    cls, sd = split(status)
+    what = CLASSES.get(cls, "")
+    detail = DETAILS.get(sd)
+    if detail is None:
+        subject = sd.split(".")[0]
+        base = DETAILS.get(f"{subject}.0", "")
+        detail = f"{base}; detail {sd.split('.')[-1]} is system-specific" if base else "unregistered code"
+    return f"{what}: {detail}" if what else detail
+
+
+def default_category(status: str) -> tuple[str, str] | None:
+    if not status:
+        return None
+    _, sd = split(status)
+    return DEFAULTS.get(sd)
+
+
+def permanence(status: str, code: int = 0) -> str:
+    c = status[:1] if status else (str(code)[:1] if code else "")
+    return {"2": "success", "4": "temporary", "5": "permanent"}.get(c, "")
