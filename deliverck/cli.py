@@ -535,6 +535,7 @@ def _mount_lab() -> None:
 
 
 _mount_lab()
+from deliverck import cli_bulk as _cli_bulk  # noqa: E402,F401  (registers `deliverck bulk`)
 
 _COMMANDS_HELP = ("--help", "-h", "--version")
 

@@ -41,3 +41,5 @@ class Config:
     principal: str = ""                         # --principal: client name for the AS-REQ; "" = a random one
     max_skew: float = 300.0                     # --max-skew: the Kerberos clock-skew limit, seconds
     kdc_timeout: float = 5.0                    # --kdc-timeout: per KDC port probe
+    per_address: int = 0                        # bulk --per-address: SMTP connections per remote address
+                                                # across all audits of the process (0: one audit's own rule)

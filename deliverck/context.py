@@ -8,6 +8,8 @@ Checks never open sockets: they ask the context.  Each fact is computed once
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import weakref
 from dataclasses import dataclass
 from typing import Awaitable, Callable, TypeVar
 
@@ -129,6 +131,29 @@ def split_public(check, addresses) -> tuple[list[MailAddress], list]:
         else:
             notes.append(check.finding("not_public", ma.ip, scope=ma.scope.value, ip=ma.ip))
     return public, notes
+
+
+# Politeness across the audits of one process (deliverck bulk): at most
+# `per_address` SMTP connections to one remote address at a time, per event loop.
+_SHARED_SLOTS: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, list]]" = \
+    weakref.WeakKeyDictionary()
+
+
+@contextlib.asynccontextmanager
+async def _shared_slot(ip: str, limit: int):
+    if limit <= 0:
+        yield
+        return
+    slots = _SHARED_SLOTS.setdefault(asyncio.get_running_loop(), {})
+    entry = slots.setdefault(ip, [asyncio.Semaphore(limit), 0])
+    entry[1] += 1                     # users (holding or waiting): the entry goes when none is left
+    try:
+        async with entry[0]:
+            yield
+    finally:
+        entry[1] -= 1
+        if entry[1] == 0:
+            slots.pop(ip, None)
 
 
 class Context:
@@ -264,7 +289,7 @@ class Context:
         async def compute() -> smtp.SmtpSession:
             # One connection per address at a time, whatever the port.
             lock = self._address_locks.setdefault(ma.ip, asyncio.Lock())
-            async with lock:
+            async with lock, _shared_slot(ma.ip, self.config.per_address):
                 opts = self.probe_options()
                 if port != 25:
                     # Submission ports: is the service there?  No relay test.

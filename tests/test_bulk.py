@@ -1,0 +1,137 @@
+"""deliverck bulk: input parsing, sharding, resume, and real runs in the lab
+(in-process asyncio and on a local Dask cluster)."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pytest
+
+from deliverck import bulk
+from deliverck.config import Config
+from deliverck.errors import UsageError
+from deliverck.target import Target
+from tests.conftest import deliverck, validate_report
+
+BASE = Config(target=Target(input="-", name="invalid"))
+
+
+def items(text: str, **kw) -> list[bulk.Item]:
+    return list(bulk.read_items(io.StringIO(text), BASE, **kw))
+
+
+def test_lines_text_json_comments_and_bad_ones():
+    got = items("example.com\n# comment\n\n  mail.example.org  \n"
+                '{"target": "example.net", "ips": ["192.0.2.7"], "dkim_selectors": ["s1"], "helo": "mx.example.net"}\n'
+                "bad..example\n{\"target\": 5}\n{not json\n"
+                '{"target": "example.org", "colour": "red"}\n'
+                + "x" * 5000 + "\n")
+    assert [(i.line, i.input, bool(i.config)) for i in got] == [
+        (1, "example.com", True), (4, "mail.example.org", True), (5, "example.net", True),
+        (6, "bad..example", False), (7, '{"target": 5}', False), (8, "{not json", False),
+        (9, "example.org", False), (10, "x" * 80, False)]
+    net = got[2].config
+    assert (net.target.name, net.outbound_ips, net.dkim_selectors, net.helo_name) == (
+        "example.net", ("192.0.2.7",), ("s1",), "mx.example.net")
+    assert "empty label" in got[3].error and "colour" in got[6].error and "longer than" in got[7].error
+
+
+def test_shards_partition_the_input_stably():
+    names = [f"d{i}.example" for i in range(300)]
+    text = "\n".join(names) + "\n"
+    shards = [{i.input for i in items(text, shard=(k, 3))} for k in (1, 2, 3)]
+    assert set().union(*shards) == set(names)
+    assert sum(len(s) for s in shards) == len(names)          # disjoint
+    assert all(60 < len(s) < 140 for s in shards)             # roughly even
+    assert bulk.shard_of("Example.COM ", 7) == bulk.shard_of("example.com", 7)
+
+
+@pytest.mark.parametrize("text", ["0/2", "3/2", "2", "a/b", "1/0", ""])
+def test_bad_shard(text):
+    with pytest.raises(UsageError):
+        bulk.parse_shard(text)
+
+
+def test_resume_skips_done_and_trims_a_torn_line(tmp_path):
+    out = tmp_path / "out.jsonl"
+    good = json.dumps({"schema": bulk.SCHEMA, "input": "a.example", "status": "ok"})
+    other = json.dumps({"schema": "something/1", "input": "b.example"})
+    out.write_text(good + "\n" + other + "\n" + '{"schema": "deliverck.bulk/1", "input": "c.exa')
+    assert bulk.done_inputs(out) == {"a.example"}
+    bulk.trim_torn_line(out)
+    assert out.read_text() == good + "\n" + other + "\n"
+    bulk.trim_torn_line(out)                                   # idempotent
+    assert out.read_text().endswith("\n")
+    left = items("a.example\nb.example\nc.example\n", done=bulk.done_inputs(out))
+    assert [i.input for i in left] == ["b.example", "c.example"]
+
+
+# ---------------------------------------------------------------- in the lab, through the CLI
+
+def lines(path: Path) -> list[dict]:
+    return [json.loads(x) for x in path.read_text().splitlines()]
+
+
+def test_bulk_run_resume_and_shards(lab, tmp_path):
+    targets = ["good.test", "no-ptr.test", "many-mx.test", "bad..test", "mx-nxdomain.test"]
+    src = tmp_path / "in.txt"
+    src.write_text("\n".join(targets) + "\n")
+    out = tmp_path / "out.jsonl"
+    r = deliverck("bulk", str(src), "--only", "mx,ptr", "-o", str(out), "--dns-timeout", "2")
+    assert r.returncode == 1, r.stderr                       # no-ptr fails
+    assert "\r" not in r.stderr                               # no progress bar when not a terminal
+    assert "line 4:" in r.stderr
+    docs = lines(out)
+    assert sorted(d["input"] for d in docs) == sorted(targets)
+    by = {d["input"]: d for d in docs}
+    assert by["bad..test"]["status"] == "error" and by["bad..test"]["report"] is None
+    assert by["good.test"]["report"]["verdict"] == "pass"
+    assert by["no-ptr.test"]["report"]["verdict"] == "fail"
+    for d in docs:
+        if d["report"]:
+            validate_report(d["report"])
+    # Resume: a torn last line is dropped and its target done again; the rest is skipped.
+    text = out.read_text()
+    cut = text.rstrip("\n").rfind("\n") + 1
+    torn_input = json.loads(text[cut:])["input"]
+    out.write_text(text[:cut] + text[cut:cut + 30])
+    r = deliverck("bulk", str(src), "--only", "mx,ptr", "-o", str(out))
+    assert "4 already done" in r.stderr
+    again = lines(out)
+    assert sorted(d["input"] for d in again) == sorted(targets)
+    assert again[-1]["input"] == torn_input
+    # Shards: 1/2 and 2/2 together are the whole input, each target once.
+    parts = []
+    for k in (1, 2):
+        r = deliverck("bulk", str(src), "--only", "mx", "--shard", f"{k}/2")
+        parts.append([json.loads(x)["input"] for x in r.stdout.splitlines()])
+    assert sorted(parts[0] + parts[1]) == sorted(targets)
+
+
+def test_bulk_on_a_local_dask_cluster(lab, tmp_path):
+    targets = ["good.test", "no-ptr.test", "many-mx.test"] * 4
+    src = tmp_path / "in.txt"
+    src.write_text("\n".join(targets) + "\n")
+    r = deliverck("bulk", str(src), "--only", "mx,ptr", "--dask", "local:2", "--concurrency", "4", timeout=180)
+    assert r.returncode == 1, r.stderr
+    docs = [json.loads(x) for x in r.stdout.splitlines()]
+    assert sorted(d["input"] for d in docs) == sorted(targets)
+    verdicts = {d["input"]: d["report"]["verdict"] for d in docs}
+    assert verdicts == {"good.test": "pass", "no-ptr.test": "fail", "many-mx.test": "pass"}
+
+
+@pytest.mark.parametrize("args,fragment", [
+    (["bulk", "/nonexistent/targets"], "cannot read"),
+    (["bulk", "/"], "directory"),
+    (["bulk", "-", "--shard", "3/2"], "--shard"),
+    (["bulk", "-", "--concurrency", "0"], "--concurrency"),
+    (["bulk", "-", "--only", "nosuchcheck"], "unknown check"),
+    (["bulk", "-", "--dask", "local:x"], "--dask"),
+])
+def test_bulk_bad_usage(args, fragment):
+    r = deliverck(*args)
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    lines_ = r.stderr.strip().splitlines()
+    assert len(lines_) == 1 and fragment in lines_[0] and "Traceback" not in r.stderr
