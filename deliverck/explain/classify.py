@@ -117,7 +117,11 @@ def _owner_value(o) -> str:
     return getattr(o, "value", str(o))
 
 
-def classify(a: Attempt, human: str = "", _inner: bool = False) -> Result:
+RETRY_EXPIRY = 3600.0   # seconds of retrying after which a final 4.x.x failure counts as an expiry
+
+
+def classify(a: Attempt, human: str = "", _inner: bool = False, retried: float | None = None) -> Result:
+    """retried: seconds between the message's arrival and the last attempt, when the bounce dates them."""
     table = rules_mod.load()
     evidence: list[str] = []
     text = st.normalise_garbled(a.diagnostic[:MAX_RULE_TEXT])
@@ -170,10 +174,23 @@ def classify(a: Attempt, human: str = "", _inner: bool = False) -> Result:
         else:
             evidence.append("no rule, catalog entry or status code says what the cause is")
     underlying = ""
-    if not _inner and category != "expired" and a.action == "failed" and a.status.startswith("4."):
+    said_expired = None
+    if not _inner and category != "expired" and a.action != "delayed" and human.strip():
+        said_expired = table.first(human[:20000], only=("expired",))
+    if said_expired is not None:
         underlying = category if category != "undetermined" else ""
-        evidence.append(f"Action: failed with the temporary status {a.status}: the sender stopped retrying")
-        category, confidence = "expired", "high" if underlying else "medium"
+        evidence.append(f"rule {said_expired[0].id}: {said_expired[1].strip()[:120]!r} in the bounce's own text")
+        category, confidence, rule = "expired", "high", said_expired[0]
+    elif not _inner and category != "expired" and a.action == "failed" and a.status.startswith("4."):
+        if retried is not None and retried >= RETRY_EXPIRY:
+            underlying = category if category != "undetermined" else ""
+            evidence.append(f"Action: failed with the temporary status {a.status} after {retried / 3600:.0f} h of retries: "
+                            "the message expired")
+            category, confidence = "expired", "high" if underlying else "medium"
+        else:
+            span = "without retrying for long" if retried is not None else "(how long it retried is not stated)"
+            evidence.append(f"Action: failed with the temporary status {a.status}: the sender gave up {span}; "
+                            "the cause is the last reply's")
     elif not _inner and category == "expired":
         inner = _inner_reply(a)
         if inner is not None:

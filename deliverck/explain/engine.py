@@ -139,9 +139,32 @@ def explain_bounce(b: Bounce, source: str, index: int = 0) -> Explanation:
     # failures first: a delivered or relayed recipient in a DSN explains nothing
     attempts = sorted(attempts, key=lambda a: a.action in ("delivered", "relayed", "expanded"))
     for a in attempts[:100]:
-        e.results.append(classify(a, human))
+        e.results.append(classify(a, human, retried=_retried(b, a)))
     identify(b, e)
     return e
+
+
+def _when(value: str):
+    from email.utils import parsedate_to_datetime
+
+    try:
+        d = parsedate_to_datetime(re.sub(r"\s*\([^)]*\)\s*$", "", value.strip())) if value.strip() else None
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if d is not None and d.tzinfo is None:
+        from datetime import timezone
+
+        d = d.replace(tzinfo=timezone.utc)
+    return d
+
+
+def _retried(b: Bounce, a: Attempt) -> float | None:
+    """Seconds from the message's arrival to the last attempt (or the bounce's date), if both are stated."""
+    start = _when(b.arrival_date)
+    end = _when(a.last_attempt) or _when(b.date)
+    if start is None or end is None:
+        return None
+    return max((end - start).total_seconds(), 0.0)
 
 
 def explain_text(text: str, source: str = "argument") -> Explanation:

@@ -286,7 +286,7 @@ def _exchange(text: str) -> tuple[list[Attempt], dict]:
         kw = {"remote_mta": m.group(1) or host, "remote_ip": m.group(2) or ""}
         out.append(_attempt(rcpt, m.group(3), "exchange", **kw))
     if not out:
-        for m in re.finditer(r"(?m)^[ \t]*(?:(\S+) )?#(?:< ?#)?([245]\d\d[ -].{1,600}?|[245]\.\d+\.\d+ .{1,600}?)\s*(?:##|#SMTP#|>|$)", text):
+        for m in re.finditer(r"(?m)^[ \t]*(?:([^\s<#]\S*) )?#(?:< ?#)?([245]\d\d[ -].{1,600}?|[245]\.\d+\.\d+ .{1,600}?)\s*(?:##|#SMTP#|>|$)", text):
             rcpt, host = rcpt_before(m.start())
             kw = {"remote_mta": (m.group(1) or host or "").strip(".")}
             out.append(_attempt(rcpt, m.group(2), "exchange", **kw))

@@ -255,6 +255,7 @@ def parse_message(data: bytes) -> Bounce:
     b.attempts = attempts
     b.reporting_mta = formats._typed(per_msg.get("reporting-mta", "")) or info.get("reporting_mta", "")
     b.received_from_mta = formats._typed(per_msg.get("received-from-mta", "")) or info.get("received_from", "")
+    b.arrival_date = per_msg.get("arrival-date", "")
     b.envelope_sender = formats._typed(per_msg.get("x-postfix-sender", "")) or formats._typed(per_msg.get("x-original-sender", ""))
     _original(b, parts)
     return b

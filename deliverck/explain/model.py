@@ -42,6 +42,7 @@ class Bounce:
     to: str = ""                   # To of the bounce (the original sender)
     subject: str = ""
     date: str = ""
+    arrival_date: str = ""         # Arrival-Date of the DSN
     envelope_sender: str = ""      # X-Postfix-Sender, Return-Path of the original, ...
     original_from: str = ""
     original_to: str = ""

@@ -67,10 +67,11 @@ class RuleTable:
     fixes: dict
     problems: tuple[str, ...]
 
-    def first(self, text: str, status: str = "", code: int = 0, skip: tuple[str, ...] = ()) -> tuple[Rule, str] | None:
+    def first(self, text: str, status: str = "", code: int = 0, skip: tuple[str, ...] = (),
+              only: tuple[str, ...] = ()) -> tuple[Rule, str] | None:
         """The first rule matching text (and status/code conditions), with the matched fragment."""
         for r in self.rules:
-            if r.category in skip:
+            if r.category in skip or (only and r.category not in only):
                 continue
             ok = r.status_ok(status)
             if ok is False:
