@@ -308,3 +308,41 @@ def test_garbled_seed_codes():
     assert normalise_garbled("432 four.three.ii STOREDRV") == "432 4.3.2 STOREDRV"
     assert normalise_garbled("v.7.one and 5.1.ten") == "5.7.1 and 5.1.10"
     assert normalise_garbled("192.0.2.1 i.e. v.i.p") == "192.0.2.1 i.e. v.i.p"
+
+
+# ------------------------------------------------------------------ --run, in the lab
+
+def _scenario_address(name: str) -> str:
+    from deliverck.lab.scenarios import SCENARIO_DIR, load
+
+    return load(SCENARIO_DIR / f"{name}.toml").addresses()[0]
+
+
+@pytest.mark.lab
+def test_run_reverse_dns_audits_the_quoted_address(lab):
+    ip = _scenario_address("no-ptr")
+    r = deliverck("explain", f"550 5.7.25 Client host rejected: cannot find your reverse hostname, [{ip}]", "--run", "--json")
+    doc = json.loads(r.stdout)
+    assert doc["category"] == "reverse_dns"
+    assert doc["run"]["ran"] and doc["run"]["target"] == ip and doc["run"]["checks"] == ["ptr"]
+    ids = {f["id"] for c in doc["audit"]["checks"] for f in c["findings"]}
+    assert "ptr.missing" in ids
+    assert r.returncode == doc["audit"]["exit_code"] == 1
+
+
+@pytest.mark.lab
+def test_run_host_unknown_audits_the_recipient_domain(lab):
+    dsn = ("Final-Recipient: rfc822; someone@mx-nxdomain.test\nAction: failed\nStatus: 5.4.4\n"
+           "Diagnostic-Code: X-Postfix; Host or domain name not found. Name service error for "
+           "name=nonexistent.mx-nxdomain.test type=A: Host not found\n")
+    r = deliverck("explain", dsn, "--run")
+    assert "host_unknown" in r.stdout and "run: mx, dnssec against mx-nxdomain.test" in r.stdout
+    assert "mx.target_nxdomain" in r.stdout
+    assert r.returncode == 1
+
+
+@pytest.mark.lab
+def test_run_on_a_healthy_domain_passes(lab):
+    r = deliverck("explain", "550 5.7.25 Client host rejected: cannot find your reverse hostname, "
+                  f"[{_scenario_address('good')}]", "--run")
+    assert "reverse_dns" in r.stdout and r.returncode == 0, r.stdout[-800:]
