@@ -44,6 +44,7 @@ test: setup
 	$(LAB) $(BIN)/python -m pytest -q
 
 bench: setup
+	$(BIN)/pip install --quiet -e '.[bench]'
 	$(BIN)/python -m deliverck.lab.bench
 
 docs: $(STAMP)

@@ -212,6 +212,9 @@ async def run_items(items: Iterable[Item], out: IO[str], concurrency: int,
     """Audit every item with at most `concurrency` in flight; write each line as it completes."""
     from deliverck.runner import run_audit
 
+    from deliverck.net.dns import SharedCache, shared_cache
+
+    shared_cache.set(SharedCache())       # audits started below share definite DNS answers
     counts = {"pass": 0, "fail": 0, "incomplete": 0, "error": 0}
     sem = asyncio.Semaphore(concurrency)
     running: set[asyncio.Task] = set()

@@ -135,3 +135,29 @@ def test_bulk_bad_usage(args, fragment):
     assert r.returncode == 2, (r.stdout, r.stderr)
     lines_ = r.stderr.strip().splitlines()
     assert len(lines_) == 1 and fragment in lines_[0] and "Traceback" not in r.stderr
+
+
+async def test_audits_of_a_bulk_run_share_definite_dns_answers_only(lab):
+    from deliverck.net.dns import DnsClient, Outcome, ResolverAddress, SharedCache, shared_cache
+
+    resolvers = (ResolverAddress(lab.resolver, 53),)
+    cache = SharedCache(max_entries=3)
+    token = shared_cache.set(cache)
+    try:
+        first, second = DnsClient(resolvers, timeout=2), DnsClient(resolvers, timeout=2)
+        a = await first.lookup("good.test", "MX")
+        b = await second.lookup("good.test", "MX")
+        assert a.outcome is Outcome.OK and b is a
+        assert (first.stats.queries, second.stats.queries) == (1, 0)
+        failed = await first.lookup("servfail.test", "MX")          # a zone whose server answers SERVFAIL
+        assert not failed.outcome.definite
+        await second.lookup("servfail.test", "MX")
+        assert second.stats.queries == 1                           # failures are asked again
+        for name in ("many-mx.test", "no-ptr.test", "nxdomain.test", "mx-cname.test"):
+            await first.lookup(name, "MX")
+        assert len(cache._entries) == 3                            # least recently used went
+    finally:
+        shared_cache.reset(token)
+    alone = DnsClient(resolvers, timeout=2)
+    await alone.lookup("good.test", "MX")
+    assert alone.stats.queries == 1                                # outside a bulk run nothing is shared

@@ -14,6 +14,8 @@ selection (`--resolver IP[:port]`) and per-query timeouts.
 from __future__ import annotations
 
 import asyncio
+import collections
+import contextvars
 import enum
 import ipaddress
 import time
@@ -162,6 +164,61 @@ class DnsStats:
     log: list = field(default_factory=list)   # (qname, rdtype, start, end) relative seconds
 
 
+class SharedCache:
+    """Answers shared by the audits of one bulk run (set with `shared_cache.set(...)`).
+
+    Many audited domains share infrastructure: MX hosts of the same provider,
+    the block lists' test entries, the root.  Definite answers (OK, NODATA,
+    NXDOMAIN) are kept for their TTL (at most `max_ttl`), in-flight queries are
+    shared, failures are not kept so that the next audit asks again.  Least
+    recently used entries go beyond `max_entries`, so memory stays flat
+    however many targets a run has.
+    """
+
+    def __init__(self, max_entries: int = 20_000, max_ttl: float = 600.0) -> None:
+        self.max_entries = max_entries
+        self.max_ttl = max_ttl
+        self._entries: collections.OrderedDict[tuple[str, str], tuple[asyncio.Future, float]] = \
+            collections.OrderedDict()
+        self.hits = 0
+
+    def get(self, key: tuple[str, str]) -> asyncio.Future | None:
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        task, expires = entry
+        if task.done() and (expires < time.monotonic() or task.cancelled()):
+            del self._entries[key]
+            return None
+        self._entries.move_to_end(key)
+        self.hits += 1
+        return task
+
+    def holds(self, key: tuple[str, str], task: asyncio.Future) -> bool:
+        return self._entries.get(key, (None,))[0] is task
+
+    def put(self, key: tuple[str, str], task: asyncio.Future) -> None:
+        self._entries[key] = (task, float("inf"))
+        self._entries.move_to_end(key)
+        while len(self._entries) > self.max_entries:
+            self._entries.popitem(last=False)
+
+        def settle(t: asyncio.Future) -> None:
+            if self._entries.get(key, (None,))[0] is not t:
+                return
+            if t.cancelled() or t.exception() is not None or not t.result().outcome.definite:
+                del self._entries[key]
+            else:
+                self._entries[key] = (t, time.monotonic() + min(max(t.result().ttl, 0), self.max_ttl))
+
+        task.add_done_callback(settle)
+
+
+# The bulk runner sets this for the audits it starts (contextvars follow tasks).
+shared_cache: contextvars.ContextVar[SharedCache | None] = contextvars.ContextVar("deliverck_shared_dns",
+                                                                                 default=None)
+
+
 class DnsClient:
     """One per audit: resolver choice, run cache, single-flight, classification."""
 
@@ -171,7 +228,9 @@ class DnsClient:
         *,
         timeout: float = 5.0,
         attempts: int = 2,
+        overlay=None,
     ) -> None:
+        self.overlay = overlay          # net.overlay.Overlay: --zone-file answers, consulted first
         self.resolvers = tuple(resolvers) or system_resolvers()
         if not self.resolvers:
             raise IncompleteError(
@@ -191,17 +250,25 @@ class DnsClient:
         r.ndots = 1
         self._resolver = r
         self._cache: dict[tuple[str, str], asyncio.Future[DnsAnswer]] = {}
+        self._shared = shared_cache.get()
         self.stats = DnsStats()
         self._t0 = time.monotonic()
 
     async def lookup(self, name: str, rdtype: str) -> DnsAnswer:
         key = (_norm(name), rdtype.upper())
         task = self._cache.get(key)
+        if task is None and self._shared is not None:
+            task = self._shared.get(key)
+            if task is not None:
+                self._cache[key] = task
+                self.stats.shared += 1
         if task is None:
             # The query runs as its own task so that one caller giving up
             # (its check hit a deadline) does not cancel it for the others.
             task = asyncio.ensure_future(self._query(*key))
             self._cache[key] = task
+            if self._shared is not None and self.overlay is None:
+                self._shared.put(key, task)
         elif task.done():
             self.stats.cache_hits += 1
         else:
@@ -216,6 +283,41 @@ class DnsClient:
         return await self.lookup(reverse_name(ip), "PTR")
 
     async def _query(self, qname: str, rdtype: str) -> DnsAnswer:
+        if self.overlay:
+            return await self._overlay_query(qname, rdtype)
+        return await self._network_query(qname, rdtype)
+
+    async def _overlay_query(self, qname: str, rdtype: str) -> DnsAnswer:
+        """Answer from --zone-file data where it covers the name, following CNAMEs
+        in and out of it; never authenticated (a proposed change is unsigned)."""
+        start = time.monotonic()
+        name, ttl, sources = qname, None, []
+        for _ in range(16):
+            step = self.overlay.answer(name, rdtype)
+            if step is None:
+                if name == qname:
+                    return await self._network_query(qname, rdtype)
+                ans = await self.lookup(name, rdtype)       # out of the file: real DNS (or another file)
+                return DnsAnswer(qname=qname, rdtype=rdtype, outcome=ans.outcome, records=ans.records,
+                                 canonical_name=ans.canonical_name or name,
+                                 ttl=min(ans.ttl, ttl) if ttl is not None and ans.ttl else ans.ttl,
+                                 authenticated=False, detail=ans.detail,
+                                 server=", ".join(dict.fromkeys(sources + [ans.server])),
+                                 elapsed_ms=int((time.monotonic() - start) * 1000))
+            sources.append(step.source)
+            ttl = step.ttl if ttl is None else min(ttl, step.ttl)
+            if step.kind == "cname":
+                name = _norm(step.target)
+                continue
+            outcome = {"ok": Outcome.OK, "nodata": Outcome.NODATA, "nxdomain": Outcome.NXDOMAIN}[step.kind]
+            return self._done(qname, rdtype, start, outcome, records=step.records,
+                              canonical_name=name,
+                              ttl=step.ttl if outcome is Outcome.OK else 0,
+                              server=", ".join(dict.fromkeys(sources)))
+        return self._done(qname, rdtype, start, Outcome.ERROR, detail="CNAME chain too long in the zone file",
+                          server=", ".join(dict.fromkeys(sources)))
+
+    async def _network_query(self, qname: str, rdtype: str) -> DnsAnswer:
         self.stats.queries += 1
         start = time.monotonic()
         try:
@@ -309,7 +411,10 @@ def _one_line(s: str) -> str:
 
 async def close(client: DnsClient) -> None:
     """Cancel lookups nobody waits for any more (after a deadline)."""
-    pending = [t for t in client._cache.values() if not t.done()]
+    # A lookup shared with other audits of a bulk run stays: they may still
+    # wait for it (it ends by itself within the DNS timeout).
+    pending = [t for k, t in client._cache.items()
+               if not t.done() and not (client._shared is not None and client._shared.holds(k, t))]
     for t in pending:
         t.cancel()
     if pending:
