@@ -113,6 +113,10 @@ async def run(ctx: Context) -> list[Finding]:
             out.append(CHECK.finding("failed", ma.ip, ev, error=safe(error)[:200], **args))
             continue
         report = tls.analyse(s.tls.chain, host, now=now, store=store, warn_days=ctx.config.cert_warn_days)
+        if report.leaf is not None and not report.parse_error:
+            # Machine-readable days to expiry (negative once expired) on every finding of
+            # this session: the Prometheus format's deliverck_certificate_days_left.
+            args = {**args, "days_left": report.days_left}
         found = _judge(ma.ip, host, s.tls, report, ev, args, ctx.config.cert_warn_days, now)
         if not found:
             found = [CHECK.finding("ok", ma.ip, ev, version=s.tls.version, cipher=s.tls.cipher,

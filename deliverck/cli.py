@@ -595,3 +595,5 @@ def main(argv: Optional[List[str]] = None) -> None:
             )
             rc = EXIT_INCOMPLETE
     sys.exit(rc if isinstance(rc, int) else 0)
+
+from deliverck import cli_ops as _cli_ops  # noqa: E402,F401  (registers `audit` on app)

@@ -26,7 +26,14 @@ def _json(report: Report, opts: RenderOptions) -> str:
     return render(report, opts)
 
 
+def _prometheus(report: Report, opts: RenderOptions) -> str:
+    from deliverck.report.prometheus import render
+
+    return render(report, opts)
+
+
 FORMATS: dict[str, Callable[[Report, RenderOptions], str]] = {
     "table": _table,
     "json": _json,
+    "prometheus": _prometheus,
 }

@@ -1,0 +1,88 @@
+"""Commands for scheduled operation: `deliverck audit --config deliverck.toml`.
+
+Registered on deliverck.cli's app (deliverck/cli.py imports this module last).
+The work lives in deliverck.configfile (the file) and deliverck.audit (runs,
+ignores, state, combined output); this is only the command line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from deliverck.cli import app
+from deliverck.errors import UsageError
+from deliverck.model import EXIT_PASS
+from deliverck.report import RenderOptions
+
+AUDIT_FORMATS = ("table", "json", "prometheus")
+
+
+@app.command("audit")
+def audit_cmd(
+    config: str = typer.Option(..., "--config", "-c", metavar="FILE",
+                               help="The config file (deliverck.toml; see docs/config.md)."),
+    fmt: str = typer.Option("table", "--format", "-f", help="Output format: table, json or prometheus."),
+    as_json: bool = typer.Option(False, "--json", help="Same as --format json."),
+    output: Optional[str] = typer.Option(None, "--output", "-o", metavar="FILE",
+                                         help="Write the report to FILE atomically (temporary file, fsync, rename) "
+                                              "instead of standard output."),
+    changes_only: bool = typer.Option(False, "--changes-only",
+                                      help="Print nothing when no target changed since the last run (needs --state)."),
+    state: Optional[str] = typer.Option(None, "--state", metavar="FILE",
+                                        help="State file: the last run's findings per target (written atomically)."),
+    concurrency: int = typer.Option(4, "--concurrency", metavar="N", help="Audit at most N targets at a time."),
+    check_only: bool = typer.Option(False, "--check-config", help="Only validate the config file, then exit."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Show informational findings and the evidence."),
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks of internal errors."),
+) -> None:
+    """Audit every target of a config file; one combined report (for cron and monitoring).
+
+    Exit 0: every target passes; 1: a target fails; 3: a target could not be
+    audited completely and none fails; 2: bad config or usage.  With
+    --changes-only, an unchanged run prints nothing and exits 0."""
+    from deliverck import audit as au
+    from deliverck import configfile
+
+    out_format = "json" if as_json else fmt
+    if out_format not in AUDIT_FORMATS:
+        raise UsageError(f"unknown --format {fmt!r} (use one of: {', '.join(AUDIT_FORMATS)})")
+    if changes_only and not state:
+        raise UsageError("--changes-only needs --state FILE (where the last run's findings are kept)")
+    if concurrency < 1:
+        raise UsageError("--concurrency must be 1 or more")
+    cfg = configfile.load(config)
+    if check_only:
+        sys.stdout.write(f"{config}: {len(cfg.targets)} targets: {', '.join(t.name for t in cfg.targets)}\n")
+        raise typer.Exit(EXIT_PASS)
+    state_path = Path(state) if state else None
+    old = au.read_state(state_path) if state_path else {}
+    result = asyncio.run(au.run_targets(cfg.targets, concurrency))
+    au.with_last_success(result, old)
+    # Expired ignores are said on stderr on every run, --changes-only or not, until the file is fixed.
+    for t in result.targets:
+        for ig in t.expired:
+            sys.stderr.write(f"deliverck: warning: {config}:{ig.line}: {au.expired_line(t.name, ig)}\n")
+    changes = au.compare(result, old) if state_path else {}
+    if changes_only:
+        result.changes = changes
+    opts = RenderOptions(verbose=verbose, debug=debug)
+    text = au.RENDERERS[out_format](result, opts)
+    if output:
+        au.write_atomic(output, text)
+    if state_path:
+        import json
+
+        au.write_atomic(state_path, json.dumps(au.new_state(result, old), indent=1, sort_keys=True) + "\n", "--state")
+    if changes_only and not changes:
+        raise typer.Exit(EXIT_PASS)
+    if not output:
+        sys.stdout.write(text)
+    elif changes_only:
+        sys.stdout.write(au.render_changes(changes))
+    sys.stdout.flush()
+    raise typer.Exit(result.exit_code)
