@@ -385,21 +385,24 @@ def _severities(ctx, label, defaults: dict, t: dict, where: tuple, specs: dict) 
     out: dict[str, Severity] = {}
     for table, w in ((defaults.get("severity", {}), ("defaults", "severity")),
                      (t.get("severity", {}), where + ("severity",))):
+        who = "[defaults]" if w[0] == "defaults" else label
         for fid, sev in table.items():
             if fid not in specs:
-                raise ctx.fail(w + (fid,), label, f"severity: unknown finding id {_q(fid)} "
+                raise ctx.fail(w + (fid,), who, f"severity: unknown finding id {_q(fid)} "
                                                  "(see `deliverck checks` for every finding id)")
             if not isinstance(sev, str):
-                raise ctx.fail(w + (fid,), label, f"severity.{fid} must be a severity name, not {_tname(sev)}")
+                raise ctx.fail(w + (fid,), who, f"severity.{fid} must be a severity name, not {_tname(sev)}")
             try:
                 out[fid] = Severity.from_text(sev)
             except ValueError as e:
-                raise ctx.fail(w + (fid,), label, f"severity.{fid}: {e}") from None
+                raise ctx.fail(w + (fid,), who, f"severity.{fid}: {e}") from None
     return out
 
 
 def _ignores(ctx, label, where: tuple, items: list, specs: dict) -> tuple[Ignore, ...]:
     out = []
+    if where[0] == "defaults":
+        label = "[defaults]"
     for j, ig in enumerate(items):
         w = where + ("ignore", j)
         for key, value in ig.items():

@@ -151,6 +151,17 @@ BAD = [
         [target.severity]
         "ptr.generic" = "warn"
         """, 5, "unknown severity 'warn'"),
+    ("ignore in defaults without reason", """\
+        [defaults]
+        dns_timeout = 2
+
+        [[defaults.ignore]]
+        finding = "ptr.generic"
+        expires = 2099-01-01
+
+        [[target]]
+        name = "good.test"
+        """, 4, '[defaults]: ignore: missing required key "reason"'),
     ("missing name", """\
         [[target]]
         name = "good.test"
