@@ -185,6 +185,10 @@ async def run(ctx: Context) -> list[Finding]:
     hosts = sorted({h for ma in targets for h in ma.hosts})
     if not hosts:
         raise Skip("the target is an address, not a name: DANE applies to MX host names")
+    from deliverck.net.overlay import skip_reason
+
+    if why := skip_reason(ctx.dns_client, [ctx.target.name, *hosts], "DANE"):
+        raise Skip(why)
 
     out: list[Finding] = []
     per_host: dict[str, tuple[DnsAnswer, str, tuple[str, ...], bool]] = {}

@@ -169,6 +169,10 @@ async def _questions(ctx: Context, anchors) -> list[tuple[str, str]]:
 async def run(ctx: Context) -> list[Finding]:
     if ctx.target.is_ip:
         raise Skip("an IP address has no DNSSEC-signed mail records to validate")
+    from deliverck.net.overlay import skip_reason
+
+    if why := skip_reason(ctx.dns_client, [ctx.target.name], "DNSSEC"):
+        raise Skip(why)
     anchors = anchors_for(ctx)
     questions = await _questions(ctx, anchors)
     states = await asyncio.gather(*(rrset_state(ctx, n, t, anchors) for n, t in questions))

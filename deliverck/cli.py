@@ -215,6 +215,22 @@ def _ca_file(path: Optional[str]):
     return p
 
 
+def _zone_files(values: Optional[List[str]]):
+    from deliverck.net.overlay import load_overlay, parse_zone_file_option
+
+    specs = tuple(parse_zone_file_option(v) for v in values or [])
+    load_overlay(specs)        # unreadable files and syntax errors: one line, exit 2, before any lookup
+    return specs
+
+
+def _baseline(path: Optional[str]):
+    if path is None:
+        return None
+    from deliverck.baseline import load_baseline
+
+    return load_baseline(path)
+
+
 @app.command("check")
 def check_cmd(
     target: str = typer.Argument(..., help="Mail domain, mail host, IP address, or user@domain."),
@@ -224,7 +240,8 @@ def check_cmd(
                                            help="An outbound address of the server, if it differs from the MX addresses (repeatable)."),
     only: Optional[List[str]] = typer.Option(None, "--only", metavar="CHECK[,CHECK]", help="Run only these checks."),
     skip: Optional[List[str]] = typer.Option(None, "--skip", metavar="CHECK[,CHECK]", help="Do not run these checks."),
-    fmt: str = typer.Option("table", "--format", "-f", help="Output format: table or json."),
+    fmt: str = typer.Option("table", "--format", "-f",
+                            help="Output format: table, json, junit, markdown or github (annotations)."),
     as_json: bool = typer.Option(False, "--json", help="Same as --format json."),
     fail_on: str = typer.Option("error", "--fail-on", metavar="LEVEL",
                                 help="Fail (exit 1) when a finding reaches this severity: info, notice, warning, error, critical."),
@@ -265,6 +282,10 @@ def check_cmd(
     kdc_timeout: float = typer.Option(5.0, "--kdc-timeout", metavar="SECONDS", help="Time limit per KDC port probe."),
     probe_private: bool = typer.Option(False, "--probe-private",
                                        help="Also connect to MX addresses in private, loopback or CGNAT ranges."),
+    zone_file: Optional[List[str]] = typer.Option(None, "--zone-file", metavar="FILE[:ORIGIN]",
+                                                  help="Answer names in this zone from FILE (a proposed change) instead of DNS (repeatable)."),
+    baseline: Optional[str] = typer.Option(None, "--baseline", metavar="REPORT.json",
+                                           help="An earlier --json report: judge and report only new findings, list fixed ones."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Show informational findings and the evidence."),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks of internal errors."),
 ) -> None:
@@ -315,11 +336,17 @@ def check_cmd(
         principal=_principal(principal),
         max_skew=_positive(max_skew, "--max-skew"),
         kdc_timeout=_positive(kdc_timeout, "--kdc-timeout"),
+        zone_files=_zone_files(zone_file),
     )
+    base = _baseline(baseline)
     if config.target.is_ip and config.kdcs and not config.realm:
         raise UsageError("--kdc with an IP address as target: give the realm too (--realm EXAMPLE.COM)")
     select_checks(config)  # unknown check names are bad usage: fail before any lookup
     report = asyncio.run(run_audit(config))
+    if base is not None:
+        from deliverck.baseline import apply_baseline
+
+        report = apply_baseline(report, base)
     sys.stdout.write(FORMATS[out_format](report, RenderOptions(verbose=verbose, debug=debug)))
     sys.stdout.flush()
     raise typer.Exit(report.exit_code)

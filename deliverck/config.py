@@ -7,6 +7,7 @@ from pathlib import Path
 
 from deliverck.model import Severity
 from deliverck.net.dns import ResolverAddress
+from deliverck.net.overlay import ZoneFileSpec
 from deliverck.target import Target
 
 
@@ -41,5 +42,6 @@ class Config:
     principal: str = ""                         # --principal: client name for the AS-REQ; "" = a random one
     max_skew: float = 300.0                     # --max-skew: the Kerberos clock-skew limit, seconds
     kdc_timeout: float = 5.0                    # --kdc-timeout: per KDC port probe
+    zone_files: tuple[ZoneFileSpec, ...] = ()   # --zone-file: answers for these zones come from the files
     per_address: int = 0                        # bulk --per-address: SMTP connections per remote address
                                                 # across all audits of the process (0: one audit's own rule)

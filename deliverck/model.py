@@ -223,3 +223,19 @@ class Report:
     receivers: tuple[str, ...]
     tool_version: str
     schema: str = REPORT_SCHEMA
+    zone_files: tuple[tuple[str, str], ...] = ()   # --zone-file: (path, origin) answered from files
+    baseline: "BaselineDiff | None" = None          # --baseline: what is new, fixed, unchanged
+
+
+@dataclass(frozen=True)
+class BaselineDiff:
+    """A report compared with an earlier one.  Findings are the same when their
+    (id, subject) pairs are equal; severity and wording changes do not matter."""
+
+    path: str
+    new: tuple[Finding, ...]                     # in this report, not in the baseline
+    fixed: tuple[tuple[str, str, str], ...]      # (id, subject, severity) in the baseline only
+    unchanged: tuple[Finding, ...]               # in both
+
+    def is_new(self, f: Finding) -> bool:
+        return any(f is n for n in self.new)

@@ -33,6 +33,7 @@ from deliverck.model import (
     Verdict,
 )
 from deliverck.net import dns as dnsnet
+from deliverck.net.overlay import load_overlay
 from deliverck.registry import Check, all_checks
 
 
@@ -116,7 +117,8 @@ async def run_audit(config: Config, checks: Sequence[Check] | None = None) -> Re
 
     selected = tuple(checks) if checks is not None else select_checks(config)
     started, t0 = _now(), time.monotonic()
-    client = dnsnet.DnsClient(config.resolvers, timeout=config.dns_timeout)
+    overlay = load_overlay(config.zone_files) if config.zone_files else None
+    client = dnsnet.DnsClient(config.resolvers, timeout=config.dns_timeout, overlay=overlay)
     ctx = Context(config, client)
     tasks = [asyncio.ensure_future(attempt(c, ctx)) for c in selected]
     reach = asyncio.ensure_future(client.reachable())
@@ -163,6 +165,7 @@ async def run_audit(config: Config, checks: Sequence[Check] | None = None) -> Re
         resolvers=tuple(str(r) for r in client.resolvers),
         receivers=tuple(receivers),
         tool_version=__version__,
+        zone_files=tuple((z["path"], z["origin"]) for z in overlay.describe()) if overlay else (),
     )
 
 

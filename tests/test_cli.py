@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from conftest import deliverck
+from conftest import ROOT, deliverck
 from deliverck import __version__
 from deliverck.registry import all_checks
 
@@ -57,6 +57,14 @@ BAD = [
     (["example.com", "--max-skew", "0"], "--max-skew"),
     (["example.com", "--kdc-timeout", "-1"], "--kdc-timeout"),
     (["192.0.2.1", "--kdc", "192.0.2.2"], "--realm"),
+    (["example.com", "--zone-file", "/nonexistent/example.com.zone"], "--zone-file /nonexistent/example.com.zone: cannot be read"),
+    (["example.com", "--zone-file", "/"], "--zone-file /: is a directory"),
+    (["example.com", "--zone-file", str(ROOT / "tests" / "ci" / "bad-syntax.zone")], "bad-syntax.zone: line 5: "),
+    (["example.com", "--zone-file", str(ROOT / "tests" / "ci" / "no-soa.zone")], "no SOA record"),
+    (["example.com", "--zone-file", str(ROOT / "tests" / "ci" / "overlay.example.zone") + ":bad..origin"], "--zone-file"),
+    (["example.com", "--baseline", "/nonexistent/baseline.json"], "--baseline /nonexistent/baseline.json: cannot be read"),
+    (["example.com", "--baseline", "/dev/null"], "not JSON: line 1"),
+    (["example.com", "--baseline", str(ROOT / "tests" / "ci" / "not-a-report.json")], "not a deliverck report"),
 ]
 
 

@@ -32,8 +32,29 @@ def _prometheus(report: Report, opts: RenderOptions) -> str:
     return render(report, opts)
 
 
+def _junit(report: Report, opts: RenderOptions) -> str:
+    from deliverck.report.junit import render
+
+    return render(report, opts)
+
+
+def _markdown(report: Report, opts: RenderOptions) -> str:
+    from deliverck.report.markdown import render
+
+    return render(report, opts)
+
+
+def _github(report: Report, opts: RenderOptions) -> str:
+    from deliverck.report.github import render
+
+    return render(report, opts)
+
+
 FORMATS: dict[str, Callable[[Report, RenderOptions], str]] = {
     "table": _table,
     "json": _json,
+    "junit": _junit,
+    "markdown": _markdown,
+    "github": _github,
     "prometheus": _prometheus,
 }

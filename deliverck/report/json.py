@@ -69,7 +69,7 @@ def prediction_dict(p: NdrPrediction) -> dict:
 
 def report_dict(report: Report, debug: bool = False) -> dict:
     t = report.target
-    return {
+    d = {
         "schema": report.schema,
         "tool": {"name": "deliverck", "version": report.tool_version},
         "target": {
@@ -89,6 +89,25 @@ def report_dict(report: Report, debug: bool = False) -> dict:
         "receivers": list(report.receivers),
         "checks": [check_dict(c, debug) for c in report.checks],
         "predicted_ndrs": [prediction_dict(p) for p in report.predicted_ndrs],
+    }
+    if report.zone_files:
+        d["zone_files"] = [{"path": p, "origin": o} for p, o in report.zone_files]
+    if report.baseline is not None:
+        d["baseline"] = baseline_dict(report)
+    return d
+
+
+def baseline_dict(report: Report) -> dict:
+    b = report.baseline
+    brief = lambda f: {"id": f.id, "subject": f.subject, "severity": f.severity.to_text()}  # noqa: E731
+    return {
+        "path": b.path,
+        "new": len(b.new),
+        "fixed": len(b.fixed),
+        "unchanged": len(b.unchanged),
+        "new_findings": [brief(f) for f in b.new],
+        "fixed_findings": [{"id": i, "subject": s, "severity": sev} for i, s, sev in b.fixed],
+        "unchanged_findings": [brief(f) for f in b.unchanged],
     }
 
 

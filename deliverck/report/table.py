@@ -49,6 +49,12 @@ def render(report: Report, opts) -> str:
     )
     for note in t.notes:
         lines.append(f"note: {safe(note)}")
+    for path, origin in report.zone_files:
+        lines.append(f"zone {safe(origin)}: answered from the file {safe(path)} (--zone-file), not from DNS")
+    b = report.baseline
+    if b is not None:
+        lines.append(f"baseline {safe(b.path)}: {len(b.new)} new, {len(b.fixed)} fixed, {len(b.unchanged)} unchanged"
+                     " (only new findings count)")
     lines.append("")
 
     rows = []
@@ -74,6 +80,8 @@ def render(report: Report, opts) -> str:
         rows = []
         for c, f in shown:
             sev = "could-not-check" if f.inconclusive else f.severity.to_text()
+            if b is not None and f.severity > Severity.INFO and not b.is_new(f):
+                sev += "\n(unchanged)"
             body = _wrap(f.summary, text_w)
             body += "\n" + _wrap(f"fix ({f.owner.value}): {f.fix}", text_w)
             if opts.verbose and f.evidence:
@@ -82,6 +90,11 @@ def render(report: Report, opts) -> str:
                 body += "\n" + safe(c.traceback)
             rows.append([sev, f.id, body])
         lines.append(tabulate(rows, headers=["severity", "finding", "what and fix"], tablefmt="simple"))
+
+    if b is not None and b.fixed:
+        lines += ["", "Fixed since the baseline"]
+        lines.append(tabulate([[sev, i, safe(subj)] for i, subj, sev in b.fixed],
+                              headers=["severity", "finding", "subject"], tablefmt="simple"))
 
     if report.predicted_ndrs:
         lines += ["", "Predicted NDRs (what receivers would answer)"]

@@ -1,0 +1,242 @@
+"""Zone-file overlay: audit a proposed DNS change before it is deployed.
+
+`--zone-file FILE[:ORIGIN]` loads a master file; DnsClient then answers
+every question at or below that zone's origin from the file (NOERROR with
+records, NODATA, NXDOMAIN; CNAMEs followed inside the file and out of it;
+wildcards per RFC 4592) and everything else from real DNS.  Names below a
+delegation in the file (NS records below the apex) go to real DNS too: the
+child zone is not part of the change.
+
+The origin is `:ORIGIN` when given, else the file's `$ORIGIN`, else the owner
+of an absolute SOA record, else the file name minus `.zone`.
+
+Answers from a file are never DNSSEC-authenticated: a proposed change has
+no signatures yet.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import dns.exception
+import dns.name
+import dns.rdataclass
+import dns.rdatatype
+import dns.zone
+
+from deliverck.errors import UsageError
+
+MAX_CNAME_CHAIN = 16
+
+
+@dataclass(frozen=True)
+class ZoneFileSpec:
+    path: str
+    origin: str = ""          # "" = from the file (see the module docstring)
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.origin}" if self.origin else self.path
+
+
+def parse_zone_file_option(text: str) -> ZoneFileSpec:
+    """`FILE` or `FILE:ORIGIN` (the part after the last colon, when it has no slash)."""
+    path, origin = text, ""
+    if ":" in text:
+        head, tail = text.rsplit(":", 1)
+        if head and "/" not in tail:
+            path, origin = head, tail.strip()
+    if not path:
+        raise UsageError(f"--zone-file {text!r}: give a zone file as FILE or FILE:ORIGIN")
+    if origin:
+        try:
+            dns.name.from_text(origin.rstrip(".") + ".")
+        except dns.exception.DNSException as e:
+            raise UsageError(f"--zone-file {text!r}: {origin!r} is not a zone origin ({e})") from None
+    return ZoneFileSpec(path, origin)
+
+
+@dataclass(frozen=True)
+class Step:
+    """What the file says about one (name, type)."""
+
+    kind: str                 # "ok" | "nodata" | "nxdomain" | "cname" | "network"
+    records: tuple = ()
+    ttl: int = 0
+    target: str = ""          # for "cname": where to go next
+    source: str = ""          # "zone-file:<path>"
+
+
+class LoadedZone:
+    def __init__(self, zone: dns.zone.Zone, path: str) -> None:
+        self.zone = zone
+        self.origin = zone.origin
+        self.path = path
+        self.source = f"zone-file:{path}"
+        names = list(zone.nodes.keys())
+        # Every name that exists, empty non-terminals included (RFC 4592 2.2.2).
+        self._exists: set[dns.name.Name] = set()
+        for n in names:
+            while n.is_subdomain(self.origin):
+                if n in self._exists:
+                    break
+                self._exists.add(n)
+                if n == self.origin:
+                    break
+                n = n.parent()
+        self._cuts = {n for n in names if n != self.origin and zone.get_rdataset(n, dns.rdatatype.NS) is not None}
+
+    def covers(self, name: dns.name.Name) -> bool:
+        return name.is_subdomain(self.origin)
+
+    def answer(self, name: dns.name.Name, rdtype: int) -> Step:
+        # Below a delegation in the file: the child zone answers, from real DNS.
+        n = name
+        while n != self.origin:
+            if n in self._cuts and not (n == name and rdtype == dns.rdatatype.DS):
+                return Step("network")
+            n = n.parent()
+        node_name = name
+        if name not in self._exists:
+            # RFC 4592: the closest encloser's wildcard, if it has one.
+            encloser = name.parent()
+            while encloser not in self._exists:
+                encloser = encloser.parent()
+            wild = dns.name.Name((b"*",) + encloser.labels)
+            if wild not in self._exists:
+                return Step("nxdomain", source=self.source)
+            node_name = wild
+        rds = self.zone.get_rdataset(node_name, rdtype)
+        if rds is not None:
+            return Step("ok", tuple(rds), rds.ttl, source=self.source)
+        if rdtype != dns.rdatatype.CNAME:
+            cname = self.zone.get_rdataset(node_name, dns.rdatatype.CNAME)
+            if cname is not None:
+                return Step("cname", ttl=cname.ttl, target=cname[0].target.to_text(), source=self.source)
+        return Step("nodata", source=self.source)
+
+
+class Overlay:
+    def __init__(self, zones: Sequence[LoadedZone]) -> None:
+        # Deepest origin first: a file for sub.example.com wins over example.com.
+        self.zones = sorted(zones, key=lambda z: -len(z.origin.labels))
+
+    def __bool__(self) -> bool:
+        return bool(self.zones)
+
+    def zone_for(self, name: str | dns.name.Name) -> LoadedZone | None:
+        n = name if isinstance(name, dns.name.Name) else _name(name)
+        if n is None:
+            return None
+        return next((z for z in self.zones if z.covers(n)), None)
+
+    def answer(self, name: str, rdtype: str) -> Step | None:
+        """The file's answer, or None when real DNS must answer."""
+        n = _name(name)
+        z = self.zone_for(n) if n is not None else None
+        if z is None:
+            return None
+        try:
+            t = dns.rdatatype.from_text(rdtype)
+        except dns.exception.DNSException:
+            return None
+        step = z.answer(n, t)
+        return None if step.kind == "network" else step
+
+    def describe(self) -> list[dict]:
+        return [{"path": z.path, "origin": z.origin.to_text(omit_final_dot=True) or "."} for z in self.zones]
+
+
+def _name(text: str) -> dns.name.Name | None:
+    try:
+        return dns.name.from_text(text.rstrip(".") + ".") if text not in ("", ".") else dns.name.root
+    except dns.exception.DNSException:
+        return None
+
+
+_LINE = re.compile(r"^.*?:(\d+): (.*)$", re.S)
+
+
+def load_zone_file(spec: ZoneFileSpec) -> LoadedZone:
+    """Read and parse one file; UsageError (one line, with the line number) when it cannot be used."""
+    label = f"--zone-file {spec.path}"
+    p = Path(spec.path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except IsADirectoryError:
+        raise UsageError(f"{label}: is a directory, not a zone file") from None
+    except OSError as e:
+        raise UsageError(f"{label}: cannot be read ({e.strerror or e})") from None
+    except UnicodeDecodeError as e:
+        raise UsageError(f"{label}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    origin = _origin(spec, text, p)
+    try:
+        zone = dns.zone.from_text(text, origin=origin, relativize=False, filename=spec.path)
+    except dns.exception.SyntaxError as e:
+        m = _LINE.match(str(e))
+        where = f"line {m.group(1)}: {_one_line(m.group(2))}" if m else _one_line(str(e))
+        raise UsageError(f"{label}: {where}") from None
+    except (dns.zone.NoSOA, dns.zone.NoNS) as e:
+        what = "SOA" if isinstance(e, dns.zone.NoSOA) else "NS"
+        raise UsageError(f"{label}: the zone has no {what} record at its origin {_text(origin)} "
+                         "(give the origin as FILE:ORIGIN if it is another one)") from None
+    except dns.zone.UnknownOrigin:
+        raise UsageError(f"{label}: cannot tell the zone's origin: give it as {spec.path}:ORIGIN, "
+                         "add $ORIGIN, or name the file ORIGIN.zone") from None
+    except (dns.exception.DNSException, ValueError) as e:
+        raise UsageError(f"{label}: {_one_line(str(e)) or type(e).__name__}") from None
+    return LoadedZone(zone, spec.path)
+
+
+def _origin(spec: ZoneFileSpec, text: str, path: Path) -> dns.name.Name | None:
+    if spec.origin:
+        return dns.name.from_text(spec.origin.rstrip(".") + ".")
+    m = re.search(r"^\$ORIGIN[ \t]+(\S+)", text, re.M)
+    if m:
+        return None                       # dnspython takes the first $ORIGIN
+    soa = re.search(r"^(\S+\.)[ \t]+(?:[^;\n]*?[ \t])?SOA[ \t]", text, re.M | re.I)
+    if soa:
+        try:
+            return dns.name.from_text(soa.group(1))
+        except dns.exception.DNSException:
+            pass
+    stem = path.name[: -len(".zone")] if path.name.endswith(".zone") else ""
+    if stem:
+        try:
+            return dns.name.from_text(stem.rstrip(".") + ".")
+        except dns.exception.DNSException:
+            pass
+    return None
+
+
+def load_overlay(specs: Sequence[ZoneFileSpec]) -> Overlay:
+    zones = [load_zone_file(s) for s in specs]
+    seen: dict[dns.name.Name, str] = {}
+    for z in zones:
+        if z.origin in seen:
+            raise UsageError(f"--zone-file {z.path}: zone {_text(z.origin)} is already given by {seen[z.origin]}")
+        seen[z.origin] = z.path
+    return Overlay(zones)
+
+
+def _text(origin) -> str:
+    return origin.to_text(omit_final_dot=True) if origin is not None else "(unknown)"
+
+
+def _one_line(s: str) -> str:
+    return " ".join(s.split())[:300]
+
+
+def skip_reason(client, names: Sequence[str], check: str) -> str:
+    """Why `check` (dnssec, dane) cannot judge names answered from a zone file, or ""."""
+    overlay = getattr(client, "overlay", None)
+    if not overlay:
+        return ""
+    for n in names:
+        z = overlay.zone_for(n) if n else None
+        if z is not None:
+            return (f"{n} is answered from the zone file {z.path} (--zone-file): the proposed data is unsigned, "
+                    f"so {check} is not judged; audit the signed zone after deployment")
+    return ""

@@ -1,0 +1,77 @@
+"""JUnit XML for CI systems: one <testsuite> for the target, one <testcase> per check.
+
+A failing check is a <failure>, a check that could not complete an <error>,
+a skipped one <skipped>.  Built with ElementTree, so markup in remote text is
+escaped; control characters (which XML 1.0 cannot carry at all) are escaped
+first with `safe()`.  With --baseline only new findings fail a test case.
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+
+from deliverck.baseline import shown_findings
+from deliverck.model import Report, Severity, Status
+from deliverck.report.escape import safe
+
+
+def _finding_text(f) -> str:
+    sev = "could-not-check" if f.inconclusive else f.severity.to_text()
+    lines = [f"[{sev}] {f.id} {safe(f.subject)}: {safe(f.summary)}", f"  fix ({f.owner.value}): {safe(f.fix)}"]
+    lines += [f"  seen: {safe(e)}" for e in f.evidence]
+    return "\n".join(lines)
+
+
+def render(report: Report, opts) -> str:
+    t = report.target
+    label = safe(t.name or t.ip)
+    counted = lambda s: sum(1 for c in report.checks if c.status is s)  # noqa: E731
+    suite = ET.Element("testsuite", {
+        "name": f"deliverck {label}",
+        "tests": str(len(report.checks)),
+        "failures": str(counted(Status.FAIL)),
+        "errors": str(counted(Status.ERROR)),
+        "skipped": str(counted(Status.SKIPPED)),
+        "time": f"{report.duration_ms / 1000:.3f}",
+        "timestamp": report.started,
+    })
+    props = ET.SubElement(suite, "properties")
+    facts = [("verdict", report.verdict.value), ("exit_code", str(report.exit_code)),
+             ("fail_on", report.fail_on.to_text()), ("resolvers", ", ".join(report.resolvers))]
+    facts += [("zone_file", f"{p} ({o})") for p, o in report.zone_files]
+    if report.baseline is not None:
+        b = report.baseline
+        facts += [("baseline", b.path), ("baseline_new", str(len(b.new))),
+                  ("baseline_fixed", str(len(b.fixed))), ("baseline_unchanged", str(len(b.unchanged)))]
+    for name, value in facts:
+        ET.SubElement(props, "property", {"name": name, "value": safe(value)})
+
+    shown = {id(f) for _c, f in shown_findings(report)}
+    for c in report.checks:
+        case = ET.SubElement(suite, "testcase", {
+            "name": c.id, "classname": f"deliverck.{label}", "time": f"{c.duration_ms / 1000:.3f}",
+        })
+        findings = [f for f in c.findings if id(f) in shown]
+        if c.status is Status.SKIPPED:
+            ET.SubElement(case, "skipped", {"message": safe(c.reason)})
+        elif c.status is Status.FAIL:
+            bad = [f for f in findings if not f.inconclusive and f.severity >= report.fail_on]
+            el = ET.SubElement(case, "failure", {
+                "message": "; ".join(f"{f.id} {safe(f.subject)}: {safe(f.summary)}" for f in bad)[:1000],
+                "type": max(f.severity for f in bad).to_text() if bad else "error",
+            })
+            el.text = "\n".join(_finding_text(f) for f in bad)
+        elif c.status is Status.ERROR:
+            bad = [f for f in findings if f.inconclusive]
+            el = ET.SubElement(case, "error", {"message": safe(c.reason)[:1000], "type": "could-not-check"})
+            el.text = "\n".join(_finding_text(f) for f in bad)
+        failing = {id(f) for f in findings if c.status is Status.FAIL and not f.inconclusive
+                   and f.severity >= report.fail_on} | {id(f) for f in findings if f.inconclusive}
+        rest = [f for f in findings if id(f) not in failing and (f.severity > Severity.INFO or opts.verbose)]
+        if rest:
+            ET.SubElement(case, "system-out").text = "\n".join(_finding_text(f) for f in rest)
+    if report.baseline is not None and report.baseline.fixed:
+        ET.SubElement(suite, "system-out").text = "fixed since the baseline:\n" + "\n".join(
+            f"  {i} {safe(s)} ({sev})" for i, s, sev in report.baseline.fixed)
+    ET.indent(suite)
+    return ET.tostring(suite, encoding="unicode", xml_declaration=True) + "\n"
