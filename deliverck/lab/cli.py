@@ -48,6 +48,18 @@ def run_cmd(
     raise typer.Exit(run(_command(command), zone_dirs=zone_dir or (), dns_latency_ms=dns_latency))
 
 
+@lab_app.command("bounces")
+def bounces_cmd(
+    outdir: Path = typer.Argument(..., help="Directory for the DSN .eml files and labels.toml."),
+) -> None:
+    """Make real bounces in a fresh lab: a sending Postfix delivers test messages to lab servers that
+    fail on purpose; write each DSN as OUTDIR/<case>.eml plus OUTDIR/labels.toml.  Lab-only: the
+    test messages never leave the lab's network namespace (deliverck itself never sends mail)."""
+    from deliverck.lab import run
+
+    raise typer.Exit(run([sys.executable, "-m", "deliverck.lab.bounces", str(outdir.resolve())]))
+
+
 @lab_app.command("scenarios")
 def scenarios_cmd() -> None:
     """List the built-in scenarios: domain and what it exhibits."""

@@ -209,11 +209,14 @@ def write_certificates(d: Path, manifest: m.Manifest) -> None:
                             key_kind=p.cert_key, signature=p.cert_signature)
 
 
-def write_postfix(d: Path, manifest: m.Manifest) -> None:
+def write_postfix(d: Path, manifest: m.Manifest, scenarios: Sequence[Scenario] = ()) -> None:
+    by_name = {s.name: s for s in scenarios}
     for s in manifest.scenarios:
         for p in s.smtp:
             if p.behaviour == "postfix" and s.unavailable is None:
-                postfix.write_instance(d, p.address, p.hostname, s.domain, p.starttls, p.cert_file, key_file(p))
+                options = dict(by_name[s.name].peer(p.address).postfix) if s.name in by_name else {}
+                postfix.write_instance(d, p.address, p.hostname, s.domain, p.starttls, p.cert_file, key_file(p),
+                                       options)
 
 
 def write_kdcs(d: Path, manifest: m.Manifest) -> None:
@@ -258,7 +261,7 @@ def prepare(d: Path, zone_dirs: Sequence[Path] = (), dns_latency_ms: int = 0,
     (d / "zones").mkdir(parents=True, exist_ok=True)
     for lz in tree.served():
         (d / "zones" / zones.file_name(lz.origin)).write_text(zones.zone_text(lz.zone), encoding="utf-8")
-    write_postfix(d, manifest)
+    write_postfix(d, manifest, scenarios)
     write_kdcs(d, manifest)
     for a in manifest.lo_addresses:
         assert is_documentation(a), a      # nothing else ever goes onto lo

@@ -40,7 +40,7 @@ BEHAVIOURS = ("smtp", "postfix", "http", "close", "filtered")
 TLS_VERSIONS = ("modern", "legacy")
 RELAY = ("denied", "open")
 PEER_KEYS = ("behaviour", "hostname", "greeting", "greeting_delay", "starttls", "tls_versions", "cert",
-             "cert_names", "cert_key", "cert_signature", "relay", "ports", "clock_offset")
+             "cert_names", "cert_key", "cert_signature", "relay", "ports", "clock_offset", "postfix")
 DATE_PLACEHOLDER = "{date}"       # in a greeting: the peer's RFC 5322 date-time at each connection
 KDC_BEHAVIOURS = ("mit", "filtered", "refused")
 KDC_KEYS = ("behaviour", "realm", "clock_offset", "kpasswd", "principals")
@@ -74,6 +74,7 @@ class PeerSpec:
     relay: str = "denied"               # open: RCPT TO any domain gets 250
     ports: tuple[int, ...] = (25,)      # 465 is implicit TLS; 25 and 587 offer STARTTLS
     clock_offset: float = 0.0           # seconds added to the clock behind {date} in the greeting
+    postfix: tuple[tuple[str, str], ...] = ()   # postfix only: extra main.cf parameters (restrictions, limits)
 
 
 @dataclass(frozen=True)
@@ -122,6 +123,18 @@ def _peer_spec(data: dict, source: str, where: str, base: PeerSpec = PeerSpec())
             value = _strs(data, key, source)
             if not value:
                 raise LabUnavailable(f"scenario {source}: {where}.cert_names must not be empty")
+        if key == "postfix":
+            from deliverck.lab.postfix import PARAMETER, PROTECTED
+
+            if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+                raise LabUnavailable(f"scenario {source}: {where}.postfix must be a table of main.cf "
+                                     "parameter = \"value\"")
+            bad = sorted(k for k in value if k in PROTECTED or not PARAMETER.match(k))
+            if bad:
+                raise LabUnavailable(f"scenario {source}: {where}.postfix cannot set {bad}")
+            if any("\n" in v for v in value.values()):
+                raise LabUnavailable(f"scenario {source}: {where}.postfix values must be one line")
+            value = tuple(sorted(value.items()))
         if key == "ports":
             if (not isinstance(value, list) or not value
                     or not all(isinstance(p, int) and not isinstance(p, bool) and p in (25, 465, 587) for p in value)):
@@ -135,6 +148,8 @@ def _peer_spec(data: dict, source: str, where: str, base: PeerSpec = PeerSpec())
                            "ports", "clock_offset") if getattr(spec, k) != getattr(plain, k)]
         if odd:
             raise LabUnavailable(f"scenario {source}: {where}: a postfix peer cannot set {odd}")
+    elif spec.postfix:
+        raise LabUnavailable(f"scenario {source}: {where}.postfix is for behaviour = \"postfix\" peers only")
     elif spec.clock_offset and DATE_PLACEHOLDER not in (spec.greeting or ""):
         raise LabUnavailable(f"scenario {source}: {where}.clock_offset needs a greeting with {DATE_PLACEHOLDER}")
     return spec
