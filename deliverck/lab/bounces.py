@@ -96,6 +96,13 @@ CASES: tuple[Case, ...] = (
     Case("host-unknown", "postmaster@nxdomain.test", "host_unknown", "5.4.4",
          "Host or domain name not found",
          "the recipient domain does not exist (NXDOMAIN from test.; scenario nxdomain)"),
+    Case("null-mx", "postmaster@null-mx.test", "no_mail_accepted", "5.1.0",
+         "Domain null-mx.test does not accept mail (nullMX)",
+         "the recipient domain publishes a null MX (MX 0 .; RFC 7505; scenario null-mx)"),
+    Case("greeting-554", "postmaster@greeting-554.test", "no_mail_accepted", "4.0.0",
+         "smtp; 554 No SMTP service here",
+         "the MX greets with 554 No SMTP service here (scenario greeting-554); Postfix treats a 5xx "
+         "greeting as temporary (smtp_skip_5xx_greeting) and tried once"),
     Case("connection-refused", "postmaster@smtp-refused.test", "network", "4.4.1",
          "Connection refused",
          "nothing listens on port 25 of the MX address (scenario smtp-refused); temporary, tried once"),
