@@ -237,6 +237,7 @@ class DaneCtx:
         from deliverck.context import HostAddresses, MailAddress
         from deliverck.net.dns import DnsAnswer, Outcome
         self.config = types.SimpleNamespace()
+        self.dns_client = types.SimpleNamespace(overlay=None)     # no --zone-file
         self.target = types.SimpleNamespace(is_ip=False, name="example.test", label="example.test")
         self.tlsa = tlsa                       # name -> DnsAnswer
         self.asked = []
