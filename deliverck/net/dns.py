@@ -175,7 +175,7 @@ class SharedCache:
     however many targets a run has.
     """
 
-    def __init__(self, max_entries: int = 20_000, max_ttl: float = 600.0) -> None:
+    def __init__(self, max_entries: int = 5_000, max_ttl: float = 600.0) -> None:
         self.max_entries = max_entries
         self.max_ttl = max_ttl
         self._entries: collections.OrderedDict[tuple[str, str], tuple[asyncio.Future, float]] = \

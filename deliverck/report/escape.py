@@ -15,6 +15,8 @@ _BIDI = {"\u061c", "\u200e", "\u200f", *map(chr, range(0x202A, 0x202F)), *map(ch
 
 def safe(text: object) -> str:
     s = str(text)
+    if s.isascii() and s.isprintable():      # the common case: nothing to escape (tab is not printable)
+        return s
     out = []
     for ch in s:
         o = ord(ch)
