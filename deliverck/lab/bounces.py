@@ -123,30 +123,10 @@ CASES: tuple[Case, ...] = (
 # The sender's services: no inet listener (an SMTP peer owns port 25 of its address), local
 # pickup from `sendmail`, the smtp client, virtual(8) for the bounces, and `badhelo`: the smtp
 # client greeting with a name that is not fully qualified.
-SENDER_MASTER_CF = f"""\
-pickup    unix  n       -       n       60      1       pickup
-cleanup   unix  n       -       n       -       0       cleanup
-qmgr      unix  n       -       n       300     1       qmgr
-tlsmgr    unix  -       -       n       1000?   1       tlsmgr
-rewrite   unix  -       -       n       -       -       trivial-rewrite
-bounce    unix  -       -       n       -       0       bounce
-defer     unix  -       -       n       -       0       bounce
-trace     unix  -       -       n       -       0       bounce
-verify    unix  -       -       n       -       1       verify
-flush     unix  n       -       n       1000?   0       flush
-proxymap  unix  -       -       n       -       -       proxymap
-smtp      unix  -       -       n       -       -       smtp
-relay     unix  -       -       n       -       -       smtp
-error     unix  -       -       n       -       -       error
-retry     unix  -       -       n       -       -       error
-discard   unix  -       -       n       -       -       discard
-virtual   unix  -       n       n       -       -       virtual
-anvil     unix  -       -       n       -       1       anvil
-scache    unix  -       -       n       -       1       scache
-postlog   unix-dgram n  -       n       -       1       postlogd
-badhelo   unix  -       -       n       -       -       smtp
-  -o smtp_helo_name={BAD_HELO}
-"""
+SENDER_MASTER_CF = (postfix.COMMON_SERVICES
+                    + "virtual   unix  -       n       n       -       -       virtual\n"
+                    + "badhelo   unix  -       -       n       -       -       smtp\n"
+                    + f"  -o smtp_helo_name={BAD_HELO}\n")
 
 
 def sender_main_cf(d: Path, address: str, ca_file: str | None) -> str:

@@ -23,8 +23,8 @@ PACKAGE = "postfix"
 REJECT_DATA = "reject"        # 554 to DATA, like every lab peer
 
 # The services a Postfix with no local delivery still starts; no chroot (nothing to copy in).
-MASTER_CF = """\
-smtp      inet  n       -       n       -       -       smtpd
+# The services every lab Postfix starts (order does not matter in master.cf); no chroot.
+COMMON_SERVICES = """\
 pickup    unix  n       -       n       60      1       pickup
 cleanup   unix  n       -       n       -       0       cleanup
 qmgr      unix  n       -       n       300     1       qmgr
@@ -41,11 +41,13 @@ relay     unix  -       -       n       -       -       smtp
 error     unix  -       -       n       -       -       error
 retry     unix  -       -       n       -       -       error
 discard   unix  -       -       n       -       -       discard
-local     unix  -       n       n       -       -       local
 anvil     unix  -       -       n       -       1       anvil
 scache    unix  -       -       n       -       1       scache
 postlog   unix-dgram n  -       n       -       1       postlogd
 """
+
+MASTER_CF = ("smtp      inet  n       -       n       -       -       smtpd\n" + COMMON_SERVICES
+             + "local     unix  -       n       n       -       -       local\n")
 
 
 def tool(name: str) -> str | None:
