@@ -52,7 +52,7 @@ def render_checks(fmt: str) -> str:
 
     def short(key: str) -> str:
         e = catalog.get(key)
-        return f"{e.system} {e.status or e.code or '-'}" if e else key
+        return f"{e.system} {e.status_label or e.code or '-'}" if e else key
 
     if fmt == "json":
         return json.dumps({"schema": "deliverck.checks/1", "checks": data}, indent=2) + "\n"
@@ -95,7 +95,7 @@ def _markdown(data: list[dict]) -> str:
             ndrs = []
             for key in f["ndr"]:
                 e = catalog.get(key)
-                ndrs.append(f"{e.system} {e.code} {e.status}" if e else key)
+                ndrs.append(f"{e.system} {e.code} {e.status_label}" if e else key)
             lines.append(
                 f"| `{f['id']}` | {_sev(f)} | {f['direction']} | {f['owner']} | {_cell('; '.join(ndrs)) or '-'} |"
             )
