@@ -14,7 +14,10 @@ import sys
 
 from deliverck.lab.manifest import current
 
-SHOWN = ("good", "no-ptr", "expired-cert", "helo-bare", "slow")
+SHOWN = ("good", "no-ptr", "expired-cert", "helo-bare", "kerberos-skew", "slow")
+# A bounce as an admin receives it, explained (exit 0: explained).
+BOUNCE = ("550 5.7.25 [203.0.113.7] The IP address sending this message does not have a PTR record "
+          "setup, or the corresponding forward DNS entry does not point to the sending IP.")
 EXIT = {"pass": 0, "fail": 1, "incomplete": 3}
 
 
@@ -31,6 +34,11 @@ def main() -> int:
         print(f"[exit {rc}]\n", flush=True)
         if rc != EXIT[sc.expect.verdict]:
             wrong.append(f"{sc.domain}: exit {rc}, expected {EXIT[sc.expect.verdict]}")
+    print(f"$ deliverck explain '{BOUNCE}'", flush=True)
+    rc = subprocess.run([sys.executable, "-m", "deliverck", "explain", BOUNCE]).returncode
+    print(f"[exit {rc}]\n", flush=True)
+    if rc != 0:
+        wrong.append(f"explain: exit {rc}, expected 0")
     print("Try your own: deliverck lab run -- deliverck <scenario>.test   "
           "(scenarios: deliverck lab scenarios)")
     if wrong:
