@@ -236,7 +236,7 @@ async def run_items(items: Iterable[Item], out: IO[str], concurrency: int,
             out.write(line)
             out.flush()
             counts[verdict or "error"] += 1
-            if progress:
+            if progress is not None:
                 progress.update(verdict)
         finally:
             sem.release()

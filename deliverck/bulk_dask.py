@@ -20,11 +20,22 @@ from deliverck.bulk import Item, Progress, run_items
 from deliverck.errors import UsageError
 
 
-def audit_chunk(items: list[Item], concurrency: int) -> str:
-    """Runs on a worker: audit the chunk, return its JSON lines."""
+class _Verdicts:
+    """Collects each target's verdict (None: error) in the shape of Progress.update."""
+
+    def __init__(self) -> None:
+        self.seen: list[str | None] = []
+
+    def update(self, verdict: str | None) -> None:
+        self.seen.append(verdict)
+
+
+def audit_chunk(items: list[Item], concurrency: int) -> tuple[str, list[str | None]]:
+    """Runs on a worker: audit the chunk, return its JSON lines and their verdicts."""
     buf = io.StringIO()
-    asyncio.run(run_items(items, buf, concurrency))
-    return buf.getvalue()
+    verdicts = _Verdicts()
+    asyncio.run(run_items(items, buf, concurrency, verdicts))
+    return buf.getvalue(), verdicts.seen
 
 
 def _client(address: str):
@@ -47,8 +58,6 @@ def _client(address: str):
 
 def run_on_dask(items: Iterable[Item], out: IO[str], address: str, concurrency: int,
                 chunk_size: int = 100, progress: Progress | None = None) -> dict[str, int]:
-    import json
-
     from dask.distributed import as_completed
 
     client, cluster = _client(address)
@@ -60,16 +69,14 @@ def run_on_dask(items: Iterable[Item], out: IO[str], address: str, concurrency: 
         for chunk in itertools.islice(chunks, 2 * threads):
             running.add(client.submit(audit_chunk, chunk, concurrency, pure=False))
         for future in running:
-            text = future.result()
+            text, verdicts = future.result()
             future.release()
-            for line in text.splitlines(keepends=True):
-                out.write(line)
-                doc = json.loads(line)
-                verdict = doc["report"]["verdict"] if doc.get("report") else None
-                counts[verdict or "error"] += 1
-                if progress:
-                    progress.update(verdict)
+            out.write(text)
             out.flush()
+            for verdict in verdicts:
+                counts[verdict or "error"] += 1
+                if progress is not None:
+                    progress.update(verdict)
             nxt = next(chunks, None)
             if nxt:
                 running.add(client.submit(audit_chunk, nxt, concurrency, pure=False))

@@ -180,7 +180,6 @@ class SharedCache:
         self.max_ttl = max_ttl
         self._entries: collections.OrderedDict[tuple[str, str], tuple[asyncio.Future, float]] = \
             collections.OrderedDict()
-        self.hits = 0
 
     def get(self, key: tuple[str, str]) -> asyncio.Future | None:
         entry = self._entries.get(key)
@@ -191,7 +190,6 @@ class SharedCache:
             del self._entries[key]
             return None
         self._entries.move_to_end(key)
-        self.hits += 1
         return task
 
     def holds(self, key: tuple[str, str], task: asyncio.Future) -> bool:
