@@ -6,7 +6,7 @@ import os
 import re
 from typing import Iterator
 
-from deliverck.explain import formats, reader, systems
+from deliverck.explain import evidence, formats, reader, systems
 from deliverck.explain.classify import classify
 from deliverck.explain.mime import parse_message
 from deliverck.explain.model import Attempt, Bounce, Explanation, Party
@@ -16,40 +16,106 @@ MAX_TEXT_ARG = 1024 * 1024
 MAX_DIR_DEPTH = 16
 
 
-def parse_text(text: str) -> Bounce:
-    """Pasted input: a status code, a reply line, DSN fields, a bounce's text, or anything else."""
-    t = normalise_garbled(text.strip())[:MAX_TEXT_ARG]
+SHORT_REPLY = 500        # characters: a whole input this short may be a reply's text without its code
+SHORT_LINES = 3
+
+
+def parse_text(text: str, explicit: bool = True) -> Bounce:
+    """Pasted input: a status code, a reply line, DSN fields, a bounce's text, or anything else.
+
+    explicit: the text was handed to explain on its own (argument, stdin, a file named on the
+    command line), so a short text may be a reply quoted without its code; directory triage
+    passes False and needs a code, DSN fields or bounce wording."""
+    t = normalise_garbled(text.strip()[:MAX_TEXT_ARG])   # cut first: normalising is the costly part
     b = Bounce(kind="text", text=t)
     if is_status(t):
-        b.kind, b.format = "status", "status"
+        b.kind, b.format, b.evidence = "status", "status", "an enhanced status code given on its own"
         b.attempts = [Attempt(status=t, source="argument")]
+        if t[0] == "2":
+            b.reject("success_reply", f"{t} is a success status (RFC 3463 class 2), not a delivery failure")
         return b
-    one_line = "\n" not in t.strip()
-    code, status, rest = formats.parse_reply(t)
-    if (code or status) and (one_line or not formats.detected_format(t)):
-        if one_line or len(t) < 2000:
-            b.kind, b.format = "reply", "reply"
-            b.attempts = [Attempt(code=code, status=status, diagnostic=rest, recipient=formats.first_addr(rest), source="argument")]
-            return b
+    one_line = "\n" not in t
+    code, status, rest = formats.parse_reply(t) if formats.reply_head(t) else (0, "", "")
+    lines = t.count("\n") + 1
+    if (code or status) and (one_line or (len(t) < 2000 and not formats.detected_format(t) and (
+            (code and (status or formats.all_reply_lines(t, code))) or lines <= SHORT_LINES))):
+        b.kind, b.format, b.evidence = "reply", "reply", "an SMTP reply given on its own"
+        b.attempts = [Attempt(code=code, status=status, diagnostic=rest, recipient=formats.first_addr(rest), source="argument")]
+        if not evidence.is_failure(code, status):
+            b.reject("success_reply", f"{code or status} is a success reply, not a delivery failure")
+        return b
     blocks = formats.field_blocks(t)
-    if any(n.lower() in ("final-recipient", "diagnostic-code", "action") for blk in blocks for n, _ in blk):
+    if formats.has_dsn_fields(blocks):
         pm, atts = formats.dsn_attempts(blocks)
         if atts:
-            b.format = "rfc3464-text"
+            b.format, b.evidence = "rfc3464-text", "delivery-status fields (RFC 3464)"
             b.attempts = atts
             b.reporting_mta = formats._typed(pm.get("reporting-mta", ""))
+            if not any(formats.failed(a) for a in atts):
+                b.reject("delivered", "a delivery report whose recipients were all " + _actions(atts) + ", not a failure")
             return b
+    kind = evidence.data_format(t)
+    if kind:
+        return b.reject("data", f"{_a(kind)} document, not a message or a bounce text")
+    kind = evidence.document_kind(t)
+    if kind:
+        what = "program source or a patch" if kind == "source" else "a document (Markdown, HTML, XML or an RFC)"
+        return b.reject(kind, f"{what}: replies or bounce sentences quoted in it are examples, not a bounce")
     human = formats.cut_original(t)
     fmt, atts, info = formats.extract(human)
+    atts = [a for a in atts if formats.substantive(a)]
     if atts:
-        b.format, b.attempts = fmt, atts
+        b.format, b.attempts, b.evidence = fmt, atts, f"the {fmt} bounce format"
         b.reporting_mta = info.get("reporting_mta", "")
         for a in atts:
             a.action = a.action or info.get("action", "")
         return b
     b.format = "text"
-    b.attempts = formats.generic(human)
-    return b
+    b.attempts, where = formats.generic(human)
+    if b.attempts:
+        b.evidence = where
+        return b
+    said = evidence.wording(human)
+    if said:
+        b.attempts, b.evidence = [formats.text_attempt(human)], f"bounce wording ({said[:60]!r})"
+        return b
+    if explicit and len(t) <= SHORT_REPLY and t.count("\n") < SHORT_LINES and _reply_words(t):
+        b.attempts, b.evidence = [formats.text_attempt(t)], "a reply's wording given on its own"
+        return b
+    if evidence.first_reply(human):
+        return b.reject("success_reply", "only success replies (2xx) in it, no failure")
+    if evidence.is_log(t):
+        return b.reject("log", "a log with no SMTP reply of a failed delivery (4xx/5xx) in it")
+    kind = evidence.data_format(t, loose=True)
+    if kind:
+        return b.reject("data", f"{_a(kind)} document, not a message or a bounce text")
+    return b.reject("text", "no SMTP reply, no delivery-status fields and no bounce wording in it")
+
+
+def _a(word: str) -> str:
+    return ("an " if word[:1] in "AEIOU" else "a ") + word
+
+
+def _actions(atts: list[Attempt]) -> str:
+    return "/".join(dict.fromkeys(a.action or "delivered" for a in atts))
+
+
+# Words of refusal that a reply's text has and a note or a title does not.
+_REFUSAL_RE = re.compile(r"\b(?:reject\w*|den(?:y|ied)|refus\w*|unknown|not (?:found|exist\w*|allowed|permitted|accepted|authori[sz]ed)|"
+                         r"does(?:n't| not) exist|no such|invalid|fail\w*|exceed\w*|over quota|full|disabled|inactive|suspended|"
+                         r"block\w*|banned|unavailable|unable|cannot|can'?t|timed? ?out|unreachable|too (?:many|large|big|long)|"
+                         r"limit\w*|deferred|expired|out of range|unrouteable|blacklist\w*|listed)\b", re.I)
+
+
+def _reply_words(text: str) -> bool:
+    """The whole (short) text reads as a reply's words: an NDR catalog wording, or a rule of
+    rules.toml together with a word of refusal ("Kerberos notes" is neither)."""
+    from deliverck.explain.classify import catalog_match
+    from deliverck.explain.rules import load
+
+    if catalog_match(Attempt(diagnostic=text)) is not None:
+        return True
+    return load().first(text) is not None and bool(_REFUSAL_RE.search(text))
 
 
 def _domain(addr: str) -> str:
@@ -134,6 +200,8 @@ def identify(b: Bounce, e: Explanation) -> None:
 
 def explain_bounce(b: Bounce, source: str, index: int = 0) -> Explanation:
     e = Explanation(source=source, index=index, bounce=b)
+    if b.not_bounce:
+        return e        # nothing to classify: no category, no systems
     human = b.text if b.kind == "message" else ""
     attempts = b.attempts or [Attempt(source="none")]
     # failures first: a delivered or relayed recipient in a DSN explains nothing
@@ -167,11 +235,11 @@ def _retried(b: Bounce, a: Attempt) -> float | None:
     return max((end - start).total_seconds(), 0.0)
 
 
-def explain_text(text: str, source: str = "argument") -> Explanation:
-    return explain_bounce(parse_text(text), source)
+def explain_text(text: str, source: str = "argument", explicit: bool = True) -> Explanation:
+    return explain_bounce(parse_text(text, explicit), source)
 
 
-def explain_bytes(data: bytes, source: str, notes: list[str] | None = None) -> list[Explanation]:
+def explain_bytes(data: bytes, source: str, notes: list[str] | None = None, explicit: bool = True) -> list[Explanation]:
     """Every message in data (one, or several in an mbox) explained; bad input gives one Explanation with error."""
     try:
         data, more = reader.sniff(data)
@@ -180,7 +248,7 @@ def explain_bytes(data: bytes, source: str, notes: list[str] | None = None) -> l
     notes = (notes or []) + more
     if not reader.looks_like_message(data):
         text = reader.decode(data)
-        e = explain_text(text, source)
+        e = explain_text(text, source, explicit)
         e.bounce.notes.extend(notes)
         return [e]
     out = []
@@ -188,19 +256,20 @@ def explain_bytes(data: bytes, source: str, notes: list[str] | None = None) -> l
         try:
             b = parse_message(msg)
         except (ValueError, RecursionError) as ex:
-            b = parse_text(reader.decode(msg))
+            b = parse_text(reader.decode(msg), explicit)
             b.notes.append(f"read as plain text: {ex}")
         b.notes[:0] = notes
         out.append(explain_bounce(b, source, i))
     return out
 
 
-def explain_path(path: str, limit: int = reader.MAX_BYTES) -> list[Explanation]:
+def explain_path(path: str, limit: int = reader.MAX_BYTES, explicit: bool = True) -> list[Explanation]:
+    """explicit: the file was named by the user (False in directory triage, see parse_text)."""
     try:
         data, notes = reader.read_file(path, limit)
     except reader.InputError as ex:
         return [Explanation(source=path, error=str(ex))]
-    return explain_bytes(data, path, notes)
+    return explain_bytes(data, path, notes, explicit)
 
 
 def iter_files(root: str) -> Iterator[str]:
@@ -227,6 +296,6 @@ def iter_files(root: str) -> Iterator[str]:
 def iter_directory(root: str, limit: int = reader.MAX_BYTES) -> Iterator[Explanation]:
     for path in iter_files(root):
         try:
-            yield from explain_path(path, limit)
+            yield from explain_path(path, limit, explicit=False)
         except Exception as ex:  # noqa: BLE001 - one bad file never stops the triage of the others
             yield Explanation(source=path, error=f"{path}: could not be read ({type(ex).__name__}: {' '.join(str(ex).split())[:200]})")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 
+from deliverck.explain import evidence
 from deliverck.explain.model import Attempt
 from deliverck.explain.status import find_status, normalise_garbled
 
@@ -40,10 +41,13 @@ def cut_original(text: str) -> str:
     return text[:m.start()] if m else text
 
 
+_TYPE_PREFIX_RE = re.compile(r"^(?:smtp|x-[\w-]+|x-unix|unix|mta|esmtp|dns)\s*;\s*", re.I)
+
+
 def parse_reply(text: str) -> tuple[int, str, str]:
     """'smtp; 550-5.1.1 a\\n 550-5.1.1 b' -> (550, '5.1.1', 'a b'); text without a code -> (0, status?, text)."""
     t = text.strip()
-    t = re.sub(r"^(?:smtp|x-[\w-]+|x-unix|unix|mta|esmtp|dns)\s*;\s*", "", t, flags=re.I)
+    t = _TYPE_PREFIX_RE.sub("", t, count=1)
     t = t.strip().strip("'\"").strip()
     code, status = 0, ""
     m = _REPLY_HEAD_RE.match(t)
@@ -61,7 +65,9 @@ def parse_reply(text: str) -> tuple[int, str, str]:
     if status:
         t = re.sub(rf"^{re.escape(status)}\s+", "", t)
     if not status:
-        status = find_status(t)
+        found = find_status(t)
+        # a status inside the reply's text, of the reply code's class ("550 ... (5.1.1)")
+        status = found if found and (not code or found[0] == str(code)[0]) else ""
     return code, status, t[:MAX_DIAG]
 
 
@@ -115,6 +121,30 @@ def _typed(value: str) -> str:
     return v.strip().strip("<>").strip()
 
 
+ACTIONS = ("failed", "delayed", "delivered", "relayed", "expanded")   # RFC 3464 section 2.3.3
+
+
+def _recipient_block(fields: dict[str, str]) -> bool:
+    """A per-recipient block of a delivery-status report (RFC 3464 section 2.3): a recipient
+    field naming an address, or an Action of RFC 3464 with a Status code.  YAML or config
+    lines that happen to be called "action:" or "status:" are not one."""
+    rcpt = fields.get("final-recipient", "") or fields.get("original-recipient", "")
+    if rcpt and ("@" in rcpt or ";" in rcpt):
+        return True
+    action = unwrap(fields.get("action", "")).lower().split(" ")[0]
+    return action in ACTIONS and bool(re.match(r"\s*[245]\.\d{1,3}\.\d{1,3}", fields.get("status", "")))
+
+
+def has_dsn_fields(blocks: list[list[tuple[str, str]]]) -> bool:
+    for block in blocks:
+        fields: dict[str, str] = {}
+        for name, value in block:
+            fields.setdefault(name.lower(), value)
+        if _recipient_block(fields):
+            return True
+    return False
+
+
 def dsn_attempts(blocks: list[list[tuple[str, str]]]) -> tuple[dict[str, str], list[Attempt]]:
     """Per-message fields (lowercase names) and one Attempt per recipient block."""
     per_message: dict[str, str] = {}
@@ -123,7 +153,7 @@ def dsn_attempts(blocks: list[list[tuple[str, str]]]) -> tuple[dict[str, str], l
         fields = {}
         for name, value in block:
             fields.setdefault(name.lower(), value)
-        if "final-recipient" in fields or "original-recipient" in fields or ("action" in fields and "status" in fields):
+        if _recipient_block(fields):
             diag = fields.get("diagnostic-code", "") or fields.get("x-supplementary-info", "")
             a = _attempt(_typed(fields.get("final-recipient", "") or fields.get("original-recipient", "")), diag, "delivery-status")
             a.original_recipient = _typed(fields.get("original-recipient", ""))
@@ -358,24 +388,113 @@ def _chinese(text: str) -> tuple[list[Attempt], dict]:
     return [a], {}
 
 
-_REPLY_LINE_RE = re.compile(
+# A Postfix log line of a failed delivery (postfix/smtp, local, virtual... : "to=<r>, ... dsn=5.1.1,
+# status=bounced (reason)"): dsn= is the DSN status and the parentheses hold the reason, often
+# "host X said: 550 ...".  Lines with status=sent are not failures.
+_POSTFIX_LOG_RE = re.compile(r"\bto=<([^<>\s]{1,320})>[^\n]{0,600}?\bdsn=([45]\.\d{1,3}\.\d{1,3}),[ \t]*"
+                             r"status=(bounced|deferred|expired|undeliverable)[ \t]*\(([^\n]{1,2000})\)[ \t]*$", re.M)
+
+
+def _postfix_log(text: str) -> Attempt | None:
+    m = _POSTFIX_LOG_RE.search(text)
+    if m is None:
+        return None
+    reason = m.group(4)
+    h = re.search(r"host (\S+?)\[([^\]]*)\] said: (.*?)(?: \(in reply to (.+?) command\))?$", reason)
+    a = _attempt(m.group(1), h.group(3) if h else reason, "postfix-log",
+                 **(dict(remote_mta=h.group(1), remote_ip=h.group(2), command=h.group(4) or "") if h else {}))
+    if not a.status or a.status[0] != m.group(2)[0]:
+        a.status = m.group(2)
+    if m.group(3) == "deferred":
+        a.action = "delayed"
+    elif m.group(3) in ("bounced", "expired", "undeliverable"):
+        a.action = "failed"
+    return a
+
+
+def generic(text: str) -> tuple[list[Attempt], str]:
+    """No known format: a Postfix log line of a failed delivery, the first failure reply in reply
+    context (evidence.py), else an enhanced status where bounces put one; ([], "") when the text
+    holds none.  A status code or a reply code anywhere else (a version, a date, a section
+    number) is not read."""
+    a = _postfix_log(text)
+    if a is not None:
+        return [a], "a Postfix log line of a failed delivery (dsn=, status=)"
+    r = evidence.first_failure(text)
+    if r is not None:
+        code, status, rest = parse_reply(r.text)
+        code, status = code or r.code, status or r.status
+        if code and not status and len(rest) < 3:
+            r = None
+        else:
+            where = f"an SMTP reply after {r.where!r}" if r.where not in ("line start", "#") else (
+                "an SMTP reply at the start of a line" if r.where == "line start" else "an enhanced status after '#'")
+            return [Attempt(recipient=first_addr(rest), code=code, status=status, diagnostic=rest, source="text")], where
+    st = evidence.context_status(text)
+    if st:
+        diag = unwrap(text)[:MAX_DIAG]
+        return ([Attempt(recipient=first_addr(diag), status=st, diagnostic=diag, source="text")],
+                "an enhanced status code in a Status field or after '#'")
+    return [], ""
+
+
+# Once the wording shows that a text is a bounce, a reply is looked for more loosely: a code at
+# the start of a line even without a status, or after "error:", "with", "reply:", "response:".
+_LOOSE_REPLY_RE = re.compile(
     r"(?im)(?:^|said:|returned|was:|reason:|<<<|error:|because:|\bwith\b|\breply:|\bresponse:|\u56DE\u590D[:\uFF1A]?)[ \t'\"(]*"
-    r"(#?[245]\d\d(?:[ -]#?[245]\.\d{1,3}\.\d{1,3})?(?:[ \t:,-][^\n]*)?$(?:\n[ \t]*[245]\d\d[ -][^\n]*)*)")
+    r"(#?[45]\d\d(?:[ -]#?[45]\.\d{1,3}\.\d{1,3})?(?:[ \t:,-][^\n]*)?$(?:\n[ \t]*[45]\d\d[ -][^\n]*)*)")
 
 
-def generic(text: str) -> list[Attempt]:
-    """No known format: the first SMTP reply in the text, else the text itself with any status in it."""
-    for m in _REPLY_LINE_RE.finditer(text):
-        cand = m.group(1)
-        code, status, rest = parse_reply(cand)
-        if code and (status or len(rest) >= 3):
-            return [Attempt(recipient=first_addr(rest), code=code, status=status, diagnostic=rest, source="text")]
-    status = find_status(text)
-    m = re.search(r"\(#([245]\.\d{1,3}\.\d{1,3})\)", text)
-    if m:
-        status = m.group(1)
+def text_attempt(text: str) -> Attempt:
+    """For a text that is a bounce by its wording: its first reply found loosely, else the whole
+    (bounded) text as the reason, with a status the text carries."""
+    for m in _LOOSE_REPLY_RE.finditer(text):
+        code, status, rest = parse_reply(m.group(1))
+        if code and smtp_code(code) and (status or len(rest) >= 3) and evidence.is_failure(code, status):
+            return Attempt(recipient=first_addr(rest), code=code, status=status, diagnostic=rest, source="text")
     diag = unwrap(text)[:MAX_DIAG]
-    return [Attempt(recipient=first_addr(diag), status=status, diagnostic=diag, source="text")]
+    found = evidence.context_status(text) or find_status(text)
+    return Attempt(recipient=first_addr(diag), diagnostic=diag, status=found if evidence.is_failure(0, found) else "",
+                   source="text")
+
+
+def reply_head(text: str) -> bool:
+    """text starts with an SMTP reply code or an enhanced status (after an optional 'smtp;')."""
+    t = _TYPE_PREFIX_RE.sub("", text.strip(), count=1).strip().strip("'\"").strip()
+    m = _REPLY_HEAD_RE.match(t)
+    if m:
+        return bool(m.group(2)) or smtp_code(int(m.group(1)))
+    return bool(_STATUS_HEAD_RE.match(t))
+
+
+def smtp_code(code: int) -> bool:
+    """A reply code SMTP servers use (RFC 5321 section 4.2: second digit 0-5).  No SMTP server
+    sends 40x or 41x (those are HTTP's "404 Not Found", "403 Forbidden"), so a text starting
+    with one is not taken for a reply."""
+    first, second = code // 100, code // 10 % 10
+    return first in (2, 4, 5) and second <= 5 and not (first == 4 and second in (0, 1))
+
+
+def all_reply_lines(text: str, code: int) -> bool:
+    """Every line is '<code>-' or '<code> ': one multi-line reply (RFC 5321 section 4.2.1)."""
+    prefix = (f"{code}-", f"{code} ")
+    return all(ln.strip().startswith(prefix) for ln in text.strip().splitlines() if ln.strip())
+
+
+def failed(a: Attempt) -> bool:
+    """A recipient the report says was not delivered (RFC 3464 section 2.3.3: Action failed or
+    delayed, or a 4xx/5xx); delivered, relayed and expanded recipients are not failures."""
+    if a.action in ("delivered", "relayed", "expanded"):
+        return False
+    return a.action in ("failed", "delayed") or not (a.code or a.status) or evidence.is_failure(a.code, a.status)
+
+
+def substantive(a: Attempt) -> bool:
+    """An attempt that reports a failure: a 4xx/5xx reply or status, or a recipient or reason
+    without any code (success lines of a report, 2xx, are not failures)."""
+    if a.code or a.status:
+        return evidence.is_failure(a.code, a.status)
+    return bool(a.diagnostic.strip() or "@" in a.recipient)
 
 
 # name, detector, extractor: tried in this order; the first detector that fires and yields recipients wins.

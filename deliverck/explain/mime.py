@@ -15,7 +15,7 @@ import re
 from email import policy
 from email.message import Message
 
-from deliverck.explain import formats
+from deliverck.explain import evidence, formats
 from deliverck.explain.model import Attempt, Bounce
 from deliverck.explain.reader import decode
 
@@ -90,6 +90,7 @@ class _Parts:
         self.html: list[str] = []
         self.rfc822: list[Message] = []
         self.headers: list[str] = []
+        self.types: set[str] = set()
         self.count = 0
 
 
@@ -105,6 +106,7 @@ def _collect(msg: Message) -> _Parts:
             ctype = part.get_content_type()
         except Exception:  # noqa: BLE001
             ctype = "text/plain"
+        out.types.add(ctype)
         payload = part.get_payload()
         if ctype in _DSN_TYPES:
             out.dsn.append(part)
@@ -210,7 +212,7 @@ def parse_message(data: bytes) -> Bounce:
     except Exception:  # noqa: BLE001
         b.received = []
     for name in ("X-Failed-Recipients", "Auto-Submitted", "X-MS-Exchange-Message-Is-Ndr", "X-Mailer", "X-Postfix-Queue-ID",
-                 "Return-Path", "Content-Type"):
+                 "Return-Path", "Content-Type", "Precedence", "X-Autoreply", "X-Autorespond", "List-Id"):
         v = header(bmsg, name)
         if v:
             b.headers[name.lower()] = v
@@ -226,29 +228,45 @@ def parse_message(data: bytes) -> Bounce:
         attempts.extend(atts)
     human = formats.cut_original(text)
     fmt, text_attempts, info = formats.extract(human)
+    text_attempts = [a for a in text_attempts if formats.substantive(a)]
     b.text = human
-    b.formats = (["rfc3464"] if parts.dsn else []) + ([fmt] if fmt else [])
+    b.formats = (["rfc3464"] if parts.dsn else []) + ([fmt] if fmt and text_attempts else [])
+    if _is_mdn(b, parts):
+        # RFC 8098: a read receipt reports what happened after delivery, never a failure to deliver
+        _original(b, parts)
+        return b.reject("read_receipt", "a read receipt (message disposition notification, RFC 8098), not a bounce")
     if attempts:
         _merge(attempts, text_attempts)
-        b.format = "rfc3464"
+        b.format, b.evidence = "rfc3464", "a delivery-status report (RFC 3464)"
     elif text_attempts:
         attempts = text_attempts
-        b.format = fmt
+        b.format, b.evidence = fmt, f"the {fmt} bounce format"
     else:
         # a DSN pasted into the body, or DSN-looking fields in a text part
         blocks = formats.field_blocks(human)
-        pm, atts = formats.dsn_attempts(blocks) if any(n.lower() == "final-recipient" for blk in blocks for n, _ in blk) else ({}, [])
+        pm, atts = formats.dsn_attempts(blocks) if formats.has_dsn_fields(blocks) else ({}, [])
         if atts:
-            attempts, b.format = atts, "rfc3464-text"
+            attempts, b.format, b.evidence = atts, "rfc3464-text", "delivery-status fields (RFC 3464) in the text"
             per_msg.update(pm)
         else:
-            attempts = formats.generic(human) if human.strip() else []
+            attempts, where = formats.generic(_unquoted(human)) if human.strip() else ([], "")
             b.format = "text" if human.strip() else ""
+            b.evidence = where
+    if attempts and not any(formats.failed(a) for a in attempts):
+        _original(b, parts)
+        actions = "/".join(dict.fromkeys(a.action or "delivered" for a in attempts))
+        return b.reject("delivered", f"a delivery report whose recipients were all {actions}, not a failure")
     failed = [x.strip() for x in b.headers.get("x-failed-recipients", "").split(",") if x.strip()]
     if failed and attempts and not attempts[0].recipient:
         attempts[0].recipient = failed[0]
     if not attempts and failed:
         attempts = [Attempt(recipient=r, source="x-failed-recipients") for r in failed]
+        b.evidence = "an X-Failed-Recipients field"
+    if not attempts:
+        if not _wording_only(b, human):
+            _original(b, parts)
+            return b
+        attempts = b.attempts
     for a in attempts:
         if not a.action and info.get("action"):
             a.action = info["action"]
@@ -259,6 +277,49 @@ def parse_message(data: bytes) -> Bounce:
     b.envelope_sender = formats._typed(per_msg.get("x-postfix-sender", "")) or formats._typed(per_msg.get("x-original-sender", ""))
     _original(b, parts)
     return b
+
+
+def _is_mdn(b: Bounce, parts: _Parts) -> bool:
+    ctype = re.sub(r"[\s\"]", "", b.headers.get("content-type", "")).lower()
+    return "report-type=disposition-notification" in ctype or "message/disposition-notification" in parts.types \
+        or "message/global-disposition-notification" in parts.types
+
+
+_QUOTED_RE = re.compile(r"(?m)^[ \t]*>.*\n?")
+
+
+def _unquoted(text: str) -> str:
+    """The text without the lines quoted from earlier messages ("> ..."): a reply a person quotes
+    in a conversation is not this message's bounce."""
+    return _QUOTED_RE.sub("", text)
+
+
+def _wording_only(b: Bounce, human: str) -> bool:
+    """No reply, no report: a bounce by its wording (From, Subject, the start of the text), else
+    the message is marked as not a bounce (an auto-reply, or ordinary mail).  True for a bounce."""
+    strong_auto = evidence.auto_reply(b.subject, {k: v for k, v in b.headers.items() if k != "auto-submitted"})
+    if strong_auto:
+        b.reject("auto_reply", f"an automatic reply ({strong_auto}), not a bounce")
+        return False
+    said = evidence.from_daemon(b.from_) or evidence.wording(b.subject) or evidence.wording(human)
+    if said:
+        b.evidence = f"bounce wording ({said[:60]!r})"
+        if human.strip():
+            b.attempts = [formats.text_attempt(human)]
+        return True
+    auto = evidence.auto_reply(b.subject, b.headers)
+    report = re.search(r"report-type=\"?([\w.-]+)", re.sub(r"\s", "", b.headers.get("content-type", "")), re.I)
+    if auto:
+        b.reject("auto_reply", f"an automatic reply ({auto}), not a bounce")
+    elif report and report.group(1).lower() == "feedback-report":
+        b.reject("message", "an abuse or feedback report (ARF, RFC 5965), not a bounce")
+    elif report and report.group(1).lower() != "delivery-status":
+        b.reject("message", f"a report of type {report.group(1)[:40]}, not a delivery-status report (RFC 3464)")
+    elif b.headers.get("list-id"):
+        b.reject("message", "a mailing-list message with no SMTP reply, no delivery-status report and no bounce wording")
+    else:
+        b.reject("message", "an ordinary message: no SMTP reply, no delivery-status report and no bounce wording")
+    return False
 
 
 def _merge(dsn: list[Attempt], text: list[Attempt]) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 SCHEMA = "deliverck.explain/1"
+NOT_A_BOUNCE = "not_a_bounce"     # the "category" of an input that reports no failed delivery (never a cause)
 
 
 @dataclass
@@ -52,6 +53,15 @@ class Bounce:
     text: str = ""                 # the human-readable text of the bounce (bounded)
     notes: list[str] = field(default_factory=list)               # parsing notes: truncated, nested, ...
     headers: dict[str, str] = field(default_factory=dict)        # selected headers (lowercase names)
+    evidence: str = ""             # what shows it is a bounce ("" for a non-bounce)
+    not_bounce: str = ""           # one line: why this input is not a bounce ("" when it is one)
+    not_bounce_kind: str = ""      # evidence.KINDS key: text, data, message, auto_reply, ...
+
+    def reject(self, kind: str, reason: str) -> Bounce:
+        """Mark the input as not a bounce: no attempt is classified, so no category is given."""
+        self.not_bounce_kind, self.not_bounce = kind, reason
+        self.attempts = []
+        return self
 
 
 @dataclass
@@ -132,14 +142,28 @@ class Explanation:
         return self.results[0] if self.results else None
 
     @property
+    def is_bounce(self) -> bool:
+        return not (self.bounce is not None and self.bounce.not_bounce)
+
+    @property
     def category(self) -> str:
+        if not self.is_bounce:
+            return NOT_A_BOUNCE
         return self.primary.category if self.primary else "undetermined"
+
+    @property
+    def final(self) -> bool | None:
+        """False for a delivery warning (Action: delayed, RFC 3464 section 2.3.3): the sender still retries."""
+        p = self.primary
+        if p is None:
+            return None
+        return {"failed": True, "delayed": False}.get(p.attempt.action)
 
     @property
     def exit_code(self) -> int:
         if self.error:
             return 2
-        return 1 if self.category == "undetermined" else 0
+        return 1 if self.category in ("undetermined", NOT_A_BOUNCE) else 0
 
     def to_json(self) -> dict:
         b = self.bounce or Bounce()
@@ -152,7 +176,7 @@ class Explanation:
             "input_kind": b.kind if not self.error else None,
             "format": b.format or None,
             "category": self.category,
-            "confidence": p.confidence if p else None,
+            "confidence": p.confidence if p else ("low" if not self.is_bounce else None),
             "recipient": p.attempt.recipient or None if p else None,
             "status": p.attempt.status or None if p else None,
             "reply": p.attempt.reply or None if p else None,
@@ -164,5 +188,9 @@ class Explanation:
             "results": [r.to_json() for r in self.results],
             "notes": list(b.notes),
             "exit_code": self.exit_code,
+            # added within deliverck.explain/1 (issue 13): whether it is a bounce at all
+            "not_a_bounce": {"kind": b.not_bounce_kind, "reason": b.not_bounce} if not self.is_bounce and not self.error else None,
+            "bounce_evidence": b.evidence or None,
+            "final": self.final,
         }
         return doc

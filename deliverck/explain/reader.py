@@ -12,6 +12,11 @@ _DSN_FIELDS = re.compile(r"^(?:Reporting-MTA|Final-Recipient|Original-Recipient|
                          r"Arrival-Date|Last-Attempt-Date|Received-From-MTA|X-Postfix-Sender|X-Postfix-Queue-ID|X-Display-Name|"
                          r"Will-Retry-Until|X-Supplementary-Info)\s*:", re.I)
 _HEADER_LINE = re.compile(rb"^[!-9;-~]{1,60}:")
+# Fields every message has one of (RFC 5322 section 3.6, RFC 2045 MIME-Version/Content-Type,
+# RFC 5321 Return-Path/Received): a block of "name: value" lines without any is YAML or a
+# config file, not a message.
+_MESSAGE_FIELD = re.compile(rb"^(?:From|To|Cc|Subject|Date|Message-ID|Received|Return-Path|MIME-Version|Content-Type|"
+                            rb"Sender|Reply-To|Delivered-To|In-Reply-To|References|X-Failed-Recipients|Auto-Submitted)[ \t]*:", re.I)
 
 _ALIASES = {
     "gb2312": "gb18030", "gbk": "gb18030", "gb_2312-80": "gb18030", "x-gbk": "gb18030", "euc-cn": "gb18030", "cp936": "gb18030",
@@ -95,7 +100,7 @@ def looks_like_message(data: bytes) -> bool:
         return False
     if lines[0].startswith(b"From ") and len(lines) > 1 and _HEADER_LINE.match(lines[1]):
         return True
-    headers = 0
+    headers = known = 0
     for ln in lines:
         if not ln.strip():
             break
@@ -106,7 +111,8 @@ def looks_like_message(data: bytes) -> bool:
         if _DSN_FIELDS.match(ln.decode("latin-1")):
             return False   # pasted delivery-status fields, not a message
         headers += 1
-    return headers >= 2
+        known += bool(_MESSAGE_FIELD.match(ln))
+    return headers >= 2 and known >= 1
 
 
 def split_mbox(data: bytes) -> list[bytes]:

@@ -30,6 +30,8 @@ def render_table(e: Explanation, verbose: bool = False, header: bool = False) ->
     title = safe(e.source) + (f" #{e.index + 1}" if e.index else "")
     if e.error:
         return f"{title}: error: {safe(e.error)}\n"
+    if not e.is_bounce:
+        return not_a_bounce_line(e)
     b = e.bounce
     if header:
         out.append(f"== {title}")
@@ -56,16 +58,36 @@ def render_table(e: Explanation, verbose: bool = False, header: bool = False) ->
         if r.underlying:
             cat += f"; last attempt: {r.underlying}"
         out += _wrap("category", cat)
+        if i == 0 and e.final is False:
+            out += _wrap("not final", "a delivery warning (Action: delayed): the sending server is still retrying; "
+                                      "a bounce follows only if it gives up")
         out += _wrap("meaning", r.meaning)
         out += _wrap("owner", r.owner)
         out += _wrap("fix", r.fix)
-        out += _wrap("checks", ", ".join(r.checks) + f"  (deliverck explain ... --run)" if r.checks else "none: no deliverck check tests this cause")
+        out += _wrap("checks", ", ".join(r.checks) + "  (deliverck explain ... --run)" if r.checks else "none: no deliverck check tests this cause")
         ev = r.evidence if verbose else r.evidence[:2]
         for j, x in enumerate(ev):
             out += _wrap("evidence" if j == 0 else "", safe(x))
     for n in b.notes:
         out += _wrap("note", safe(n))
     return "\n".join(out) + "\n"
+
+
+def not_a_bounce_line(e: Explanation) -> str:
+    """The one line for an input that is not a bounce (exit 1, no category)."""
+    title = safe(e.source) + (f" #{e.index + 1}" if e.index else "")
+    return f"{title}: not a bounce (confidence low): {safe(e.bounce.not_bounce)}\n"
+
+
+def skipped_summary(counts: dict[str, int], total: int) -> str:
+    """Directory triage: one line saying how many inputs were skipped and why."""
+    from deliverck.explain.evidence import KINDS
+
+    n = sum(counts.values())
+    if not n:
+        return ""
+    why = ", ".join(f"{c} {KINDS.get(k, (k, k))[c != 1]}" for k, c in sorted(counts.items(), key=lambda x: (-x[1], x[0])))
+    return f"skipped {n} of {total} {'input' if total == 1 else 'inputs'} that are not bounces: {why}\n"
 
 
 def to_json(e: Explanation) -> dict:
