@@ -7,23 +7,44 @@ check it, for the HELO name.  A fail is rejected by many (Exchange Online
 by Gmail (5.7.26), and a record that is broken (several records, syntax
 errors, more than 10 lookups, more than 2 void lookups) is a permerror that
 DMARC treats as a failure.
+
+Blame (docs/usage.md): a lookup that fails is laid at the domain's door only
+when the resolver still answers for the root and for the failing name's
+top-level domain; then the fault lies at or below that zone's delegation and
+receivers meet it too (temperror: they defer), which spf.lookup_failed /
+spf.temperror / spf.helo_temperror say, with the control answers as evidence
+and the deferral predicted.  They stay inconclusive (status error, exit 3),
+as mx.lookup_failed does for the same cause: one failed lookup cannot tell a
+dead zone from a passing outage.  Otherwise (the resolver refuses, cannot be
+reached, or fails the control questions too) it is spf.resolver_failed:
+could not check, owned by the checking network, no record blamed and no NDR
+predicted (deliverck.spf.blame).
 """
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 
 from deliverck.context import Context, MailAddress, split_public
 from deliverck.model import CheckSpec, Direction, Finding, FindingSpec, Owner, Severity, Skip
 from deliverck.net.dns import Outcome
-from deliverck.spf.lint import SpfLint, lint_domain
+from deliverck.spf.blame import Blame, locate
+from deliverck.spf.evaluator import SpfResult
+from deliverck.spf.lint import LOOP_SUMMARY, SpfLint, lint_domain
+from deliverck.spf.trace import LookupTrace
 
 OUT, NONE = Direction.OUTBOUND, Direction.NONE
 DNS, MAIL = Owner.DNS_ADMIN, Owner.MAIL_ADMIN
 RFC = "RFC 7208"
 
-_AUTH = ("To authorize it, add `ip4:{ip}` (or `ip6:{ip}`, or a mechanism covering it such as `mx` or "
-         "`a:<its host name>`) to the SPF record of {domain}, before the final `all`.")
+# {auth}/{auth_range}: the mechanism of the address's own family (ip4: or ip6:, RFC 7208 5.6).
+_AUTH = ("To authorize it, add `{auth}` to the SPF record of {domain}, before the final `all` (or a mechanism "
+         "that covers it: the range of your sending servers, e.g. `{auth_range}` if every address in it is "
+         "yours, or `mx`, or `a:<its host name>`).")
+_TEMP_FIX = ("Make the name servers of the zone holding the failing name answer TXT (and A, AAAA, MX) queries "
+             "for it: check that every server listed in its NS records (and in the parent's delegation) answers "
+             "and is not lame.")
 
 CHECK = CheckSpec(
     id="spf",
@@ -81,13 +102,17 @@ CHECK = CheckSpec(
                     "Correct the included record, or remove the include.",
                     DNS, OUT, refs=(f"{RFC} 5.2",)),
         FindingSpec("spf.loop", Severity.ERROR,
-                    "the SPF record tree of {subject} loops: {message}",
+                    LOOP_SUMMARY,
                     "Remove the include:/redirect= that points back up the tree.",
                     DNS, OUT, refs=(f"{RFC} 4.6.4",)),
         FindingSpec("spf.lookup_failed", Severity.ERROR,
-                    "SPF of {subject} could not be determined: {message}; receivers get temperror and defer",
-                    "Make the name servers of the names involved answer TXT (and A/MX) queries.",
-                    DNS, OUT, refs=(f"{RFC} 4.4", f"{RFC} 2.6.6"), inconclusive=True),
+                    "SPF of {subject} cannot be evaluated: {message}; receivers get temperror and defer its mail",
+                    _TEMP_FIX, DNS, OUT, refs=(f"{RFC} 4.4", f"{RFC} 2.6.6"), inconclusive=True),
+        FindingSpec("spf.resolver_failed", Severity.ERROR,
+                    "SPF of {subject} could not be checked from here: {message}",
+                    "Run deliverck with a working recursive resolver (--resolver IP) or repair this machine's "
+                    "DNS; nothing shows a fault in the records of {subject}.",
+                    Owner.NETWORK, NONE, refs=(f"{RFC} 2.6.6",), inconclusive=True),
         FindingSpec("spf.pass", Severity.INFO,
                     "SPF pass: {domain} authorizes {ip} ({mechanism})",
                     "Nothing to fix.", Owner.NOBODY, NONE, refs=(f"{RFC} 2.6.3",)),
@@ -104,16 +129,16 @@ CHECK = CheckSpec(
                     _AUTH, DNS, OUT, refs=(f"{RFC} 2.6.2",)),
         FindingSpec("spf.none", Severity.WARNING,
                     "SPF none for {ip}: {domain} publishes no SPF record, its mail is not SPF-authenticated",
-                    "Publish an SPF record for {domain} that lists {ip}.", DNS, OUT, refs=(f"{RFC} 2.6.1",)),
+                    "Publish an SPF record for {domain} that lists {ip}, e.g. `{domain}. TXT \"v=spf1 {auth} -all\"` "
+                    "with your other sending servers added.", DNS, OUT, refs=(f"{RFC} 2.6.1",)),
         FindingSpec("spf.permerror", Severity.ERROR,
                     "SPF permerror for {ip} at {domain}: {problem}",
                     "Fix the record so that it evaluates (see the trace); receivers treat permerror as a failure "
                     "(DMARC fails, many reject).",
                     DNS, OUT, refs=(f"{RFC} 2.6.7", "RFC 7372 3.2")),
         FindingSpec("spf.temperror", Severity.ERROR,
-                    "SPF temperror for {ip} at {domain}: {problem}",
-                    "Make the name servers involved answer; receivers defer mail on temperror.",
-                    DNS, OUT, refs=(f"{RFC} 2.6.6",), inconclusive=True),
+                    "SPF temperror for {ip} at {domain}: {problem}; receivers defer its mail",
+                    _TEMP_FIX, DNS, OUT, refs=(f"{RFC} 2.6.6",), inconclusive=True),
         FindingSpec("spf.helo_pass", Severity.INFO,
                     "SPF pass for the HELO name {helo} from {ip}",
                     "Nothing to fix.", Owner.NOBODY, NONE, refs=(f"{RFC} 2.3",)),
@@ -133,8 +158,9 @@ CHECK = CheckSpec(
                     "Fix the SPF record of {helo} (see the trace).",
                     DNS, OUT, refs=(f"{RFC} 2.3",)),
         FindingSpec("spf.helo_temperror", Severity.ERROR,
-                    "SPF temperror for the HELO name {helo} from {ip}: {problem}",
-                    "Make the name servers of {helo} answer TXT queries.",
+                    "SPF temperror for the HELO name {helo} from {ip}: {problem}; receivers that check the HELO "
+                    "identity defer the mail",
+                    "Make the name servers of {helo} (and of every name its SPF record uses) answer TXT queries.",
                     DNS, OUT, refs=(f"{RFC} 2.3", f"{RFC} 2.6.6"), inconclusive=True),
         FindingSpec("spf.not_public", Severity.INFO,
                     "{subject} is not a public address ({scope}); SPF was not evaluated for it",
@@ -160,18 +186,61 @@ def _domain(ctx: Context) -> str:
     return ctx.target.name
 
 
-async def _address(ctx: Context, ma: MailAddress, domain: str, sender: str, helo: str) -> list[Finding]:
+def auth_terms(ip: str) -> dict[str, str]:
+    """The mechanism that authorizes `ip`, and a covering range, in the address's own family."""
+    a = ipaddress.ip_address(ip)
+    if a.version == 4:
+        return {"auth": f"ip4:{a}", "auth_range": f"ip4:{ipaddress.ip_network(f'{a}/24', strict=False)}"}
+    return {"auth": f"ip6:{a}", "auth_range": f"ip6:{ipaddress.ip_network(f'{a}/64', strict=False)}"}
+
+
+class _Blamer:
+    """One Blame per failed (name, type), and one finding per cause."""
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        self.reported: set[tuple[str, str]] = set()
+        self.resolver = ", ".join(str(r) for r in getattr(ctx.dns_client, "resolvers", ()))
+
+    async def blame(self, lk: LookupTrace) -> Blame:
+        return await self.ctx.fact(("spf.blame", lk.name, lk.rdtype, lk.outcome),
+                                   lambda: locate(self.ctx.dns_client, lk, self.resolver))
+
+    def first(self, lk: LookupTrace) -> bool:
+        """True the first time this failed lookup is reported."""
+        key = (lk.name.rstrip(".").lower(), lk.rdtype)
+        if key in self.reported:
+            return False
+        self.reported.add(key)
+        return True
+
+    async def resolver_finding(self, subject: str, b: Blame) -> Finding:
+        return CHECK.finding("resolver_failed", subject, (b.failed_line(),) + b.evidence(),
+                             message=b.resolver_sentence())
+
+
+async def _address(ctx: Context, ma: MailAddress, domain: str, sender: str, helo: str,
+                   ) -> tuple[MailAddress, SpfResult, SpfResult | None]:
+    if not helo:
+        return ma, await ctx.spf(ma.ip, domain, sender=sender, helo=helo), None
+    res, hres = await asyncio.gather(ctx.spf(ma.ip, domain, sender=sender, helo=helo),
+                                     ctx.spf(ma.ip, helo, sender=f"postmaster@{helo}", helo=helo))
+    return ma, res, hres
+
+
+async def _address_findings(ma: MailAddress, res: SpfResult, hres: SpfResult | None, domain: str, helo: str,
+                            blamer: _Blamer) -> list[Finding]:
     ip = ma.ip
-    res = await ctx.spf(ip, domain, sender=sender, helo=helo)
     args = dict(ip=ip, domain=domain, mechanism=res.mechanism or "default result", hosts=list(ma.hosts),
-                problem="; ".join(res.problems) or res.result, result=res.result)
+                problem="; ".join(res.problems) or res.result, result=res.result, **auth_terms(ip))
     out: list[Finding] = []
     if res.result == "pass":
         out.append(CHECK.finding("pass", ip, (res.trace.record,) if res.trace else (), **args))
-    elif res.result in ("fail", "softfail", "neutral", "none", "permerror", "temperror"):
+    elif res.result == "temperror":
+        out += await _temperror(ip, res, "temperror", args, blamer)
+    elif res.result in ("fail", "softfail", "neutral", "none", "permerror"):
         out.append(CHECK.finding(res.result, ip, _trace(res), **args))
-    if helo:
-        hres = await ctx.spf(ip, helo, sender=f"postmaster@{helo}", helo=helo)
+    if hres is not None:
         hargs = dict(ip=ip, helo=helo, result=hres.result, mechanism=hres.mechanism or "default result",
                      problem="; ".join(hres.problems) or hres.result)
         if hres.result == "pass":
@@ -186,16 +255,38 @@ async def _address(ctx: Context, ma: MailAddress, domain: str, sender: str, helo
         elif hres.result == "permerror":
             out.append(CHECK.finding("helo_error", ip, _trace(hres), **hargs))
         else:
-            out.append(CHECK.finding("helo_temperror", ip, _trace(hres), **hargs))
+            out += await _temperror(ip, hres, "helo_temperror", hargs, blamer)
     return out
 
 
-def _record_findings(domain: str, lint: SpfLint) -> list[Finding]:
+async def _temperror(ip: str, res: SpfResult, fid: str, args: dict, blamer: _Blamer) -> list[Finding]:
+    """A temperror: the zone's (receivers defer), or the resolver's (could not check, nobody blamed)."""
+    lk = res.failed_lookup
+    if lk is None:      # nothing to locate the fault with: say what happened, blame nobody
+        return [CHECK.finding("resolver_failed", ip, _trace(res), message=args["problem"])]
+    b = await blamer.blame(lk)
+    if not blamer.first(lk):
+        return []       # the record-level finding (or another address) already reports this lookup
+    if b.zone:
+        return [CHECK.finding(fid, ip, _trace(res) + b.evidence(), **{**args, "problem": b.zone_sentence()})]
+    return [await blamer.resolver_finding(ip, b)]
+
+
+async def _failed_lookup(subject: str, lk: LookupTrace, blamer: _Blamer, evidence: tuple[str, ...]) -> list[Finding]:
+    b = await blamer.blame(lk)
+    if not blamer.first(lk):
+        return []
+    if b.zone:
+        return [CHECK.finding("lookup_failed", subject, evidence + b.evidence(), message=b.zone_sentence())]
+    return [await blamer.resolver_finding(subject, b)]
+
+
+async def _record_findings(domain: str, lint: SpfLint, blamer: _Blamer) -> list[Finding]:
     out: list[Finding] = []
     ans = lint.lookup
     if not ans.outcome.definite:
-        return [CHECK.finding("lookup_failed", domain, (ans.describe(),),
-                              message=f"the TXT lookup of {domain} failed ({ans.outcome.value})")]
+        lk = LookupTrace(domain, "TXT", ans.outcome.value, (), ans.detail)
+        return await _failed_lookup(domain, lk, blamer, (ans.describe(),))
     if not lint.records:
         return [CHECK.finding("missing", domain, (ans.describe(),), outcome=ans.outcome.value.upper()
                               if not ans.ok else "no TXT record starts with v=spf1")]
@@ -223,8 +314,8 @@ def _record_findings(domain: str, lint: SpfLint) -> list[Finding]:
         elif issue.code in ("include_missing", "include_error", "loop"):
             out.append(CHECK.finding(issue.code, domain, (f"{issue.domain}: {issue.term}",), message=issue.message))
         elif issue.code == "include_failed":
-            out.append(CHECK.finding("lookup_failed", domain, (f"{issue.domain}: {issue.term}",),
-                                     message=issue.message))
+            lk = LookupTrace(issue.target, "TXT", issue.outcome)
+            out += await _failed_lookup(domain, lk, blamer, (f"{issue.domain}: {issue.term}",))
     return out
 
 
@@ -239,13 +330,15 @@ async def run(ctx: Context) -> list[Finding]:
             raise Skip(f"{domain} does not exist (see the mx check)")
     sender = ctx.config.sender or f"postmaster@{domain}"
     helo = (ctx.config.helo_name or "").rstrip(".").lower()
+    blamer = _Blamer(ctx)
     lint = await lint_domain(domain, ctx.dns_client)
-    out = _record_findings(domain, lint)
     public, notes = split_public(CHECK, await ctx.mail_addresses())
+    evaluated = await asyncio.gather(*(_address(ctx, ma, domain, sender, helo) for ma in public))
+    out = await _record_findings(domain, lint, blamer)
     out += notes
-    results = await asyncio.gather(*(_address(ctx, ma, domain, sender, helo) for ma in public))
     no_record = not lint.records and lint.lookup.outcome.definite
-    for r in results:
+    for ma, res, hres in evaluated:
+        found = await _address_findings(ma, res, hres, domain, helo, blamer)
         # Without a record every address is "none": spf.missing says so once.
-        out += [f for f in r if not (no_record and f.id == "spf.none")]
+        out += [f for f in found if not (no_record and f.id == "spf.none")]
     return out

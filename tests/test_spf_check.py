@@ -84,10 +84,96 @@ async def test_helo_identity():
     assert "spf.helo_none" in await run_check(z, helo_name="mx.example.com")
 
 
-async def test_timeout_is_inconclusive():
+# The resolver answers for the root and for the TLD: control questions of deliverck.spf.blame.
+ROOT = {".": [("NS", "a.root-servers.example.")], "com": [("SOA", "a.nic.com. hostmaster.nic.com. 1 2 3 4 5")],
+        "net": [("SOA", "a.nic.net. hostmaster.nic.net. 1 2 3 4 5")]}
+
+
+async def test_timeout_of_the_domains_own_zone_is_its_fault_once():
+    # The resolver works (root and com answer), the domain's own TXT lookup times out:
+    # receivers get temperror too.  One cause, one finding: no spf.temperror per address.
+    f = await run_check({"example.com": [("MX", "10 mx.example.com."), ("TXT", "TIMEOUT")],
+                         "mx.example.com": [("A", IP)], **ROOT})
+    lf = f["spf.lookup_failed"]
+    assert lf.owner.value == "dns_admin" and lf.severity == Severity.ERROR
+    assert "receivers get temperror" in lf.summary and "the resolver answers for the root and for com" in lf.summary
+    assert any(". NS" in e for e in lf.evidence) and any("com SOA" in e for e in lf.evidence)
+    assert "spf.temperror" not in f and "spf.resolver_failed" not in f
+
+
+async def test_resolver_failure_is_could_not_check():
+    # The same timeout, but the resolver cannot answer for the root either: deliverck's
+    # environment, not the domain.  Inconclusive, owned by the checking network, blames no record.
     f = await run_check({"example.com": [("MX", "10 mx.example.com."), ("TXT", "TIMEOUT")],
                          "mx.example.com": [("A", IP)]})
-    assert f["spf.lookup_failed"].inconclusive and f["spf.temperror"].inconclusive
+    rf = f["spf.resolver_failed"]
+    assert rf.inconclusive and rf.owner.value == "network"
+    assert "could not be checked" in rf.summary and "--resolver" in rf.summary + rf.fix
+    assert not {"spf.lookup_failed", "spf.temperror", "spf.missing", "spf.fail"} & set(f)
+
+
+class _Refusing(MemoryDns):
+    """A resolver that refuses one name: a recursive resolver never passes REFUSED on from a
+    domain's name servers, so this is the resolver's own policy."""
+
+    async def lookup(self, name, rdtype):
+        if name.rstrip(".").lower() == "_spf.example.net":
+            from deliverck.net.dns import DnsAnswer, Outcome
+            return DnsAnswer(name, rdtype, Outcome.REFUSED)
+        return await super().lookup(name, rdtype)
+
+
+async def test_refused_by_the_resolver_is_could_not_check():
+    z = zone("v=spf1 include:_spf.example.net -all", **ROOT)
+    config = dataclasses.replace(Config(target=parse_target("example.com")))
+    from deliverck.checks import spf
+
+    ctx = Context(config, _Refusing(z))  # type: ignore[arg-type]
+    try:
+        f = {x.id: x for x in await spf.run(ctx)}
+    finally:
+        await ctx.close()
+    assert f["spf.resolver_failed"].inconclusive and "REFUSED" in f["spf.resolver_failed"].summary
+    assert "spf.lookup_failed" not in f and "spf.temperror" not in f
+
+
+async def test_included_zone_failing_is_a_real_temperror():
+    # The include's name servers answer SERVFAIL while the resolver works: every receiver
+    # gets temperror, so the domain (whose record depends on that zone) is told, once.
+    z = zone("v=spf1 include:_spf.example.net -all", **ROOT)
+    z["_spf.example.net"] = [("TXT", "SERVFAIL")]
+    f = await run_check(z)
+    lf = f["spf.lookup_failed"]
+    assert lf.owner.value == "dns_admin" and "_spf.example.net" in lf.summary and "servfail" in lf.summary
+    assert "the name servers of the zone holding _spf.example.net do not answer" in lf.summary
+    assert "spf.temperror" not in f and "spf.resolver_failed" not in f
+
+
+async def test_temperror_of_an_address_lookup_is_reported_per_address():
+    # a:h.example.net fails only in evaluation (the lint does not look it up as TXT)
+    f = await run_check(zone("v=spf1 a:h.example.net -all", h_example_net=[("A", "SERVFAIL")], **ROOT))
+    t = f["spf.temperror"]
+    assert t.owner.value == "dns_admin" and "h.example.net" in t.summary and "receivers defer" in t.summary
+
+
+@pytest.mark.parametrize("ip,family,other", [("192.0.2.10", "ip4:192.0.2.10", "ip6:"),
+                                             ("2001:db8::7", "ip6:2001:db8::7", "ip4:")])
+async def test_fix_names_the_mechanism_of_the_address_family(ip, family, other):
+    z = {"example.com": [("MX", "10 mx.example.com."), ("TXT", "v=spf1 ip4:198.51.100.1 -all")],
+         "mx.example.com": [("AAAA" if ":" in ip else "A", ip)]}
+    f = await run_check(z)
+    fix = f["spf.fail"].fix
+    assert f"`{family}`" in fix and other not in fix, fix
+    assert ("ip6:2001:db8::/64" if ":" in ip else "ip4:192.0.2.0/24") in fix
+    z["example.com"] = [("MX", "10 mx.example.com.")]
+    assert "spf.missing" in await run_check(z)
+
+
+async def test_none_fix_names_the_family_too():
+    from deliverck.checks.spf import CHECK, auth_terms
+
+    fix = CHECK.finding("none", "2001:db8::7", domain="example.com", ip="2001:db8::7", **auth_terms("2001:db8::7")).fix
+    assert "v=spf1 ip6:2001:db8::7 -all" in fix and "ip4:" not in fix
 
 
 async def test_lint_counts_the_whole_tree():

@@ -34,6 +34,22 @@ MX_LIMIT = 10
 PTR_LIMIT = 10
 PREFETCH_CAP = 60       # queries started ahead per evaluation, whatever the records say
 RESULTS = ("pass", "fail", "softfail", "neutral", "none", "permerror", "temperror")
+# Why a result came out as it did, when it is not simply "a mechanism matched":
+CAUSES = (
+    "invalid_domain",    # none: the domain cannot be a DNS name (RFC 7208 4.3)
+    "nxdomain",          # none: the domain does not exist (RFC 7208 4.3)
+    "no_record",         # none: no TXT record starts with v=spf1 (RFC 7208 4.5)
+    "default",           # neutral: nothing matched and there is no all / redirect= (RFC 7208 4.7)
+    "multiple",          # permerror: more than one SPF record (RFC 7208 4.5)
+    "syntax",            # permerror: a syntax error in a record (RFC 7208 4.6)
+    "too_many_lookups",  # permerror: more than 10 DNS-querying terms (RFC 7208 4.6.4)
+    "void_lookups",      # permerror: more than 2 void lookups (RFC 7208 4.6.4)
+    "mx_limit",          # permerror: an mx mechanism met more than 10 MX records (RFC 7208 4.6.4)
+    "loop",              # permerror: an include:/redirect= leads back to a domain being evaluated
+    "include_none",      # permerror: an include: target has no SPF record (RFC 7208 5.2)
+    "redirect_none",     # permerror: the redirect= target has no SPF record (RFC 7208 6.1)
+    "dns_failure",       # temperror: a DNS lookup failed (timeout, SERVFAIL ...) (RFC 7208 4.4, 2.6.6)
+)
 
 
 class Lookup(Protocol):
@@ -53,11 +69,17 @@ class SpfResult:
     lookups_used: int = 0            # DNS-querying terms evaluated (limit 10)
     void_lookups: int = 0            # lookups with no answer (limit 2)
     trace: DomainTrace | None = None
+    cause: str = ""                  # one of CAUSES, or "" when a mechanism decided
+    failed_lookup: LookupTrace | None = None   # temperror: the lookup that failed
+    explanation_source: str = ""     # on fail: "exp" (the domain's exp= text) or "default"
+    loop: str = ""                   # cause "loop": the loop, as the lint words it
 
     def as_dict(self) -> dict:
         return {
             "result": self.result, "domain": self.domain, "ip": self.ip, "sender": self.sender,
             "helo": self.helo, "mechanism": self.mechanism, "explanation": self.explanation,
+            "explanation_source": self.explanation_source, "cause": self.cause,
+            "failed_lookup": self.failed_lookup.as_dict() if self.failed_lookup else None,
             "problems": list(self.problems), "lookups_used": self.lookups_used,
             "void_lookups": self.void_lookups, "trace": self.trace.as_dict() if self.trace else None,
         }
@@ -72,15 +94,78 @@ class _Stop(Exception):
         self.message = message
 
 
+def domain_problem(name: str) -> str:
+    """Why `name` cannot be the <domain> of check_host(), or "" when it can.
+
+    RFC 7208 4.3: a malformed domain (a label over 63 octets, an empty label
+    not at the end, ...) or one that is not multi-label gives "none" before
+    any DNS query.  SMTP receivers meet all of these every day: HELO names
+    such as OEMCOMPUTER, address literals such as [192.0.2.1] (RFC 5321
+    4.1.3), MAIL FROM domains that are address literals.
+    """
+    n = name[:-1] if name.endswith(".") else name
+    if not n.strip():
+        return "it is empty"
+    if n.startswith("[") or n.endswith("]"):
+        return "it is an address literal (RFC 5321 4.1.3), not a domain name"
+    try:
+        ipaddress.ip_address(n)
+        return "it is an IP address, not a domain name"
+    except ValueError:
+        pass
+    octets = len(n.encode("utf-8", "replace"))
+    if octets > 253:
+        return f"it is {octets} octets long (a domain name has at most 253)"
+    labels = n.split(".")
+    if len(labels) < 2:
+        return "it is a single label, not a fully qualified domain name"
+    for lb in labels:
+        if not lb:
+            return "it has an empty label"
+        size = len(lb.encode("utf-8", "replace"))
+        if size > 63:
+            return f"its label {lb[:16]}... is {size} octets long (a DNS label has at most 63)"
+    if labels[-1].isdigit():
+        return "its last label is all digits, so it is no domain name"
+    return ""
+
+
 def valid_domain(name: str) -> bool:
     """A multi-label domain name with sane labels (RFC 7208 4.3)."""
+    return not domain_problem(name)
+
+
+def loop_message(term: str, target: str, path: tuple[str, ...]) -> str:
+    """How a loop in the SPF record tree is worded, by the lint and by check_host() alike."""
+    return f"{term}: loops back to {target} ({' -> '.join(path + (target,))})"
+
+
+# Octets that stand for themselves in dnspython's text form of a name; every
+# other octet of a label is written \DDD, so that the query carries exactly
+# the octets the macro expansion produced (RFC 7208 7.3 does not restrict them:
+# a HELO name with a space or a quote expands into a label with one).
+_PLAIN_OCTETS = frozenset(c for c in range(0x21, 0x7F) if c not in b"\\.")
+
+
+def query_name(name: str) -> tuple[str, str]:
+    """(the name in dnspython's text form, "") or ("", why no DNS query can be made for it)."""
     n = name[:-1] if name.endswith(".") else name
-    if not n or len(n) > 253 or "[" in n or "]" in n:
-        return False
-    labels = n.split(".")
-    if len(labels) < 2 or any(not lb or len(lb) > 63 for lb in labels):
-        return False
-    return not labels[-1].isdigit()
+    if not n:
+        return "", "empty name"
+    out = []
+    wire = 1
+    for label in n.split("."):
+        raw = label.encode("utf-8", "surrogateescape")
+        if not raw:
+            return "", "empty label"
+        if len(raw) > 63:
+            return "", f"label of {len(raw)} octets, at most 63"
+        wire += len(raw) + 1
+        out.append(label if all(c in _PLAIN_OCTETS for c in raw)
+                   else "".join(chr(c) if c in _PLAIN_OCTETS else f"\\{c:03d}" for c in raw))
+    if wire > 255:
+        return "", f"{wire} octets, at most 255"
+    return ".".join(out), ""
 
 
 def _split_sender(sender: str) -> tuple[str, str]:
@@ -139,6 +224,12 @@ class Evaluator:
         self.lookups = 0
         self.voids = 0
         self.problems: list[str] = []
+        self.cause = ""                        # the first cause of a permerror/temperror
+        self.failed: LookupTrace | None = None  # the first failed lookup that stopped an evaluation
+        self.loop = ""
+        self.exp_source = ""
+        self._path: list[str] = []             # domains being evaluated, outermost first
+        self._invalid: dict[str, str] = {}      # names no query can be made for -> why
         self._cache: dict[tuple[str, str], asyncio.Future] = {}
         self._bg: list[asyncio.Future] = []
         self._prefetched = 0
@@ -154,17 +245,21 @@ class Evaluator:
         key = (_norm(name), rdtype)
         fut = self._cache.get(key)
         if fut is None:
-            fut = asyncio.ensure_future(self._safe_lookup(key[0], rdtype))
+            fut = asyncio.ensure_future(self._safe_lookup(key[0], rdtype))  # key[0]: the _norm() form
             self._cache[key] = fut
         return fut
 
     async def _safe_lookup(self, name: str, rdtype: str) -> DnsAnswer:
-        if not name or len(name) > 253 or any(not lb or len(lb) > 63 for lb in name.split(".")):
-            # Not a composable DNS name (empty or long label, perhaps from a
-            # macro): treated as non-existent (RFC 7208 4.3 by analogy, 4.8).
-            return DnsAnswer(name, rdtype, Outcome.NXDOMAIN, detail="not a valid DNS name")
+        qname, why = query_name(name)
+        if why:
+            # No DNS query can be composed (an empty or long label, perhaps
+            # from a macro): the name is treated as non-existent, a no-match
+            # (RFC 7208 4.3 by analogy, 4.8; the RFC 7208 test suite accepts
+            # fail or permerror for these, "invalid-domain-*").
+            self._invalid[name] = why
+            return DnsAnswer(name, rdtype, Outcome.NXDOMAIN, detail=f"not a valid DNS name: {why}")
         try:
-            return await self.dns.lookup(name, rdtype)
+            return await self.dns.lookup(qname, rdtype)
         except asyncio.CancelledError:
             raise
         except Exception as e:  # a resolver must not crash the evaluation
@@ -172,8 +267,22 @@ class Evaluator:
 
     async def q(self, name: str, rdtype: str, rec: list[LookupTrace]) -> DnsAnswer:
         ans = await asyncio.shield(self._start(name, rdtype))
-        rec.append(LookupTrace(_norm(name), rdtype, ans.outcome.value, _answers(ans)))
+        key = _norm(name)
+        if key in self._invalid:
+            rec.append(LookupTrace(key, rdtype, "invalid", (), self._invalid[key]))
+        else:
+            rec.append(LookupTrace(key, rdtype, ans.outcome.value, _answers(ans), ans.detail if not ans.ok else ""))
         return ans
+
+    def stop(self, result: str, message: str, cause: str, failed: LookupTrace | None = None) -> _Stop:
+        """A _Stop, remembering the first cause (the one the final result comes from)."""
+        self._note_cause(cause, failed)
+        return _Stop(result, message)
+
+    def _note_cause(self, cause: str, failed: LookupTrace | None = None) -> None:
+        if not self.cause:
+            self.cause = cause
+            self.failed = failed
 
     # ---- prefetch ----------------------------------------------------------
 
@@ -337,18 +446,26 @@ class Evaluator:
     def _count(self, term: str) -> None:
         self.lookups += 1
         if self.lookups > LOOKUP_LIMIT:
-            raise _Stop("permerror", f"more than {LOOKUP_LIMIT} DNS-querying terms (at {term})")
+            raise self.stop("permerror", f"more than {LOOKUP_LIMIT} DNS-querying terms (at {term})",
+                            "too_many_lookups")
 
     def _void(self, term: str) -> None:
         self.voids += 1
         if self.voids > VOID_LIMIT:
-            raise _Stop("permerror", f"more than {VOID_LIMIT} void lookups (at {term})")
+            raise self.stop("permerror", f"more than {VOID_LIMIT} void lookups (at {term})", "void_lookups")
+
+    def _failed(self, rec: list[LookupTrace], ans: DnsAnswer) -> LookupTrace | None:
+        for lk in reversed(rec):
+            if lk.rdtype == ans.rdtype and not lk.definite:
+                return lk
+        return None
 
     async def record_for(self, domain: str) -> tuple[str, SpfRecord | ParseError | None, LookupTrace, str]:
         """(result-if-no-evaluation, record, lookup, note): record selection (RFC 7208 4.5)."""
         rec: list[LookupTrace] = []
         ans = await self.q(domain, "TXT", rec)
         if not ans.outcome.definite:
+            self._note_cause("dns_failure", rec[0])
             return "temperror", None, rec[0], f"TXT lookup failed: {ans.outcome.value}"
         if not ans.ok:
             return "none", None, rec[0], f"no SPF record (TXT {ans.outcome.value})"
@@ -356,9 +473,11 @@ class Evaluator:
         if not texts:
             return "none", None, rec[0], "no SPF record (no TXT record starts with v=spf1)"
         if len(texts) > 1:
+            self._note_cause("multiple")
             return "permerror", None, rec[0], f"{len(texts)} SPF records (exactly one is allowed)"
         parsed = parse_record(texts[0])
         if isinstance(parsed, ParseError):
+            self._note_cause("syntax")
             return "permerror", parsed, rec[0], f"syntax error: {parsed}"
         return "", parsed, rec[0], ""
 
@@ -366,6 +485,25 @@ class Evaluator:
                            ) -> tuple[str, str, str, DomainTrace]:
         """(result, deciding term, explanation, trace) for one domain."""
         domain = _norm(domain)
+        self._path.append(domain)
+        try:
+            return await self._check_domain(domain, via, want_exp)
+        finally:
+            self._path.pop()
+
+    def _loop_check(self, term: str, target: str) -> None:
+        """An include:/redirect= back to a domain being evaluated can only end at the
+        lookup limit (the same records, the same cached answers, the same terms
+        again): say "loop", as the lint does, instead of "more than 10 lookups".
+        The result is the permerror RFC 7208 4.6.4 gives either way."""
+        t = _norm(target)
+        if t in self._path:
+            msg = loop_message(term, t, tuple(self._path))
+            self.loop = self.loop or msg
+            raise self.stop("permerror", msg, "loop")
+
+    async def _check_domain(self, domain: str, via: str, want_exp: bool,
+                            ) -> tuple[str, str, str, DomainTrace]:
         early, record, lookup, note = await self.record_for(domain)
         record_text = ""
         if isinstance(record, ParseError):
@@ -398,6 +536,7 @@ class Evaluator:
                 try:
                     self._count(redirect.text)
                     target = await self.target(redirect, domain, rec)
+                    self._loop_check(redirect.text, target)
                 except _Stop as e:
                     terms.append(TermTrace(redirect.text, None, tuple(rec), e.message))
                     raise
@@ -406,6 +545,7 @@ class Evaluator:
                 if result == "none":
                     result = "permerror"
                     note = f"redirect target {target} has no SPF record"
+                    self._note_cause("redirect_none")
                     self.problems.append(f"{domain}: {note}")
                 terms.append(TermTrace(redirect.text, None, tuple(rec), note, child))
                 return result, mech, explanation, DomainTrace(domain, via, record.text, lookup, tuple(terms), result)
@@ -437,6 +577,7 @@ class Evaluator:
             self._count(m.text)
             target = await self.target(m, domain, rec)
             if m.name == "include":
+                self._loop_check(m.text, target)
                 result, _mech, _exp, child = await self.check_domain(target, "include", False)
                 note = f"include result {result}"
                 if result == "pass":
@@ -444,11 +585,11 @@ class Evaluator:
                 if result in ("fail", "softfail", "neutral"):
                     return False, TermTrace(m.text, False, tuple(rec), note + " -> no match", child)
                 if result == "none":
-                    raise _Stop("permerror", f"include:{target} has no SPF record")
+                    raise self.stop("permerror", f"include:{target} has no SPF record", "include_none")
                 raise _Stop(result, f"include:{target} gave {result}")
             if m.name == "a":
                 ans = await self.q(target, self.addr_type, rec)
-                hit = self._addr_match(ans, m, m.text)
+                hit = self._addr_match(ans, m, m.text, rec)
                 return hit, TermTrace(m.text, hit, tuple(rec))
             if m.name == "mx":
                 hit = await self._mx(target, m, rec)
@@ -459,7 +600,8 @@ class Evaluator:
             if m.name == "exists":
                 ans = await self.q(target, "A", rec)
                 if not ans.outcome.definite:
-                    raise _Stop("temperror", f"{m.text}: A lookup of {target} failed ({ans.outcome.value})")
+                    raise self.stop("temperror", f"{m.text}: A lookup of {target} failed ({ans.outcome.value})",
+                                    "dns_failure", self._failed(rec, ans))
                 if not ans.ok:
                     self._void(m.text)
                     return False, TermTrace(m.text, False, tuple(rec), "void lookup")
@@ -469,9 +611,10 @@ class Evaluator:
             e.trace = TermTrace(m.text, None, tuple(rec), e.message, child)  # type: ignore[attr-defined]
             raise
 
-    def _addr_match(self, ans: DnsAnswer, m: Mechanism, term: str) -> bool:
+    def _addr_match(self, ans: DnsAnswer, m: Mechanism, term: str, rec: list[LookupTrace]) -> bool:
         if not ans.outcome.definite:
-            raise _Stop("temperror", f"{term}: {ans.rdtype} lookup of {ans.qname} failed ({ans.outcome.value})")
+            raise self.stop("temperror", f"{term}: {ans.rdtype} lookup of {ans.qname} failed ({ans.outcome.value})",
+                            "dns_failure", self._failed(rec, ans))
         if not ans.ok:
             self._void(term)
             return False
@@ -494,7 +637,8 @@ class Evaluator:
     async def _mx(self, target: str, m: Mechanism, rec: list[LookupTrace]) -> bool:
         ans = await self.q(target, "MX", rec)
         if not ans.outcome.definite:
-            raise _Stop("temperror", f"{m.text}: MX lookup of {target} failed ({ans.outcome.value})")
+            raise self.stop("temperror", f"{m.text}: MX lookup of {target} failed ({ans.outcome.value})",
+                            "dns_failure", self._failed(rec, ans))
         if not ans.ok:
             self._void(m.text)
             return False
@@ -504,7 +648,8 @@ class Evaluator:
             if ex and ex != ".":
                 names.append(ex)
         if len(ans.records) > MX_LIMIT:
-            raise _Stop("permerror", f"{m.text}: {target} has {len(ans.records)} MX records (limit {MX_LIMIT})")
+            raise self.stop("permerror", f"{m.text}: {target} has {len(ans.records)} MX records (limit {MX_LIMIT})",
+                            "mx_limit")
         answers = await asyncio.gather(*(self.q(n, self.addr_type, rec) for n in names))
         failed = None
         for a in answers:
@@ -513,7 +658,8 @@ class Evaluator:
             if not a.outcome.definite:
                 failed = a
         if failed is not None:
-            raise _Stop("temperror", f"{m.text}: lookup of MX host {failed.qname} failed ({failed.outcome.value})")
+            raise self.stop("temperror", f"{m.text}: lookup of MX host {failed.qname} failed "
+                            f"({failed.outcome.value})", "dns_failure", self._failed(rec, failed))
         return False
 
     async def _ptr(self, target: str, m: Mechanism, rec: list[LookupTrace]) -> bool:
@@ -539,6 +685,7 @@ class Evaluator:
         default = self.default_explanation
         if default is None:
             default = f"{domain} does not designate {self.ip} as permitted sender"
+        self.exp_source = "default"
         if exp is None:
             return default
         rec: list[LookupTrace] = []
@@ -552,6 +699,7 @@ class Evaluator:
             ms = parse_macro_string(text, exp=True, allow_space=True)
             value = await self.expand(ms, domain, rec, exp=True)
             terms.append(TermTrace(exp.text, None, tuple(rec), "explanation"))
+            self.exp_source = "exp"
             return value
         except (ParseError, _Stop) as e:
             terms.append(TermTrace(exp.text, None, tuple(rec), f"explanation unusable ({e}): default explanation"))
@@ -569,11 +717,23 @@ async def check_host(ip: str, domain: str, *, sender: str, helo: str = "", dns: 
     """
     ev = Evaluator(ip, sender, helo, dns, receiver, now, default_explanation)
     d = domain.strip()
-    if not valid_domain(d):
-        return SpfResult("none", d, ev.ip, sender, helo, problems=(f"{d!r} is not a valid domain name",))
+    why = domain_problem(d)
+    if why:
+        return SpfResult("none", d, ev.ip, sender, helo,
+                         problems=(f"{d!r} is not a valid domain name: {why}; check_host() gives none without "
+                                   "a DNS query (RFC 7208 4.3)",), cause="invalid_domain")
     try:
         result, mech, explanation, trace = await ev.check_domain(d, "check_host", True)
     finally:
         await ev.close()
+    cause = ev.cause if result in ("permerror", "temperror") else ""
+    if result == "none":
+        outcome = trace.lookup.outcome if trace.lookup is not None else ""
+        cause = "nxdomain" if outcome == "nxdomain" else "no_record"
+    elif result == "neutral" and not mech:
+        cause = "default"
     return SpfResult(result, _norm(d), ev.ip, sender, helo, mech, explanation, tuple(ev.problems),
-                     ev.lookups, ev.voids, trace)
+                     ev.lookups, ev.voids, trace, cause=cause,
+                     failed_lookup=ev.failed if cause == "dns_failure" else None,
+                     explanation_source=ev.exp_source if result == "fail" else "",
+                     loop=ev.loop if cause == "loop" else "")

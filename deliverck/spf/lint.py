@@ -13,10 +13,14 @@ import asyncio
 from dataclasses import dataclass, field
 
 from deliverck.net.dns import DnsAnswer, Outcome
-from deliverck.spf.evaluator import LOOKUP_LIMIT, VOID_LIMIT, Lookup, _txt
+from deliverck.spf.evaluator import LOOKUP_LIMIT, VOID_LIMIT, Lookup, _txt, loop_message
 from deliverck.spf.record import Mechanism, Modifier, ParseError, SpfRecord, is_spf_record, parse_record
 
 MAX_RECORDS = 40        # records fetched per lint, whatever the tree says
+
+# The wording of a loop, shared by the spf check's `spf.loop` finding and the
+# `deliverck spf` command, so that one cause reads the same everywhere.
+LOOP_SUMMARY = "the SPF record tree of {subject} loops: {message}"
 
 
 @dataclass(frozen=True)
@@ -26,6 +30,8 @@ class LintIssue:
     domain: str          # the domain whose record has the problem
     term: str            # the term, or ""
     message: str
+    target: str = ""     # include_failed: the name whose TXT lookup failed
+    outcome: str = ""    # include_failed: how it failed (timeout, servfail ...)
 
 
 @dataclass(frozen=True)
@@ -137,8 +143,7 @@ async def _walk(rec: SpfRecord, domain: str, w: _Walk, path: tuple[str, ...]) ->
     subs = []
     for kind, term, target in children:
         if target in path:
-            w.issues.append(LintIssue("loop", domain, term,
-                                      f"{term}: loops back to {target} ({' -> '.join(path + (target,))})"))
+            w.issues.append(LintIssue("loop", domain, term, loop_message(term, target, path)))
             continue
         if w.fetched >= MAX_RECORDS or w.total > 3 * LOOKUP_LIMIT:
             w.truncated = True
@@ -150,8 +155,8 @@ async def _walk(rec: SpfRecord, domain: str, w: _Walk, path: tuple[str, ...]) ->
     for (kind, term, target), ans in zip(subs, answers):
         if not ans.outcome.definite:
             w.issues.append(LintIssue("include_failed", domain, term,
-                                      f"{term}: the TXT lookup of {target} failed ({ans.outcome.value}): "
-                                      "receivers get temperror"))
+                                      f"{term}: the TXT lookup of {target} failed ({ans.outcome.value})",
+                                      target, ans.outcome.value))
             continue
         found = _select(ans)
         if not found:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 from typing import Iterable, Mapping
 
+import dns.name
 import dns.rdata
 import dns.rdataclass
 import dns.rdatatype
@@ -52,6 +53,8 @@ class MemoryDns:
         self.max_active = 0
 
     async def lookup(self, name: str, rdtype: str) -> DnsAnswer:
+        if "\\" in name:   # dnspython's text form (\DDD escapes), as check_host() asks for odd labels
+            name = ".".join(lb.decode("utf-8", "replace") for lb in dns.name.from_text(name).labels if lb)
         qname = name.rstrip(".").lower()
         rdtype = rdtype.upper()
         self.queries.append((qname, rdtype))

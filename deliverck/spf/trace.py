@@ -12,16 +12,25 @@ from typing import Callable
 class LookupTrace:
     name: str
     rdtype: str
-    outcome: str                 # Outcome value: ok, nodata, nxdomain, servfail, timeout, ...
+    outcome: str                 # Outcome value: ok, nodata, nxdomain, servfail, timeout, ...,
+                                 # or "invalid": no DNS query can be composed from the name
     answers: tuple[str, ...] = ()
+    detail: str = ""             # why, for "invalid" (empty label, label over 63 octets ...)
 
     def describe(self) -> str:
         if self.outcome == "ok":
             return f"{self.name} {self.rdtype} -> {', '.join(self.answers)}"
-        return f"{self.name} {self.rdtype} -> {self.outcome.upper()}"
+        extra = f" ({self.detail})" if self.detail else ""
+        return f"{self.name} {self.rdtype} -> {self.outcome.upper()}{extra}"
+
+    @property
+    def definite(self) -> bool:
+        """An answer DNS gave (or a name no query can be made for), as opposed to a failed lookup."""
+        return self.outcome in ("ok", "nodata", "nxdomain", "invalid")
 
     def as_dict(self) -> dict:
-        return {"name": self.name, "type": self.rdtype, "outcome": self.outcome, "answers": list(self.answers)}
+        return {"name": self.name, "type": self.rdtype, "outcome": self.outcome, "answers": list(self.answers),
+                "detail": self.detail}
 
 
 @dataclass(frozen=True)
