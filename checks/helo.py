@@ -18,7 +18,6 @@ import ipaddress
 
 from deliverck.context import Context, org_domain
 from deliverck.model import CheckSpec, Direction, Finding, FindingSpec, Owner, Severity, Skip
-from deliverck.net.dns import Outcome
 from deliverck.report.escape import safe
 from deliverck.target import is_address_literal, is_hostname
 
@@ -83,20 +82,20 @@ CHECK = CheckSpec(
 _LOCAL = ("localhost", "localhost.localdomain", "localdomain")
 
 
-async def judge(ctx: Context, ip: str, helo: str, where: str) -> list[Finding]:
-    """All findings for one (address, HELO name) pair."""
+async def judge(ctx: Context, ip: str, helo: str, where: str, seen: tuple[str, ...] = ()) -> list[Finding]:
+    """All findings for one (address, HELO name) pair; `seen` is where the name was read."""
     shown = safe(helo)
     args = dict(ip=ip, helo=shown, where=where)
-    out = [CHECK.finding("names", ip, **args)]
+    out = [CHECK.finding("names", ip, seen, **args)]
     name = helo.rstrip(".").lower()
     if is_address_literal(name):
-        return out + [CHECK.finding("address_literal", ip, **args)]
+        return out + [CHECK.finding("address_literal", ip, seen, **args)]
     if name in _LOCAL or name.startswith("localhost.") or name.endswith((".localdomain", ".localhost")):
-        return out + [CHECK.finding("localhost", ip, **args)]
+        return out + [CHECK.finding("localhost", ip, seen, **args)]
     if "." not in name:
-        return out + [CHECK.finding("not_fqdn", ip, **args)]
+        return out + [CHECK.finding("not_fqdn", ip, seen, **args)]
     if not is_hostname(name):
-        return out + [CHECK.finding("invalid", ip, **args)]
+        return out + [CHECK.finding("invalid", ip, seen, **args)]
     fwd, ptr = await asyncio.gather(ctx.addresses(name), ctx.ptr(ip))
     if fwd.failed and not fwd.ips:
         return out + [CHECK.finding("lookup_failed", ip, fwd.evidence(), outcome=fwd.failed[0].outcome.value, **args)]
@@ -121,7 +120,8 @@ async def run(ctx: Context) -> list[Finding]:
         ips = [a.ip for a in await ctx.mail_addresses() if ctx.probe_allowed(a) or a.scope.routable]
         if not ips:
             raise Skip("no sending address known: give --ip ADDR with --helo")
-        results = await asyncio.gather(*(judge(ctx, ip, ctx.config.helo_name, "--helo") for ip in ips))
+        seen = (f"--helo {safe(ctx.config.helo_name)}",)
+        results = await asyncio.gather(*(judge(ctx, ip, ctx.config.helo_name, "--helo", seen) for ip in ips))
         return [f for r in results for f in r]
     greeted, undecided = await sessions_for_followers(ctx)
     jobs = []
@@ -130,7 +130,9 @@ async def run(ctx: Context) -> list[Finding]:
         ehlo = s.ehlo.first_word if s.ehlo is not None and s.ehlo.code == 250 else ""
         name = greet or ehlo
         where = "greeting" if not ehlo or ehlo.lower() == greet.lower() else f"greeting; EHLO reply says {safe(ehlo)}"
-        jobs.append(judge(ctx, ma.ip, name, where))
+        seen = tuple(x for x in (f"greeting: {safe(s.greeting.wire())}" if s.greeting else "",
+                                 f"EHLO reply: {safe(s.ehlo.lines[0])}" if ehlo else "") if x)
+        jobs.append(judge(ctx, ma.ip, name, where, seen))
     results = await asyncio.gather(*jobs)
     out = [f for r in results for f in r]
     if undecided and not greeted:

@@ -19,6 +19,14 @@ that show on the network:
 The other two (SPN registration, domain controller replication) cannot be
 seen from outside; the check says so and names the commands that show them.
 
+Blame goes where the evidence puts it.  A KDC that answers nothing at all
+(every probe of port 88 times out, or there is no route) may as well sit
+behind this machine's own filtering network: that is "could not check"
+(kerberos.port88_blocked, kerberos.no_route), never a failure of the domain.
+A clock skew is blamed once, on the clock that disagrees with the others
+(judge_clocks); when all remote clocks agree against this machine's, this
+machine's clock is the suspect (kerberos.local_clock_suspect).
+
 When it runs: with --kerberos, --realm or --kdc; or when the domain publishes
 Kerberos/AD locator records (_kerberos._tcp, _kerberos._udp, _kpasswd._tcp,
 _ldap._tcp.dc._msdcs, _kerberos._tcp.dc._msdcs SRV); or when a mail server
@@ -28,7 +36,6 @@ greets as Microsoft Exchange.  Otherwise it skips (docs/usage.md, "Kerberos").
 from __future__ import annotations
 
 import asyncio
-import time
 
 from deliverck.context import Context, org_domain
 from deliverck.model import CheckSpec, Direction, Finding, FindingSpec, Owner, Severity, Skip
@@ -116,6 +123,17 @@ CHECK = CheckSpec(
                     "{ip} ({host}) TCP 464 (kpasswd): {outcome}; password changes through this KDC fail",
                     "Open TCP (and UDP) 464 to the domain controllers; mail flow does not depend on it.",
                     NET, NONE, refs=("RFC 3244",)),
+        FindingSpec("kerberos.no_route", Severity.ERROR,
+                    "this machine has no route to KDC {ip} ({host}); its Kerberos ports could not be checked",
+                    "Run deliverck from a network with a route to the domain controllers (e.g. the mail "
+                    "servers' own network).", NET, NONE, inconclusive=True),
+        FindingSpec("kerberos.port88_blocked", Severity.ERROR,
+                    "no KDC of realm {realm} answered from here ({count} address(es); every probe of port 88 "
+                    "timed out or found no route): this machine's network may block Kerberos, or the domain "
+                    "controllers are not reachable from outside; nothing about them was judged",
+                    "Run deliverck where the mail servers are (inside the network that reaches the domain "
+                    "controllers), or open outbound TCP and UDP 88 here; then a silent domain controller is "
+                    "reported as such.", NET, NONE, refs=("RFC 4120 7.2",), inconclusive=True),
         FindingSpec("kerberos.no_kdc_reachable", Severity.CRITICAL,
                     "no KDC of realm {realm} answers ({count} address(es) probed); servers that need a "
                     "Kerberos ticket cannot get one, so Exchange servers cannot authenticate to each other",
@@ -255,8 +273,8 @@ def _fmt(skew: float) -> str:
     return f"{round(skew, 1) + 0.0:+.1f} s"
 
 
-def _greeting_readings(pairs) -> list[tuple[str, str, float, float]]:
-    """(ip, host, skew against this machine, uncertainty) from dated greetings."""
+def _greeting_readings(pairs) -> list[tuple[str, str, float, float, str]]:
+    """(ip, host, skew against this machine, uncertainty, the greeting as sent) from dated greetings."""
     out = []
     for ma, s in pairs:
         g = s.greeting
@@ -267,55 +285,87 @@ def _greeting_readings(pairs) -> list[tuple[str, str, float, float]]:
             continue
         # The date is truncated to the second: its true value lies in [when, when + 1).
         skew = when + GREETING_RESOLUTION / 2 - g.at
-        out.append((ma.ip, ma.host or ma.ip, skew, GREETING_RESOLUTION / 2 + g.elapsed_ms / 1000))
+        out.append((ma.ip, ma.host or ma.ip, skew, GREETING_RESOLUTION / 2 + g.elapsed_ms / 1000, safe(g.wire())))
     return out
 
 
-def judge_clocks(realm: str, kdcs: list[krb.KdcProbe], mail: list[tuple[str, str, float, float]],
+def judge_clocks(realm: str, kdcs: list[krb.KdcProbe], mail: list[tuple],
                  limit: float) -> list[Finding]:
+    """Blame each clock skew on the clock that disagrees with the others, once.
+
+    Every reading is "that clock minus this machine's".  When all remote clocks
+    agree with each other and not with this machine, this machine is wrong and
+    nothing is judged.  Otherwise this machine's clock is the reference: a KDC
+    more than `limit` off it is skewed (kerberos.kdc_clock_skew), and that
+    finding is the whole story of its skew: the KDCs that disagree with it
+    (kdcs_disagree) and the mail servers that agree with this machine but not
+    with it (mail_clock_skew) are its evidence, not findings of their own.  A
+    mail server is blamed when its own clock is off, or when it and a KDC that
+    nobody else blames are too far apart.
+
+    `mail` holds (ip, host, skew, uncertainty[, greeting line]) per dated greeting.
+    """
     out: list[Finding] = []
+    mail = [(*m[:4], m[4] if len(m) > 4 else "") for m in mail]
     timed = [k for k in kdcs if k.skew is not None]
     readings = [k.skew for k in timed] + [m[2] for m in mail]
     if (len(readings) >= 2 and max(readings) - min(readings) <= limit
             and all(abs(r) > limit for r in readings)):
         mean = sum(readings) / len(readings)
-        return [CHECK.finding("local_clock_suspect", "this machine", [f"remote clocks: {', '.join(_fmt(r) for r in readings)}"],
+        return [CHECK.finding("local_clock_suspect", "this machine",
+                              [f"remote clocks: {', '.join(_fmt(r) for r in readings)}"],
                               count=len(readings), limit=f"{limit:g}", skew=_fmt(mean))]
+
+    def off(value: float, unc: float, ref: float = 0.0, ref_unc: float = 0.0) -> bool:
+        return abs(value - ref) - unc - ref_unc > limit
+
+    skewed = {k.ip for k in timed if off(k.skew, k.uncertainty)}
+    agreeing = [f"KDC {k.ip} ({k.host}): {_fmt(k.skew)}" for k in timed if k.ip not in skewed]
+    agreeing += [f"mail server {ip} ({host}) greeting: {_fmt(skew)}" for ip, host, skew, unc, _g in mail
+                 if not off(skew, unc)]
     for k in timed:
         ev = [p.describe() for p in k.answered]
-        if abs(k.skew) - k.uncertainty > limit:
+        if k.ip in skewed:
+            if agreeing:
+                ev.append(f"in step with this machine's clock (within {limit:g} s): {'; '.join(agreeing[:6])}")
             out.append(CHECK.finding("kdc_clock_skew", k.ip, ev, ip=k.ip, host=k.host, skew=_fmt(k.skew),
                                      limit=f"{limit:g}", seconds=round(k.skew, 3)))
         else:
             out.append(CHECK.finding("clock_ok", k.ip, ev, role="KDC", skew=_fmt(k.skew), limit=f"{limit:g}",
                                      seconds=round(k.skew, 3)))
-    if len(timed) >= 2:
-        fast = max(timed, key=lambda k: k.skew)
-        slow = min(timed, key=lambda k: k.skew)
+    unblamed = [k for k in timed if k.ip not in skewed]
+    if len(unblamed) >= 2:
+        fast = max(unblamed, key=lambda k: k.skew)
+        slow = min(unblamed, key=lambda k: k.skew)
         spread = fast.skew - slow.skew
         if spread - fast.uncertainty - slow.uncertainty > limit:
             out.append(CHECK.finding("kdcs_disagree", realm,
                                      [f"{k.ip} ({k.host}): {_fmt(k.skew)}" for k in timed],
                                      realm=realm, fast=f"{fast.ip} ({fast.host})", slow=f"{slow.ip} ({slow.host})",
                                      spread=f"{spread:.1f}", limit=f"{limit:g}"))
-    for ip, host, skew, unc in mail:
+    for ip, host, skew, unc, greeting in mail:
         ev = [f"greeting date of {ip}: {_fmt(skew)} from this machine's clock (+/- {unc:.1f} s)"]
-        worst = max(timed, key=lambda k: abs(skew - k.skew), default=None)
-        if worst is not None:
+        if greeting:
+            ev.insert(0, f"greeting: {greeting}")
+        own_off = off(skew, unc)
+        apart = [k for k in timed if off(skew, unc, k.skew, k.uncertainty)]
+        # A KDC that is blamed already explains the gap, unless this server's own clock is off too.
+        against = [k for k in apart if k.ip not in skewed] or (apart if own_off else [])
+        if against:
+            worst = max(against, key=lambda k: abs(skew - k.skew))
             diff = skew - worst.skew
             ev.append(f"KDC {worst.ip} ({worst.host}): {_fmt(worst.skew)} from this machine's clock")
-            if abs(diff) - unc - worst.uncertainty > limit:
-                out.append(CHECK.finding("mail_clock_skew", ip, ev, ip=ip, host=host, skew=f"{diff:+.0f}",
-                                         kdc=f"{worst.ip} ({worst.host})", limit=f"{limit:g}",
-                                         seconds=round(diff, 1)))
-                continue
-        if abs(skew) - unc > limit:
-            if worst is None:
-                out.append(CHECK.finding("mail_clock_off", ip, ev, ip=ip, host=host, skew=_fmt(skew),
-                                         limit=f"{limit:g}", seconds=round(skew, 1)))
+            out.append(CHECK.finding("mail_clock_skew", ip, ev, ip=ip, host=host, skew=f"{diff:+.0f}",
+                                     kdc=f"{worst.ip} ({worst.host})", limit=f"{limit:g}",
+                                     seconds=round(diff, 1), greeting=greeting))
+        elif own_off and not timed:
+            out.append(CHECK.finding("mail_clock_off", ip, ev, ip=ip, host=host, skew=_fmt(skew),
+                                     limit=f"{limit:g}", seconds=round(skew, 1), greeting=greeting))
         else:
+            if own_off:
+                ev.append("in step with every KDC read, so its Kerberos authentication works")
             out.append(CHECK.finding("clock_ok", ip, ev, role=f"mail server {host}", skew=_fmt(skew),
-                                     limit=f"{limit:g}", seconds=round(skew, 1)))
+                                     limit=f"{limit:g}", seconds=round(skew, 1), greeting=greeting))
     return out
 
 
@@ -328,8 +378,11 @@ def _port_findings(k: krb.KdcProbe, realm: str, timeout: float) -> list[Finding]
         port = p.label
         if p.outcome is krb.PortOutcome.TIMEOUT:
             out.append(CHECK.finding("port_filtered", k.ip, [p.describe()], port=port, timeout=f"{timeout:g}", **args))
-        elif p.outcome in (krb.PortOutcome.REFUSED, krb.PortOutcome.UNREACHABLE):
+        elif p.outcome is krb.PortOutcome.REFUSED:
             out.append(CHECK.finding("port_refused", k.ip, [p.describe()], port=port, **args))
+        elif p.outcome is krb.PortOutcome.UNREACHABLE:
+            if not any(f.id == "kerberos.no_route" for f in out):
+                out.append(CHECK.finding("no_route", k.ip, [p.describe()], **args))
         elif p.outcome in (krb.PortOutcome.NOT_KERBEROS, krb.PortOutcome.CLOSED, krb.PortOutcome.ERROR):
             out.append(CHECK.finding("not_kerberos", k.ip, [p.describe()], port=port, error=safe(p.detail), **args))
     if k.kpasswd is not None and k.kpasswd.outcome is not krb.PortOutcome.OPEN:
@@ -376,6 +429,11 @@ async def _kdc_addresses(ctx: Context, hosts: dict[str, int], sources: dict[str,
                 continue
             out.append((ip, host, port))
     return out, notes
+
+
+def _silent(k: krb.KdcProbe) -> bool:
+    """No answer of any kind on port 88 (a refusal is an answer): the probe says nothing about the KDC."""
+    return all(p.outcome in (krb.PortOutcome.TIMEOUT, krb.PortOutcome.UNREACHABLE) for p in (k.udp, k.tcp))
 
 
 def _is_exchange(session) -> bool:
@@ -445,12 +503,21 @@ async def _run(ctx: Context, greetings: asyncio.Task, explicit: bool) -> list[Fi
     principal = cfg.principal or krb.probe_principal()
     probes = await asyncio.gather(*(krb.probe_kdc(ip, host, realm, principal, cfg.kdc_timeout, port)
                                     for ip, host, port in targets))
-    for k in probes:
-        out += _port_findings(k, realm, cfg.kdc_timeout)
     alive = [k for k in probes if k.alive]
-    if targets and not alive:
-        out.append(CHECK.finding("no_kdc_reachable", realm, [p.describe() for k in probes for p in k.probes],
-                                 realm=realm, count=len(targets)))
+    evidence = [p.describe() for k in probes for p in k.probes]
+    if targets and not alive and all(_silent(k) for k in probes):
+        # Nothing on the domain controllers' side answered, not even with a refusal: from
+        # here a blocked port 88 and a dead domain controller look the same.
+        unrouted = [k for k in probes if all(p.outcome is krb.PortOutcome.UNREACHABLE for p in (k.udp, k.tcp))]
+        for k in unrouted:
+            out.append(CHECK.finding("no_route", k.ip, [p.describe() for p in k.probes], ip=k.ip, host=k.host))
+        if len(unrouted) < len(probes):
+            out.append(CHECK.finding("port88_blocked", realm, evidence, realm=realm, count=len(targets)))
+    else:
+        for k in probes:
+            out += _port_findings(k, realm, cfg.kdc_timeout)
+        if targets and not alive:
+            out.append(CHECK.finding("no_kdc_reachable", realm, evidence, realm=realm, count=len(targets)))
     out += judge_clocks(realm, alive, _greeting_readings(await greetings), limit)
     out.append(CHECK.finding("not_visible", realm))
     return out

@@ -1,4 +1,5 @@
-"""MTA-STS and TLS-RPT: does the published policy let enforcing senders deliver?
+"""MTA-STS and TLS-RPT: does the published policy let enforcing senders deliver,
+and can anybody report TLS failures?
 
 A domain that publishes `_mta-sts` TXT and serves a policy at
 https://mta-sts.<domain>/.well-known/mta-sts.txt tells senders (Gmail,
@@ -10,10 +11,17 @@ from those senders: they defer and finally bounce.  A policy that cannot be
 fetched is not enforced by new senders, while senders that cached an older
 policy keep applying it until its max_age runs out (RFC 8461 3.3, 5.1).
 TLS certificates are judged from the shared SMTP session (no second connection).
+
+TLS-RPT (RFC 8460) stands on its own: `_smtp._tls` is judged whenever it is
+published, with or without MTA-STS (domains that use DANE publish it too, and
+a broken record means no sender can report TLS failures).  Its absence is a
+notice only when the domain uses MTA-STS or DANE (a TLSA RRset at
+`_25._tcp.<MX host>`, RFC 7672 2.2); otherwise there is nothing to report on.
 """
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime, timezone
 
 from deliverck import mtasts
@@ -24,7 +32,7 @@ from deliverck.net.addresses import scope
 from deliverck.report.escape import safe
 
 IN, NONE = Direction.INBOUND, Direction.NONE
-DNS, MAIL = Owner.DNS_ADMIN, Owner.MAIL_ADMIN
+DNS, MAIL, NET = Owner.DNS_ADMIN, Owner.MAIL_ADMIN, Owner.NETWORK
 SHORT_MAX_AGE = 86400                        # under a day: a policy that protects little
 FETCH_TIMEOUT = 10.0
 
@@ -35,7 +43,8 @@ CHECK = CheckSpec(
     id="mta_sts",
     title="MTA-STS policy and TLS-RPT",
     cause="The MTA-STS record or policy is broken, or an enforced policy names MX hosts that enforcing senders "
-          "cannot use (not listed, no STARTTLS, certificate invalid).",
+          "cannot use (not listed, no STARTTLS, certificate invalid); or the TLS-RPT record is broken, so no "
+          "sender can report TLS failures.",
     order=58,
     findings=(
         FindingSpec("mta_sts.not_used", Severity.INFO, "{domain} publishes no MTA-STS record (_mta-sts TXT)",
@@ -62,6 +71,12 @@ CHECK = CheckSpec(
                     "the internet cannot fetch it either; " + _NEW_SENDERS,
                     "Point {host} at a public address of the HTTPS server that serves the policy (or audit from "
                     "inside with --probe-private).", DNS, IN, refs=("RFC 8461 3.3",)),
+        FindingSpec("mta_sts.policy_not_checked", Severity.ERROR,
+                    "the policy at {url} could not be fetched from this machine: {error}; this says nothing about "
+                    "{host} yet",
+                    "Check that this machine can open HTTPS connections to the internet (no proxy-only or "
+                    "filtered network), then run again; if it can, {host} or a firewall in front of it drops "
+                    "port 443.", NET, NONE, refs=("RFC 8461 3.3",), inconclusive=True),
         FindingSpec("mta_sts.fetch_failed", Severity.ERROR,
                     "the policy could not be fetched from {url}: {error}; " + _NEW_SENDERS,
                     "Serve the policy over HTTPS on port 443 of {host}; check the web server and the firewall.",
@@ -122,31 +137,35 @@ CHECK = CheckSpec(
                     "Add \"mx: {host}\" to the policy before switching to enforce.", MAIL, IN,
                     refs=("RFC 8461 4.1",)),
         FindingSpec("mta_sts.enforce_no_starttls", Severity.ERROR,
-                    "MX {host} ({ip}) offers no STARTTLS, and the policy of {domain} is enforced: enforcing senders "
+                    "MX {host} ({ips}) offers no STARTTLS, and the policy of {domain} is enforced: enforcing senders "
                     "do not deliver to it",
                     "Enable STARTTLS on {host} with a certificate for {host} from a public CA.", MAIL, IN,
                     refs=("RFC 8461 4.2", "RFC 8461 5")),
         FindingSpec("mta_sts.enforce_cert_invalid", Severity.ERROR,
-                    "MX {host} ({ip}) fails MTA-STS certificate validation ({reason}), and the policy of "
+                    "MX {host} ({ips}) fails MTA-STS certificate validation ({reason}), and the policy of "
                     "{domain} is enforced: enforcing senders do not deliver to it",
                     "Install a currently valid certificate for {host} from a public CA, with the full chain.",
                     MAIL, IN, refs=("RFC 8461 4.2", "RFC 8461 5")),
         FindingSpec("mta_sts.testing_tls_failed", Severity.WARNING,
-                    "MX {host} ({ip}) would fail MTA-STS validation ({reason}); in testing mode it is only reported",
+                    "MX {host} ({ips}) would fail MTA-STS validation ({reason}); in testing mode it is only reported",
                     "Fix TLS on {host} before switching to enforce.", MAIL, IN, refs=("RFC 8461 4.2",)),
         FindingSpec("mta_sts.mx_ok", Severity.INFO,
                     "MX {host} is matched by the policy and passes its TLS requirements", "Nothing to fix.",
                     Owner.NOBODY, NONE, refs=("RFC 8461 4",)),
         FindingSpec("mta_sts.tls_not_checked", Severity.ERROR,
-                    "TLS of MX {host} ({ip}) could not be checked against the policy: {reason}",
+                    "TLS of MX {host} ({ips}) could not be checked against the policy: {reason}",
                     "See the smtp check.", Owner.NOBODY, NONE, inconclusive=True),
         FindingSpec("mta_sts.tlsrpt_missing", Severity.NOTICE,
-                    "{domain} uses MTA-STS but publishes no TLS-RPT record (_smtp._tls TXT): nobody hears of "
+                    "{domain} uses {uses} but publishes no TLS-RPT record (_smtp._tls TXT): nobody hears of "
                     "TLS failures",
                     "Publish _smtp._tls.{domain} TXT \"v=TLSRPTv1; rua=mailto:tls-reports@{domain}\".", DNS, NONE,
-                    refs=("RFC 8460 3",)),
+                    refs=("RFC 8460 1", "RFC 8460 3", "RFC 8461 6")),
+        FindingSpec("mta_sts.tlsrpt_lookup_failed", Severity.ERROR,
+                    "the _smtp._tls TXT lookup for {domain} failed: {error}; the TLS-RPT record could not be judged",
+                    "Check the zone's name servers (and the resolver), then run again.", DNS, NONE,
+                    refs=("RFC 8460 3",), inconclusive=True),
         FindingSpec("mta_sts.tlsrpt_syntax", Severity.WARNING,
-                    "the _smtp._tls record of {domain} is not valid: {error}",
+                    "the _smtp._tls record of {domain} is not valid: {error}; senders then send no TLS reports",
                     "Publish _smtp._tls.{domain} TXT \"v=TLSRPTv1; rua=mailto:<address>\" (rua: mailto: or "
                     "https: URIs, comma-separated).", DNS, NONE, refs=("RFC 8460 3",)),
         FindingSpec("mta_sts.tlsrpt_multiple", Severity.WARNING,
@@ -160,6 +179,8 @@ CHECK = CheckSpec(
 
 
 def _txt_strings(answer) -> list[str]:
+    """Each TXT record as one string: its character-strings joined without separator
+    (RFC 8461 3.1 and RFC 8460 3 follow RFC 7208 3.3 here)."""
     out = []
     for r in answer.records:
         out.append(b"".join(r.strings).decode("latin-1"))
@@ -187,11 +208,17 @@ async def run(ctx: Context) -> list[Finding]:
         raise Skip("MTA-STS applies to mail domains, not to an address")
     domain = ctx.target.name.rstrip(".").lower()
     out: list[Finding] = []
-    found = await _records(ctx, f"_mta-sts.{domain}", mtasts.looks_like_sts_record, domain, out)
+    found, tlsrpt = await asyncio.gather(
+        _records(ctx, f"_mta-sts.{domain}", mtasts.looks_like_sts_record, domain, out),
+        ctx.dns(f"_smtp._tls.{domain}", "TXT"))
     if found is None:
-        return out
+        # Whether MTA-STS is used is unknown: a published TLS-RPT record is still judged.
+        return out + await _tlsrpt(ctx, domain, tlsrpt, uses=None)
     if not found:
-        return [CHECK.finding("not_used", domain, domain=domain)]
+        out.append(CHECK.finding("not_used", domain, domain=domain))
+        # Without MTA-STS, a missing TLS-RPT record matters only to a domain that uses DANE.
+        missing = tlsrpt.outcome.definite and not _tlsrpt_published(tlsrpt)
+        return out + await _tlsrpt(ctx, domain, tlsrpt, uses=await _dane_in_use(ctx) if missing else None)
     evidence = tuple(safe(t)[:300] for t in found)
     if len(found) > 1:
         out.append(CHECK.finding("record_multiple", f"_mta-sts.{domain}", evidence, domain=domain, count=len(found)))
@@ -203,7 +230,7 @@ async def run(ctx: Context) -> list[Finding]:
             out.append(CHECK.finding("record_syntax", f"_mta-sts.{domain}", evidence, domain=domain,
                                      error=safe(str(e))))
     policy = await _policy(ctx, domain, out)
-    out += await _tlsrpt(ctx, domain)
+    out += await _tlsrpt(ctx, domain, tlsrpt, uses=("MTA-STS", ()))
     if policy is None:
         return out
     out += await _judge_mx(ctx, domain, policy)
@@ -218,18 +245,27 @@ async def _policy(ctx: Context, domain: str, out: list[Finding]) -> mtasts.Polic
     if not addresses.ips:
         out.append(CHECK.finding("policy_host_no_address", host, addresses.evidence(), **args))
         return None
-    if not any(scope(ip).routable for ip in addresses.ips) and not getattr(ctx.config, "probe_private", False):
+    allowed = [ip for ip in addresses.ips if scope(ip).routable]
+    if getattr(ctx.config, "probe_private", False):
+        allowed = [ip for ip in addresses.ips if scope(ip).value != "unspecified"]
+    if not allowed:
         out.append(CHECK.finding("policy_host_private", host, addresses.evidence(), ips=", ".join(addresses.ips),
                                  **args))
         return None
     timeout = min(float(getattr(ctx.config, "smtp_timeout", FETCH_TIMEOUT) or FETCH_TIMEOUT), FETCH_TIMEOUT)
-    r = await ctx.fact(("https", url), lambda: http.fetch(url, ca_file=ctx.config.ca_file,
+    # The addresses this run resolved (its resolver, its zone files), never a second lookup.
+    r = await ctx.fact(("https", url), lambda: http.fetch(url, ca_file=ctx.config.ca_file, addresses=tuple(allowed),
                                                           connect_timeout=timeout, read_timeout=timeout))
-    ev = tuple(x for x in (f"GET {url}", f"HTTP {r.status}" if r.status else "",
+    ev = tuple(x for x in (f"GET {url}" + (f" from {r.address}" if r.address else ""),
+                           f"HTTP {r.status}" if r.status else "",
                            f"Content-Type: {safe(r.content_type)[:100]}" if r.content_type else "",
                            f"Location: {safe(r.location)[:200]}" if r.location else "",
-                           safe(r.error)[:300] if r.error else "") if x)
-    if r.kind == http.TLS:
+                           safe(r.error)[:300] if r.error else "",
+                           safe(r.detail)[:300] if r.detail else "") if x)
+    if r.kind in (http.CONNECT_TIMEOUT, http.NO_ROUTE) or (r.kind == http.ERROR and not r.status):
+        # Nothing on the policy host's side answered: this machine's network may be the cause.
+        out.append(CHECK.finding("policy_not_checked", host, ev, error=safe(r.error)[:200] or r.kind, **args))
+    elif r.kind == http.TLS:
         out.append(CHECK.finding("fetch_tls_invalid", host, ev, error=safe(r.error)[:200], **args))
     elif r.kind == http.REDIRECT:
         out.append(CHECK.finding("fetch_redirect", host, ev, status=r.status,
@@ -265,25 +301,90 @@ async def _policy(ctx: Context, domain: str, out: list[Finding]) -> mtasts.Polic
     return policy
 
 
-async def _tlsrpt(ctx: Context, domain: str) -> list[Finding]:
-    out: list[Finding] = []
+# ---------------------------------------------------------------- TLS-RPT
+
+async def _dane_in_use(ctx: Context) -> tuple[str, tuple[str, ...]] | None:
+    """("DANE", evidence) when an MX host publishes TLSA records at _25._tcp (RFC 7672 2.2), else None.
+
+    The same lookups the dane check makes (the run's DNS cache answers the
+    second asker), all at once; a failed lookup counts as not knowing, and not
+    knowing is not "in use".
+    """
+    mx = await ctx.mx()
+    if mx is None:
+        return None
+    hosts = list(dict.fromkeys(h.name for h in mx.hosts))
+    if mx.implicit:
+        hosts.append(mx.domain)
+    names: list[str] = []
+    for h in hosts:
+        addrs = await ctx.addresses(h)
+        target = addrs.cname_target.rstrip(".").lower()
+        names += [f"_25._tcp.{n}" for n in ([target, h] if target and target != h else [h])]
+    names = list(dict.fromkeys(names))
+    answers = await asyncio.gather(*(ctx.dns(n, "TLSA") for n in names))
+    published = [a for a in answers if a.ok]
+    if not published:
+        return None
+    return "DANE", tuple(safe(a.describe())[:300] for a in published[:4])
+
+
+def _tlsrpt_published(answer) -> bool:
+    """Is there anything at _smtp._tls meant as a TLS-RPT record (valid or not)?"""
+    texts = _txt_strings(answer) if answer.ok else []
+    return any(mtasts.looks_like_tlsrpt_record(t) for t in texts) or bool(_tlsrpt_attempts(texts))
+
+
+def _tlsrpt_attempts(texts: list[str]) -> list[str]:
+    """TXT strings meant as TLS-RPT that senders discard for not starting with the exact
+    "v=TLSRPTv1" (a lower-case version, leading blanks, the version not first)."""
+    return [t for t in texts if not mtasts.looks_like_tlsrpt_record(t) and "tlsrpt" in t.lower()]
+
+
+def _attempt_error(text: str) -> str:
+    shown = f"'{safe(text)[:60]}'"
+    if text.lstrip(" \t").lower().startswith("v=tlsrpt"):
+        return (f"{shown} does not start with v=TLSRPTv1 exactly (spelling and case matter), and senders "
+                "discard every other TXT record here (RFC 8460 3)")
+    return (f"{shown} does not start with v=TLSRPTv1: the version must be the first field, and senders discard "
+            "every other TXT record here (RFC 8460 3)")
+
+
+async def _tlsrpt(ctx: Context, domain: str, answer, uses: tuple[str, tuple[str, ...]] | None) -> list[Finding]:
+    """TLS-RPT on its own (RFC 8460 3): judged whenever a record is published; its absence is a
+    notice only when `uses` names what needs it (MTA-STS, DANE)."""
     name = f"_smtp._tls.{domain}"
-    found = await _records(ctx, name, mtasts.looks_like_tlsrpt_record, domain, [])
-    if found is None:
-        return out
+    if not answer.ok and not answer.outcome.definite:
+        return [CHECK.finding("tlsrpt_lookup_failed", name, (safe(answer.describe())[:300],), domain=domain,
+                              error=safe(answer.detail or answer.outcome.value)[:200])]
+    texts = _txt_strings(answer) if answer.ok else []
+    found = [t for t in texts if mtasts.looks_like_tlsrpt_record(t)]
+    attempts = _tlsrpt_attempts(texts)
+    if not found and attempts:
+        evidence = tuple(safe(t)[:300] for t in attempts)
+        return [CHECK.finding("tlsrpt_syntax", name, evidence, domain=domain, error=_attempt_error(attempts[0]))]
     if not found:
-        return [CHECK.finding("tlsrpt_missing", name, domain=domain)]
+        if uses is None:
+            return []
+        what, ev = uses
+        return [CHECK.finding("tlsrpt_missing", name, ((safe(answer.describe())[:300],) + ev), domain=domain,
+                              uses=what)]
     evidence = tuple(safe(t)[:300] for t in found)
+    ignored = tuple(f"ignored by senders: {safe(t)[:200]}" for t in texts if t not in found)
     if len(found) > 1:
-        return [CHECK.finding("tlsrpt_multiple", name, evidence, domain=domain, count=len(found))]
+        return [CHECK.finding("tlsrpt_multiple", name, evidence + ignored, domain=domain, count=len(found))]
     try:
         record = mtasts.parse_tlsrpt_record(found[0])
     except mtasts.MtaStsError as e:
-        return [CHECK.finding("tlsrpt_syntax", name, evidence, domain=domain, error=safe(str(e)))]
-    return [CHECK.finding("tlsrpt_ok", name, evidence, domain=domain, rua=safe(", ".join(record.rua)))]
+        return [CHECK.finding("tlsrpt_syntax", name, evidence + ignored, domain=domain, error=safe(str(e)))]
+    return [CHECK.finding("tlsrpt_ok", name, evidence + ignored, domain=domain, rua=safe(", ".join(record.rua)))]
 
+
+# ---------------------------------------------------------------- the MX hosts against the policy
 
 async def _judge_mx(ctx: Context, domain: str, policy: mtasts.Policy) -> list[Finding]:
+    """One finding per MX host and cause (MTA-STS matches host names, RFC 8461 4.1); the
+    starttls check reports the same certificate per address, so the two never share a subject."""
     if policy.mode == "none":
         return []
     enforce = policy.mode == "enforce"
@@ -302,7 +403,7 @@ async def _judge_mx(ctx: Context, domain: str, policy: mtasts.Policy) -> list[Fi
         out.append(CHECK.finding("no_mx_matched", domain, (f"mx: {patterns}",), domain=domain, mx=patterns))
     if not matched:
         return out
-    from deliverck.checks.smtp import sessions_for_followers
+    from deliverck.checks.smtp import evidence, sessions_for_followers
 
     try:
         greeted, undecided = await sessions_for_followers(ctx)
@@ -313,14 +414,15 @@ async def _judge_mx(ctx: Context, domain: str, policy: mtasts.Policy) -> list[Fi
     store = await ctx.fact("trust_store", lambda: _trust_store(ctx))
     now = datetime.now(timezone.utc)
     for h in matched:
-        host_ok = True
+        not_checked: list[tuple[str, str]] = []
+        no_tls: list[str] = []
+        invalid: list[tuple[str, str]] = []
+        seen: list[str] = []
         for mh in (m for m in mx.hosts if m.name == h):
             for ip in mh.addresses.ips:
-                args = dict(ip=ip, host=h, domain=domain)
                 if ip in undecided_ips:
-                    out.append(CHECK.finding("tls_not_checked", ip, reason=undecided_ips[ip].outcome.value
-                                             .replace("_", " "), **args))
-                    host_ok = False
+                    not_checked.append((ip, undecided_ips[ip].outcome.value.replace("_", " ")))
+                    seen += [f"{ip}: {x}" for x in evidence(undecided_ips[ip])]
                     continue
                 s = by_ip.get(ip)
                 if s is None:
@@ -328,14 +430,30 @@ async def _judge_mx(ctx: Context, domain: str, policy: mtasts.Policy) -> list[Fi
                 reason = _tls_failure(s, h, store, now)
                 if reason is None:
                     continue
-                host_ok = False
-                if not enforce:
-                    out.append(CHECK.finding("testing_tls_failed", ip, reason=reason, **args))
-                elif reason == "no STARTTLS":
-                    out.append(CHECK.finding("enforce_no_starttls", ip, **args))
+                seen += [f"{ip}: {x}" for x in evidence(s, "EHLO" if reason == "no STARTTLS" else "STARTTLS")[:6]]
+                if reason == "no STARTTLS":
+                    no_tls.append(ip)
                 else:
-                    out.append(CHECK.finding("enforce_cert_invalid", ip, reason=reason, **args))
-        if host_ok:
+                    invalid.append((ip, reason))
+        ev = (f"mx: {patterns}",) + tuple(seen[:12])
+        args = dict(host=h, domain=domain)
+        if not_checked:
+            out.append(CHECK.finding("tls_not_checked", h, ev, ip=not_checked[0][0],
+                                     ips=", ".join(ip for ip, _ in not_checked),
+                                     reason="; ".join(dict.fromkeys(r for _, r in not_checked)), **args))
+        failing = no_tls + [ip for ip, _ in invalid]
+        reasons = "; ".join(dict.fromkeys(["no STARTTLS"] * bool(no_tls) + [r for _, r in invalid]))
+        if failing and not enforce:
+            out.append(CHECK.finding("testing_tls_failed", h, ev, ip=failing[0], ips=", ".join(failing),
+                                     reason=reasons, **args))
+        elif failing:
+            if no_tls:
+                out.append(CHECK.finding("enforce_no_starttls", h, ev, ip=no_tls[0], ips=", ".join(no_tls), **args))
+            if invalid:
+                out.append(CHECK.finding("enforce_cert_invalid", h, ev, ip=invalid[0][0],
+                                         ips=", ".join(ip for ip, _ in invalid),
+                                         reason="; ".join(dict.fromkeys(r for _, r in invalid)), **args))
+        if not not_checked and not failing:
             out.append(CHECK.finding("mx_ok", h, host=h))
     return out
 

@@ -46,7 +46,7 @@ async def run(ctx: Context) -> list[Finding]:
     out: list[Finding] = []
     for ma, s in undecided + greeted:
         args = dict(ip=ma.ip, host=ma.host or ma.ip, sender=RELAY_SENDER, recipient=RELAY_RECIPIENT)
-        ev = evidence(s)
+        ev = evidence(s, "MAIL", "RCPT")
         if s.outcome is not Outcome.OK:
             out.append(CHECK.finding("not_tested", ma.ip, ev, reason=f"no SMTP session ({s.outcome.value})", **args))
         elif s.relay is None:

@@ -11,6 +11,7 @@ when every connection times out, the checking network may be blocking port
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 
 from deliverck.context import Context, MailAddress
 from deliverck.model import CheckSpec, Direction, Finding, FindingSpec, Owner, Severity, Skip
@@ -54,12 +55,12 @@ CHECK = CheckSpec(
                     "tarpitting) applied to legitimate senders.",
                     MAIL, IN, refs=("RFC 5321 4.5.3.2.1",)),
         FindingSpec("smtp.greeting_rejected", Severity.ERROR,
-                    "{ip} ({host}) answers with a rejecting greeting: {reply}",
+                    "{ip} ({host}) answers with a rejecting greeting: {greeting}",
                     "A 5xx greeting means the server takes no mail at all (RFC 5321 3.1): configure it to accept "
                     "mail for the domain, or remove it from MX.",
                     MAIL, IN, refs=("RFC 5321 3.1", "RFC 5321 4.2.3")),
         FindingSpec("smtp.greeting_deferred", Severity.ERROR,
-                    "{ip} ({host}) answers with a temporary-failure greeting: {reply}",
+                    "{ip} ({host}) answers with a temporary-failure greeting: {greeting}",
                     "A 4xx greeting makes every sender queue and retry: find out why the server is refusing "
                     "service (overload, connection limits, a blocklist against the checking address).",
                     MAIL, IN, refs=("RFC 5321 3.8", "RFC 5321 4.2.3")),
@@ -69,7 +70,7 @@ CHECK = CheckSpec(
                     "listens on port {port}: fix the port mapping or the MX record.",
                     MAIL, IN, refs=("RFC 5321 4.2",)),
         FindingSpec("smtp.closed", Severity.ERROR,
-                    "{ip} ({host}) closes the connection without a greeting",
+                    "{ip} ({host}) closes the connection before sending a greeting",
                     "The server or a firewall in front of it drops SMTP sessions: check its connection limits, "
                     "access lists and logs.",
                     MAIL, IN, refs=("RFC 5321 3.1",)),
@@ -112,38 +113,89 @@ _DEFINITE_FAILURES = {
     Outcome.NOT_SMTP: "rejected",
     Outcome.CLOSED: "rejected",
 }
+# The `outcome` argument of smtp.no_host_accepts: what the address it names did (the Outcome
+# value, except these two, which say where the session ended).
+_OUTCOME_ARG = {Outcome.CLOSED: "closed_before_greeting", Outcome.TARPIT: "timeout_before_greeting"}
 
 
-def evidence(s: SmtpSession) -> tuple[str, ...]:
-    return tuple(s.transcript[:20])
+def transcript(s: SmtpSession) -> tuple[str, ...]:
+    """The session's transcript, bounded: the smtp check attaches it once per address."""
+    return tuple(s.transcript[:60])
+
+
+def evidence(s: SmtpSession, *verbs: str) -> tuple[str, ...]:
+    """The lines of the shared session that bear on a follower check's finding.
+
+    The whole transcript belongs to the smtp check's finding for the address
+    (`transcript`); repeating it on every finding of every check that reads
+    the session buries the line that matters.  This gives the commands named
+    (default STARTTLS, else the first EHLO) with their replies and notes, or,
+    for a session that ended early, how it ended.
+    """
+    lines = s.transcript
+    if s.outcome is not Outcome.OK:
+        return tuple(lines[-2:])
+    if verbs:
+        return _exchanges(lines, {v.upper() for v in verbs}, first_only=False) or tuple(lines[-2:])
+    return (_exchanges(lines, {"STARTTLS"}, first_only=True) or _exchanges(lines, {"EHLO"}, first_only=True)
+            or tuple(lines[:1]))
+
+
+def _exchanges(lines, verbs: set[str], first_only: bool) -> tuple[str, ...]:
+    """Client lines whose verb is in `verbs`, each with the reply lines and notes after it."""
+    picked: list[str] = []
+    taking = False
+    for ln in lines:
+        if ln.startswith("C: "):
+            if taking and first_only:
+                break
+            taking = ln[3:].split(" ", 1)[0].upper() in verbs
+        if taking:
+            picked.append(ln)
+    return tuple(picked[:16])
+
+
+def _greeting_line(s: SmtpSession) -> str:
+    """The greeting exactly as the server sent it (for a non-SMTP answer, its first line)."""
+    if s.greeting is not None:
+        return safe(s.greeting.wire())
+    return safe(s.first_line)
 
 
 def session_findings(ma: MailAddress, s: SmtpSession, seconds: float) -> list[Finding]:
+    """The smtp check's findings for one address; the first carries the transcript."""
+    found = _session_findings(ma, s, seconds)
+    if found:
+        found[0] = dataclasses.replace(found[0], evidence=transcript(s))
+    return found
+
+
+def _session_findings(ma: MailAddress, s: SmtpSession, seconds: float) -> list[Finding]:
     args = dict(ip=ma.ip, host=ma.host or ma.ip, port=s.port)
-    ev = evidence(s)
     o = s.outcome
     if o is Outcome.OK:
-        out = [CHECK.finding("greeting", ma.ip, ev, greeting=safe(s.greeting.line()) if s.greeting else "", **args)]
+        out = [CHECK.finding("greeting", ma.ip, greeting=_greeting_line(s), **args)]
         if s.ehlo is not None and s.ehlo.code != 250:
-            out.append(CHECK.finding("no_ehlo", ma.ip, ev, reply=safe(s.ehlo.line()), **args))
+            out.append(CHECK.finding("no_ehlo", ma.ip, evidence(s, "EHLO", "HELO"), reply=safe(s.ehlo.wire()),
+                                     **args))
         return out
     if o is Outcome.REFUSED:
-        return [CHECK.finding("refused", ma.ip, ev, **args)]
+        return [CHECK.finding("refused", ma.ip, **args)]
     if o is Outcome.CONNECT_TIMEOUT:
-        return [CHECK.finding("connect_timeout", ma.ip, ev, seconds=f"{seconds:g}", **args)]
+        return [CHECK.finding("connect_timeout", ma.ip, seconds=f"{seconds:g}", **args)]
     if o is Outcome.UNREACHABLE:
-        return [CHECK.finding("no_route", ma.ip, ev, family="IPv6" if ":" in ma.ip else "IPv4", **args)]
+        return [CHECK.finding("no_route", ma.ip, family="IPv6" if ":" in ma.ip else "IPv4", **args)]
     if o is Outcome.TARPIT:
-        return [CHECK.finding("tarpit", ma.ip, ev, seconds=f"{seconds:g}", **args)]
+        return [CHECK.finding("tarpit", ma.ip, seconds=f"{seconds:g}", reason="timeout_before_greeting", **args)]
     if o is Outcome.GREETING_REJECTED:
-        return [CHECK.finding("greeting_rejected", ma.ip, ev, reply=safe(s.detail), **args)]
+        return [CHECK.finding("greeting_rejected", ma.ip, greeting=_greeting_line(s), reply=safe(s.detail), **args)]
     if o is Outcome.GREETING_DEFERRED:
-        return [CHECK.finding("greeting_deferred", ma.ip, ev, reply=safe(s.detail), **args)]
+        return [CHECK.finding("greeting_deferred", ma.ip, greeting=_greeting_line(s), reply=safe(s.detail), **args)]
     if o is Outcome.NOT_SMTP:
-        return [CHECK.finding("not_smtp", ma.ip, ev, what=safe(s.detail)[:120], **args)]
+        return [CHECK.finding("not_smtp", ma.ip, greeting=_greeting_line(s), what=safe(s.detail)[:200], **args)]
     if o is Outcome.CLOSED:
-        return [CHECK.finding("closed", ma.ip, ev, **args)]
-    return [CHECK.finding("probe_failed", ma.ip, ev, detail=safe(s.detail), **args)]
+        return [CHECK.finding("closed", ma.ip, reason="closed_before_greeting", **args)]
+    return [CHECK.finding("probe_failed", ma.ip, detail=safe(s.detail), **args)]
 
 
 # Outcomes that say nothing about the server: the session could not tell.
@@ -187,14 +239,22 @@ async def run(ctx: Context) -> list[Finding]:
         return out
     seconds = ctx.config.smtp_timeout
     working_hosts = {ma.host for ma, s in pairs if s.outcome is Outcome.OK}
+    # IPv6 down while IPv4 of the same host works: IPv6-first senders lose time.  That
+    # finding replaces the address's own refused/timeout one (one cause, one finding).
+    ipv6_down = {ma.ip for ma, s in pairs
+                 if ":" in ma.ip and s.outcome in (Outcome.REFUSED, Outcome.CONNECT_TIMEOUT)
+                 and any(o.outcome is Outcome.OK for m, o in pairs if m.host == ma.host and ":" not in m.ip)}
     for ma, s in pairs:
+        if ma.ip in ipv6_down:
+            out.append(CHECK.finding("ipv6_unreachable", ma.ip, transcript(s), ip=ma.ip, host=ma.host or ma.ip,
+                                     outcome=s.outcome.value, port=s.port))
+            continue
         found = session_findings(ma, s, seconds)
         if ma.host in working_hosts:
             # Senders move on to the host's next address (RFC 5321 5.2):
             # a dead address of a working host costs time, not mail.
             found = [f if f.inconclusive or f.severity < Severity.ERROR
-                     else CHECK.finding(f.id.split(".", 1)[1], f.subject, f.evidence, severity=Severity.WARNING,
-                                        **f.args)
+                     else dataclasses.replace(f, severity=Severity.WARNING)
                      for f in found]
         out += found
 
@@ -202,24 +262,17 @@ async def run(ctx: Context) -> list[Finding]:
     outcomes = [s.outcome for _, s in pairs]
     if all(o is Outcome.CONNECT_TIMEOUT for o in outcomes):
         out.append(CHECK.finding("port25_blocked", ctx.target.label))
-    # IPv6 down while IPv4 of the same host works: IPv6-first senders defer.
-    by_host: dict[str, list[tuple[MailAddress, SmtpSession]]] = {}
-    for ma, s in pairs:
-        by_host.setdefault(ma.host, []).append((ma, s))
-    for host, items in by_host.items():
-        v4_ok = any(s.outcome is Outcome.OK for ma, s in items if ":" not in ma.ip)
-        for ma, s in items:
-            if ":" in ma.ip and v4_ok and s.outcome in (Outcome.REFUSED, Outcome.CONNECT_TIMEOUT):
-                out.append(CHECK.finding("ipv6_unreachable", ma.ip, evidence(s), ip=ma.ip, host=host or ma.ip,
-                                         outcome=s.outcome.value))
     if not any(o is Outcome.OK for o in outcomes) and not all(o is Outcome.CONNECT_TIMEOUT for o in outcomes):
-        kinds = {_DEFINITE_FAILURES.get(o, "timeout") for o in outcomes
-                 if o not in (Outcome.UNREACHABLE, Outcome.ERROR, Outcome.TARPIT)}
+        judged = [(ma, s) for ma, s in pairs if s.outcome not in (Outcome.UNREACHABLE, Outcome.ERROR, Outcome.TARPIT)]
+        kinds = {_DEFINITE_FAILURES.get(s.outcome, "timeout") for _, s in judged}
         if kinds:
             reason = kinds.pop() if len(kinds) == 1 else "mixed"
-            first_ma, first = pairs[0]
+            # The most preferred address that failed definitely: what a sender's bounce quotes.
+            first_ma, first = next(((m, x) for m, x in judged if x.outcome in _DEFINITE_FAILURES), judged[0])
             out.append(CHECK.finding("no_host_accepts", ctx.target.label, reason=reason,
-                                     host=first_ma.host or first_ma.ip, ip=first_ma.ip, port=first.port))
+                                     host=first_ma.host or first_ma.ip, ip=first_ma.ip, port=first.port,
+                                     outcome=_OUTCOME_ARG.get(first.outcome, first.outcome.value),
+                                     greeting=_greeting_line(first)))
     return out
 
 
@@ -236,8 +289,8 @@ async def _other_ports(ctx: Context) -> list[Finding]:
         if s.outcome is Outcome.OK:
             tls = f", {s.tls.version}" if s.tls and s.tls.version else ""
             state = safe(s.greeting.line() if s.greeting else "greeted") + tls
-            out.append(CHECK.finding("other_port", ma.ip, evidence(s), state=state, **args))
+            out.append(CHECK.finding("other_port", ma.ip, transcript(s), state=state, **args))
         else:
-            out.append(CHECK.finding("other_port_closed", ma.ip, evidence(s),
+            out.append(CHECK.finding("other_port_closed", ma.ip, transcript(s),
                                      state=s.outcome.value.replace("_", " "), **args))
     return out

@@ -104,10 +104,10 @@ async def run(ctx: Context) -> list[Finding]:
     for ma, s in greeted:
         host = ma.host or ""
         args = dict(ip=ma.ip, host=host or ma.ip)
-        ev = evidence(s)
         if not s.starttls_offered:
-            out.append(CHECK.finding("not_offered", ma.ip, ev, **args))
+            out.append(CHECK.finding("not_offered", ma.ip, evidence(s, "EHLO", "HELO"), **args))
             continue
+        ev = evidence(s, "STARTTLS")
         if s.tls is None or s.tls.error:
             error = s.tls.error if s.tls else "no TLS session"
             out.append(CHECK.finding("failed", ma.ip, ev, error=safe(error)[:200], **args))
@@ -117,7 +117,8 @@ async def run(ctx: Context) -> list[Finding]:
             # Machine-readable days to expiry (negative once expired) on every finding of
             # this session: the Prometheus format's deliverck_certificate_days_left.
             args = {**args, "days_left": report.days_left}
-        found = _judge(ma.ip, host, s.tls, report, ev, args, ctx.config.cert_warn_days, now)
+        cert = (f"certificate: {safe(tls.summarize(report))}",) if report.leaf is not None else ()
+        found = _judge(ma.ip, host, s.tls, report, ev + cert, args, ctx.config.cert_warn_days, now)
         if not found:
             found = [CHECK.finding("ok", ma.ip, ev, version=s.tls.version, cipher=s.tls.cipher,
                                    cert=safe(tls.summarize(report)), **args)]
@@ -142,12 +143,35 @@ def _judge(ip, host, facts, report, ev, args, warn_days: int, now: datetime) -> 
     if host and not report.name_ok:
         out.append(CHECK.finding("cert_name_mismatch", ip, ev, names=safe(", ".join(report.names) or "no names"),
                                  **args))
-    if leaf.self_signed:
-        out.append(CHECK.finding("cert_self_signed", ip, ev, **args))
-    elif not report.trusted:
-        out.append(CHECK.finding("cert_untrusted", ip, ev, error=safe(report.trust_error)[:200], **args))
+    out += _authority(ip, report, ev, args)
     if report.weak_key:
         out.append(CHECK.finding("weak_key", ip, ev, reason=report.weak_key, **args))
-    if report.weak_signature:
-        out.append(CHECK.finding("weak_signature", ip, ev, reason=report.weak_signature, **args))
     return out
+
+
+def _authority(ip, report, ev, args) -> list[Finding]:
+    """Can senders verify who issued the certificate?  One finding for one cause.
+
+    A self-signed leaf, a chain that leads to no trusted root and a broken
+    signature algorithm are each a reason verification fails; when two meet in
+    one certificate, the one that explains the other is the finding and the
+    other is shown as its evidence: a chain cryptography refuses *because* of a
+    SHA-1 signature is the weak signature; a self-signed leaf or a private CA
+    that also uses SHA-1 is the self-signed or untrusted certificate (a public
+    CA's certificate fixes both).
+    """
+    leaf = report.leaf
+    weak = report.weak_signature
+    if leaf.self_signed:
+        extra = (f"also: signed with {safe(weak)}, which senders refuse",) if weak else ()
+        return [CHECK.finding("cert_self_signed", ip, ev + extra, **args)]
+    if not report.trusted and report.trust_failure != "signature_algorithm":
+        extra = (f"also: signed with {safe(weak)}, which senders refuse",) if weak else ()
+        return [CHECK.finding("cert_untrusted", ip, ev + extra, error=safe(report.trust_error)[:200], **args)]
+    if weak:
+        extra = (f"so the chain is not trusted: {safe(report.trust_error)[:200]}",) if not report.trusted else ()
+        return [CHECK.finding("weak_signature", ip, ev + extra, reason=weak, **args)]
+    if not report.trusted:
+        # cryptography refused an algorithm deliverck does not rate weak (e.g. an unusual one).
+        return [CHECK.finding("cert_untrusted", ip, ev, error=safe(report.trust_error)[:200], **args)]
+    return []

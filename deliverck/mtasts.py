@@ -226,13 +226,23 @@ def parse_tlsrpt_record(value: str | bytes) -> TlsRptRecord:
             continue
         if not _FIELD_NAME.match(name):
             raise MtaStsError(f"field name {name[:40]!r} is not valid")
+        if not _FIELD_VALUE.match(value):
+            raise MtaStsError(f"the value of {name[:40]} is empty or has characters not allowed")
         extensions.append((name, value))
     if not rua:
         raise MtaStsError("the _smtp._tls record has no rua= field")
     return TlsRptRecord(rua, tuple(extensions))
 
 
+_DMARC_SIZE = re.compile(r"![0-9]+[kmgt]?$", re.IGNORECASE)
+
+
 def _check_rua(uri: str) -> None:
+    if not uri:
+        raise MtaStsError("rua has an empty URI (a stray comma?)")
+    if _DMARC_SIZE.search(uri):
+        raise MtaStsError(f"rua {uri[:60]!r} ends in a size limit ({_DMARC_SIZE.search(uri).group(0)}), which is "
+                          "DMARC's syntax: TLS-RPT takes plain mailto: or https: URIs")
     scheme, sep, rest = uri.partition(":")
     if not sep or not rest:
         raise MtaStsError(f"rua {uri[:60]!r} is not a URI")

@@ -217,9 +217,43 @@ def ids(findings) -> list[str]:
 
 def test_one_skewed_kdc_among_good_ones():
     out = check.judge_clocks("R.TEST", [kdc("192.0.2.1", 600.2), kdc("192.0.2.2", 0.1)], [], 300)
-    assert ids(out) == ["kerberos.clock_ok", "kerberos.kdc_clock_skew", "kerberos.kdcs_disagree"]
+    # One cause (dc .1 is fast), one finding: the KDCs' disagreement is its evidence.
+    assert ids(out) == ["kerberos.clock_ok", "kerberos.kdc_clock_skew"]
     skewed = next(f for f in out if f.id == "kerberos.kdc_clock_skew")
     assert skewed.subject == "192.0.2.1" and skewed.args["seconds"] == 600.2
+    assert any("192.0.2.2" in e and "+0.1 s" in e for e in skewed.evidence)
+
+
+def test_one_fast_dc_is_not_the_mail_servers_fault():
+    """Issue 13: a DC 600 s fast, the other DC and the Exchange greeting in step with this machine."""
+    out = check.judge_clocks("R.TEST", [kdc("192.0.2.1", 600.0), kdc("192.0.2.2", 0.2)],
+                             [("198.51.100.7", "mx", 0.4, 0.6)], 300)
+    serious = [f for f in out if f.severity.to_text() in ("error", "critical")]
+    assert [(f.id, f.subject) for f in serious] == [("kerberos.kdc_clock_skew", "192.0.2.1")]
+    mail = next(f for f in out if f.subject == "198.51.100.7")
+    assert mail.id == "kerberos.clock_ok" and mail.args["role"] == "mail server mx"
+    assert any("198.51.100.7" in e for e in serious[0].evidence)
+
+
+@pytest.mark.parametrize("kdcs, mail, expected", [
+    # the mail server's own clock is off: it is blamed, against a KDC nobody blames
+    ([("192.0.2.1", 0.0)], [900.0], ["kerberos.clock_ok", "kerberos.mail_clock_skew"]),
+    # neither is 300 s off this machine, but they are 350 s apart: the pair fails, one finding
+    ([("192.0.2.1", -100.0)], [250.0], ["kerberos.clock_ok", "kerberos.mail_clock_skew"]),
+    # two causes: the KDC is off one way, the mail server the other
+    ([("192.0.2.1", -500.0), ("192.0.2.2", 0.0)], [900.0],
+     ["kerberos.clock_ok", "kerberos.kdc_clock_skew", "kerberos.mail_clock_skew"]),
+    # two KDCs within the limit of this machine but not of each other: only they disagree
+    ([("192.0.2.1", 200.0), ("192.0.2.2", -200.0)], [0.0],
+     ["kerberos.clock_ok", "kerberos.clock_ok", "kerberos.clock_ok", "kerberos.kdcs_disagree"]),
+    # two KDCs fast together, the mail server with this machine: the KDCs are blamed, not the server
+    ([("192.0.2.1", 600.0), ("192.0.2.2", 601.0)], [0.0],
+     ["kerberos.clock_ok", "kerberos.kdc_clock_skew", "kerberos.kdc_clock_skew"]),
+])
+def test_each_skew_is_blamed_once_on_the_clock_that_is_off(kdcs, mail, expected):
+    out = check.judge_clocks("R.TEST", [kdc(ip, skew) for ip, skew in kdcs],
+                             [(f"198.51.100.{i + 1}", "mx", m, 0.5) for i, m in enumerate(mail)], 300)
+    assert ids(out) == expected
 
 
 def test_mail_server_against_kdc_and_against_us():
@@ -234,7 +268,7 @@ def test_mail_server_in_step_with_a_skewed_kdc_is_not_blamed():
     out = check.judge_clocks("R.TEST", [kdc("192.0.2.1", 400.0), kdc("192.0.2.2", 10.0)],
                              [("198.51.100.7", "mx", 5.0, 0.5)], 300)
     assert "kerberos.kdc_clock_skew" in ids(out)
-    assert "kerberos.mail_clock_skew" in ids(out)      # 395 s off dc 192.0.2.1
+    assert "kerberos.mail_clock_skew" not in ids(out)  # 395 s off dc .1, which is the one to blame
 
 
 def test_when_every_remote_clock_agrees_this_machine_is_suspect():
@@ -276,6 +310,12 @@ def test_skew_against_the_faketime_kdc_is_the_configured_offset(lab):
     for address, offset in offsets.items():
         assert abs(measured[address] - offset) < 1.0, (address, measured[address], offset)
     assert [f["subject"] for f in findings(doc, "kerberos.kdc_clock_skew")] == [skewed]
+    # One cause, one finding: the Exchange server agrees with this machine and the other DC.
+    check_doc = next(c for c in doc["checks"] if c["id"] == "kerberos")
+    serious = [(f["id"], f["subject"]) for f in check_doc["findings"] if f["severity"] in ("error", "critical")]
+    assert serious == [("kerberos.kdc_clock_skew", skewed)]
+    (mail,) = [f for f in findings(doc, "kerberos.clock_ok") if f["subject"] == s.smtp[0].address]
+    assert abs(mail["args"]["seconds"]) < 2
     keys = {p["key"] for p in doc["predicted_ndrs"]}
     assert {"exchange.kerberos-auth-failure-queued", "exchange.kerberos-auth-failure-reply"} <= keys
     queued = next(p for p in doc["predicted_ndrs"] if p["key"] == "exchange.kerberos-auth-failure-queued")
@@ -291,6 +331,10 @@ def test_mail_server_clock_from_its_greeting(lab):
     (f,) = findings(doc, "kerberos.mail_clock_skew")
     assert f["subject"] == peer.address
     assert abs(f["args"]["seconds"] - 900) <= 2
+    # the greeting exactly as the server sent it, the clock it carries, and the KDC it disagrees with
+    prefix = peer.greeting.removesuffix("{date}")
+    assert f["args"]["greeting"].startswith(prefix) and f["args"]["greeting"].endswith(" -0800")
+    assert f["evidence"][0] == "greeting: " + f["args"]["greeting"]
 
 
 def test_existing_principal_gets_preauth_required_through_an_explicit_kdc(lab):
@@ -323,3 +367,32 @@ def test_filtered_kdc_is_named_port_by_port(lab):
     ports = sorted(f["args"]["port"] for f in findings(doc, "kerberos.port_filtered") if f["subject"] == filtered)
     assert ports == ["TCP 88", "UDP 88"]
     assert [f["subject"] for f in findings(doc, "kerberos.kpasswd_unreachable")] == [filtered]
+
+
+def test_a_kdc_silent_from_here_is_not_blamed(lab):
+    """Every probe of the only KDC times out: a filtering network here and a dead DC look the
+    same, so it is "could not check" (exit 3), never a critical finding against the domain."""
+    s = lab.scenario("kerberos-silent")
+    code, doc = audit(s.domain)
+    assert code == 3 and doc["verdict"] == "incomplete"
+    check_doc = next(c for c in doc["checks"] if c["id"] == "kerberos")
+    assert check_doc["status"] == "error"
+    (f,) = findings(doc, "kerberos.port88_blocked")
+    assert f["inconclusive"] and f["owner"] == "network"
+    assert any("UDP 88: timeout" in e for e in f["evidence"]) and any("TCP 88: timeout" in e for e in f["evidence"])
+    blamed = [x["id"] for x in check_doc["findings"]
+              if x["severity"] in ("error", "critical") and not x["inconclusive"]]
+    assert blamed == []
+    assert not findings(doc, "kerberos.port_filtered") and not findings(doc, "kerberos.kpasswd_unreachable")
+    assert not [p for p in doc["predicted_ndrs"] if "kerberos.port88_blocked" in p["caused_by"]]
+
+
+def test_no_route_to_a_kdc_is_not_a_refusal(lab):
+    """An address this machine has no route to (inside the lab namespace: any non-lab address of the
+    documentation ranges) is "could not check", not "connection refused"."""
+    s = lab.scenario("kerberos-good")
+    k = s.kdcs[0]
+    code, doc = audit(s.domain, "--kdc", "198.51.100.254", "--realm", k.realm)
+    assert findings(doc, "kerberos.no_route") and not findings(doc, "kerberos.port_refused")
+    assert not findings(doc, "kerberos.no_kdc_reachable")
+    assert code == 3

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import datetime
 import email.utils
-import errno
 import json
 import os
 import socket
@@ -134,6 +133,7 @@ def test_kerberos_scenarios(tmp_path):
         "kerberos-mail-skew": [("mit", 0)],
         "kerberos-none": [],
         "kerberos-bench": [("mit", 0), ("mit", 0), ("filtered", 0)],
+        "kerberos-silent": [("filtered", 0)],
     }
     assert by_name["kerberos-good"].kdcs[0].realm == "KERBEROS-GOOD.TEST"
     mail_skew = by_name["kerberos-mail-skew"]
@@ -264,7 +264,8 @@ def test_kpasswd_is_served(lab):
 
 @pytest.mark.lab
 def test_filtered_kdc_drops_everything(lab):
-    for k in kdcs(lab, "kerberos-filtered", "filtered") + kdcs(lab, "kerberos-bench", "filtered"):
+    for k in (kdcs(lab, "kerberos-filtered", "filtered") + kdcs(lab, "kerberos-bench", "filtered")
+              + kdcs(lab, "kerberos-silent", "filtered")):
         for port in (kdc.KDC_PORT, kdc.KPASSWD_PORT):
             started = time.monotonic()
             with pytest.raises(TimeoutError):

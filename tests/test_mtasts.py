@@ -127,6 +127,20 @@ def test_tlsrpt_bad(text):
         mtasts.parse_tlsrpt_record(text)
 
 
+@pytest.mark.parametrize("text,words", [
+    # DMARC's "!size" suffix copied into TLS-RPT: a URI no reporter can use
+    ("v=TLSRPTv1; rua=mailto:tls@example.com!10m", "size limit (!10m), which is DMARC's syntax"),
+    ("v=TLSRPTv1; rua=mailto:a@example.com,,mailto:b@example.com", "empty URI"),
+    # RFC 8460 3: tlsrpt-ext-value = 1*(%x21-3A / %x3C / %x3E-7E)
+    ("v=TLSRPTv1; rua=mailto:a@example.com; ext=", "the value of ext is empty"),
+    ("v=TLSRPTv1; rua=mailto:a@example.com; ext=a b", "the value of ext"),
+])
+def test_tlsrpt_errors_say_what_is_wrong(text, words):
+    with pytest.raises(MtaStsError) as e:
+        mtasts.parse_tlsrpt_record(text)
+    assert words in str(e.value)
+
+
 # --- the parsers never raise anything else ------------------------------------------------
 
 _ALPHABET = st.sampled_from(list("v=STSv1;id:TLSRPTvrua,mailto@https/.*-_ \t\r\nenforcetestingnonemx0123456789")
@@ -202,12 +216,54 @@ def test_fetch_in_the_lab(lab, scenario, kind):
         assert r.status == 301 and r.location.startswith("https://www.")
 
 
+def _policy_address(lab, scenario: str) -> str:
+    from deliverck.lab import https_peer
+
+    return next(s.address for s in https_peer.load_specs() if s.scenario == scenario)
+
+
+@pytest.mark.lab
+def test_fetch_from_the_resolved_addresses_with_the_host_in_sni(lab):
+    """The policy is fetched from the addresses the run resolved, the host name in SNI and Host (the
+    certificate names only the host); an address with no route is skipped for the next one."""
+    from deliverck.net import http
+
+    good = _policy_address(lab, "mta-sts-good")
+    r = asyncio.run(http.fetch(_url("mta-sts-good"), ca_file=lab.ca_file, addresses=(good,),
+                               connect_timeout=5, read_timeout=5))
+    assert (r.kind, r.address) == ("ok", good), r
+    assert mtasts.parse_policy(r.body).mode == "enforce"
+    # 198.51.100.254 is no lab address: inside the namespace there is no route to it
+    r = asyncio.run(http.fetch(_url("mta-sts-good"), ca_file=lab.ca_file, addresses=("198.51.100.254", good),
+                               connect_timeout=5, read_timeout=5))
+    assert (r.kind, r.address) == ("ok", good), r
+    r = asyncio.run(http.fetch(_url("mta-sts-good"), ca_file=lab.ca_file, addresses=("198.51.100.254",),
+                               connect_timeout=5, read_timeout=5))
+    assert r.kind == "no_route" and "no route" in r.error, r
+
+
+@pytest.mark.lab
+@pytest.mark.parametrize("scenario,kind,words", [
+    ("mta-sts-refused", "connect", "refused"),
+    ("mta-sts-filtered", "connect_timeout", "no answer to the connection"),
+])
+def test_fetch_tells_a_refusal_from_silence(lab, scenario, kind, words):
+    from deliverck.net import http
+
+    address = _policy_address(lab, scenario)
+    r = asyncio.run(http.fetch(_url(scenario), ca_file=lab.ca_file, addresses=(address,),
+                               connect_timeout=1, read_timeout=1))
+    assert r.kind == kind and words in r.error and r.detail, r
+    assert "Errno" not in r.error                        # plain words; the library's text is in `detail`
+
+
 @pytest.mark.lab
 def test_fetch_without_the_lab_ca_is_a_tls_failure(lab):
     from deliverck.net import http
 
     r = asyncio.run(http.fetch(_url("mta-sts-good"), ca_file=None, connect_timeout=5, read_timeout=5))
     assert r.kind == "tls", r
+    assert r.error.startswith("the certificate is not valid") and "SSL" not in r.error, r
 
 
 def _run_check(lab, name: str):
@@ -243,7 +299,7 @@ def test_check_on_scenario(lab, name):
     unwanted = {f for f in expect.get("absent", []) if f.startswith("mta_sts.")}
     assert wanted <= ids, (wanted - ids, result)
     assert not (unwanted & ids), (unwanted & ids, result)
-    assert result.status.value == ("fail" if expect["verdict"] == "fail" else "pass"), result
+    assert result.status.value == {"fail": "fail", "incomplete": "error"}.get(expect["verdict"], "pass"), result
 
 
 # --- the check's logic, on a stand-in context (no network) ---------------------------------------
@@ -251,11 +307,13 @@ def test_check_on_scenario(lab, name):
 class _Ctx:
     """Just enough of deliverck.context.Context for the mta_sts check."""
 
-    def __init__(self, domain, txt, policy_ip="203.0.113.99", mx_hosts=(), fetch_result=None):
+    def __init__(self, domain, txt, policy_ip="203.0.113.99", mx_hosts=(), fetch_result=None, tlsa=()):
         import types
         self.config = types.SimpleNamespace(ca_file=None, smtp_timeout=5.0, probe_private=False)
         self.target = types.SimpleNamespace(is_ip=False, name=domain)
         self.txt = txt
+        self.tlsa = set(tlsa)             # names with a TLSA RRset
+        self.asked: list[tuple[str, str]] = []
         self.policy_ip = policy_ip
         self.mx_hosts = mx_hosts
         self._facts = {}
@@ -268,6 +326,11 @@ class _Ctx:
     async def dns(self, name, rdtype):
         import dns.rdata
         from deliverck.net.dns import DnsAnswer, Outcome
+        self.asked.append((name, rdtype))
+        if rdtype == "TLSA":
+            if name not in self.tlsa:
+                return DnsAnswer(name, rdtype, Outcome.NXDOMAIN)
+            return DnsAnswer(name, rdtype, Outcome.OK, (dns.rdata.from_text("IN", "TLSA", "3 1 1 " + "ab" * 32),))
         values = self.txt.get(name)
         if values is None:
             return DnsAnswer(name, rdtype, Outcome.NXDOMAIN)
@@ -383,6 +446,92 @@ def test_check_fetch_failures(monkeypatch, kind, fid):
     assert "no MTA-STS policy" in hits[0].summary and "cached" in hits[0].summary
 
 
+def _tlsrpt_ids(monkeypatch, ctx):
+    return [f.id for f in _check(monkeypatch, ctx) if f.id.startswith("mta_sts.tlsrpt")]
+
+
+RPT = f"_smtp._tls.{D}"
+
+
+@pytest.mark.parametrize("txt,tlsa,expected", [
+    # judged whenever published, MTA-STS or not (issue 13, RFC 8460 3)
+    ({RPT: [f"v=TLSRPTv1; rua=mailto:r@{D}"]}, (), ["mta_sts.tlsrpt_ok"]),
+    ({RPT: [f"v=TLSRPTv1; rua=r@{D}"]}, (), ["mta_sts.tlsrpt_syntax"]),
+    ({RPT: [f"v=TLSRPTv1; rua=r@{D}"]}, (f"_25._tcp.mx1.{D}",), ["mta_sts.tlsrpt_syntax"]),
+    ({RPT: [f"v=TLSRPTv1; rua=mailto:a@{D}", f"v=TLSRPTv1; rua=mailto:b@{D}"]}, (), ["mta_sts.tlsrpt_multiple"]),
+    # senders discard a record that does not start with the exact version: it is reported, not "missing"
+    ({RPT: [f"v=tlsrptv1; rua=mailto:r@{D}"]}, (), ["mta_sts.tlsrpt_syntax"]),
+    ({RPT: [f"rua=mailto:r@{D}; v=TLSRPTv1"]}, (), ["mta_sts.tlsrpt_syntax"]),
+    # TXT strings that are not TLS-RPT are ignored (RFC 8460 3)
+    ({RPT: ["site-verification=abc", f"v=TLSRPTv1; rua=mailto:r@{D}"]}, (), ["mta_sts.tlsrpt_ok"]),
+    ({RPT: ["site-verification=abc"]}, (), []),
+    # missing: a notice only when DANE (or MTA-STS) is in use
+    ({}, (), []),
+    ({}, (f"_25._tcp.mx1.{D}",), ["mta_sts.tlsrpt_missing"]),
+    ({RPT: ["site-verification=abc"]}, (f"_25._tcp.mx1.{D}",), ["mta_sts.tlsrpt_missing"]),
+])
+def test_tlsrpt_stands_on_its_own_without_mta_sts(monkeypatch, txt, tlsa, expected):
+    ctx = _Ctx(D, txt, mx_hosts=(f"mx1.{D}",), tlsa=tlsa)
+    found = _check(monkeypatch, ctx)
+    assert found[0].id == "mta_sts.not_used"
+    assert [f.id for f in found if f.id.startswith("mta_sts.tlsrpt")] == expected
+    missing = [f for f in found if f.id == "mta_sts.tlsrpt_missing"]
+    if missing:
+        assert missing[0].severity.to_text() == "notice" and "uses DANE" in missing[0].summary
+        assert any("TLSA" in e for e in missing[0].evidence)
+
+
+def test_dane_is_only_looked_up_when_it_decides_something(monkeypatch):
+    ctx = _Ctx(D, {}, mx_hosts=(f"mx1.{D}", f"mx2.{D}"))
+    _check(monkeypatch, ctx)
+    assert sorted(n for n, t in ctx.asked if t == "TLSA") == [f"_25._tcp.mx1.{D}", f"_25._tcp.mx2.{D}"]
+    # a published record is judged as it is; MTA-STS alone makes a missing one matter: no TLSA lookups then
+    ctx = _Ctx(D, {RPT: [f"v=TLSRPTv1; rua=mailto:r@{D}"]}, mx_hosts=(f"mx1.{D}", f"mx2.{D}"))
+    _check(monkeypatch, ctx)
+    ctx2 = _Ctx(D, {f"_mta-sts.{D}": ["v=STSv1; id=1"]}, mx_hosts=(f"mx1.{D}",))
+    (f,) = [f for f in _check(monkeypatch, ctx2, body="version: STSv1\nmode: none\nmax_age: 86400\n")
+            if f.id == "mta_sts.tlsrpt_missing"]
+    assert "uses MTA-STS" in f.summary
+    assert not [q for q in ctx.asked + ctx2.asked if q[1] == "TLSA"]
+
+
+def test_tlsrpt_lookup_failure_is_could_not_check(monkeypatch):
+    found = _check(monkeypatch, _Ctx(D, {RPT: "servfail"}, mx_hosts=(f"mx1.{D}",)))
+    (f,) = [f for f in found if f.id.startswith("mta_sts.tlsrpt")]
+    assert f.id == "mta_sts.tlsrpt_lookup_failed" and f.inconclusive
+    # the _mta-sts lookup failing does not stop a published TLS-RPT record from being judged
+    found = _check(monkeypatch, _Ctx(D, {f"_mta-sts.{D}": "servfail", RPT: [f"v=TLSRPTv1; rua=r@{D}"]}))
+    assert [f.id for f in found] == ["mta_sts.record_lookup_failed", "mta_sts.tlsrpt_syntax"]
+
+
+@pytest.mark.parametrize("kind", ["connect_timeout", "no_route", "error"])
+def test_policy_fetch_that_proves_nothing_about_the_host_is_could_not_check(monkeypatch, kind):
+    """Blame rule: no answer to the connection (or no route, or a local error) may be this machine's
+    network; only a refusal, a TLS failure or an HTTP answer places the fault at the policy host."""
+    from deliverck.net import http
+
+    r = http.HttpResult("https://mta-sts.example.test/.well-known/mta-sts.txt", kind, error="no answer",
+                        address="203.0.113.99")
+    found = _check(monkeypatch, _Ctx(D, REC, mx_hosts=(f"mx1.{D}",)), result=r)
+    (f,) = [f for f in found if f.id.startswith(("mta_sts.fetch", "mta_sts.policy"))]
+    assert f.id == "mta_sts.policy_not_checked" and f.inconclusive and f.owner.value == "network"
+    assert "says nothing about mta-sts.example.test" in f.summary
+
+
+def test_policy_is_fetched_from_the_addresses_the_run_resolved(monkeypatch):
+    _mta_sts = _check_module()
+    seen = {}
+
+    async def fake_fetch(url, **kw):
+        from deliverck.net import http
+        seen.update(kw)
+        return http.HttpResult(url, http.OK, 200, "text/plain", body=b"version: STSv1\nmode: none\nmax_age: 86400\n")
+
+    monkeypatch.setattr(_mta_sts.http, "fetch", fake_fetch)
+    asyncio.run(_mta_sts.run(_Ctx(D, REC, policy_ip="203.0.113.99")))
+    assert seen["addresses"] == ("203.0.113.99",)
+
+
 # --- fetch limits without the network (httpx MockTransport) ----------------------------------------
 
 def _mock(handler):
@@ -421,6 +570,9 @@ def test_lab_https_tables_are_valid():
 
     specs = {s.scenario: s for s in https_peer.load_specs()}
     assert set(MTA_STS_SCENARIOS) <= set(specs)
+    assert (specs["mta-sts-filtered"].behaviour, specs["mta-sts-refused"].behaviour) == ("filtered", "refused")
+    with pytest.raises(LabUnavailable):
+        https_peer.spec_from_table("x", {"behaviour": "slow"}, "192.0.2.1")
     assert specs["mta-sts-wrong-cert"].cert_names() == ("www.mta-sts-wrong-cert.test",)
     assert len(https_peer.body_for(specs["mta-sts-oversize"])) > 64 * 1024
     assert https_peer.response(specs["mta-sts-good"], "/other").startswith(b"HTTP/1.1 404")

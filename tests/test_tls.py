@@ -328,7 +328,7 @@ def test_expired_but_trusted(inter, store):
     r = analyse([old, inter], store=store)
     assert r.expired and not r.not_yet_valid
     assert r.trusted, r.trust_error
-    assert r.days_left == -11  # floor: 10 days and an hour ago
+    assert r.days_left == -10  # toward zero: 10 days and an hour ago is "10 days ago"
     assert not r.expiring
     assert "expired" in tls.summarize(r)
 
@@ -438,6 +438,41 @@ def test_sha1_signed_leaf(rsa_inter, store):
     # cryptography's verifier (web PKI policy) refuses SHA-1 signatures: so would modern senders
     assert not r.trusted
     assert r.trust_error == "a certificate in the chain is signed with an algorithm senders refuse (e.g. SHA-1 or MD5)"
+
+
+def _starttls_findings(report):
+    from deliverck.checks import starttls
+    from deliverck.net.smtp import TlsFacts
+
+    args = dict(ip="192.0.2.25", host=HOST)
+    return starttls._judge("192.0.2.25", HOST, TlsFacts(version="TLSv1.3"), report, ("C: STARTTLS",), args, 21, NOW)
+
+
+def test_one_certificate_problem_is_one_finding(ca, rsa_inter, store):
+    """Issue 13, one cause one finding: the SHA-1 signature is why the chain is untrusted, so it is the
+    one error and the untrust its evidence; a self-signed or privately issued SHA-1 certificate is the
+    self-signed or untrusted certificate, with the signature as evidence."""
+    r = analyse([leaf(rsa_inter, digest=hashes.SHA1()), rsa_inter], store=store)
+    assert r.trust_failure == "signature_algorithm"
+    (f,) = _starttls_findings(r)
+    assert f.id == "starttls.weak_signature" and any("not trusted" in e for e in f.evidence)
+
+    private = issue(name("Private Root"), rsa_key(2048, 7), ca=True, not_before=NOW - 10 * DAY,
+                    not_after=NOW + 900 * DAY)
+    r = analyse([leaf(private, digest=hashes.SHA1())], store=store)
+    assert r.trust_failure == "no_chain"
+    (f,) = _starttls_findings(r)
+    assert f.id == "starttls.cert_untrusted" and any("sha1WithRSAEncryption" in e for e in f.evidence)
+
+    own = issue(name(HOST), rsa_key(2048, 3), dns=(HOST,), digest=hashes.SHA1())
+    r = analyse([own], store=store)
+    assert r.trust_failure == "self_signed" and r.weak_signature
+    (f,) = _starttls_findings(r)
+    assert f.id == "starttls.cert_self_signed" and any("sha1WithRSAEncryption" in e for e in f.evidence)
+
+    # distinct causes stay distinct: a wrong name and a SHA-1 signature are two things to fix
+    r = analyse([leaf(rsa_inter, digest=hashes.SHA1(), dns=("other.example.com",)), rsa_inter], store=store)
+    assert sorted(f.id for f in _starttls_findings(r)) == ["starttls.cert_name_mismatch", "starttls.weak_signature"]
 
 
 def test_sha1_signed_intermediate(ca, store):

@@ -14,6 +14,7 @@ A scenario with an `[https]` table gets one server on the address of its
     cert = "valid"                # valid | wrong-name (for www.<scenario>.test) | expired | self-signed
     redirect_to = ""              # non-empty: 301 with this Location
     oversize = false              # true: the policy padded past 64 KiB
+    behaviour = "https"           # https | filtered (port 443 drops every SYN) | refused (nothing listens)
 
 Every other path is 404.  Requests are read bounded (8 KiB head, 5 s), one
 request per connection.  Started by services.py inside the namespace.
@@ -36,7 +37,8 @@ from deliverck.lab.scenarios import SCENARIO_DIR
 
 WELL_KNOWN = "/.well-known/mta-sts.txt"
 CERTS = ("valid", "wrong-name", "expired", "self-signed")
-KEYS = ("policy", "status", "content_type", "cert", "redirect_to", "oversize")
+BEHAVIOURS = ("https", "filtered", "refused")
+KEYS = ("policy", "status", "content_type", "cert", "redirect_to", "oversize", "behaviour")
 OVERSIZE = 200 * 1024
 MAX_HEAD = 8192
 
@@ -52,6 +54,7 @@ class HttpsSpec:
     cert: str = "valid"
     redirect_to: str = ""
     oversize: bool = False
+    behaviour: str = "https"
 
     @property
     def host(self) -> str:
@@ -71,7 +74,8 @@ def spec_from_table(name: str, table: dict, address: str, source: str = "") -> H
     spec = HttpsSpec(scenario=name, domain=f"{name}.test", address=address,
                      policy=table.get("policy", ""), status=table.get("status", 200),
                      content_type=table.get("content_type", "text/plain"), cert=table.get("cert", "valid"),
-                     redirect_to=table.get("redirect_to", ""), oversize=table.get("oversize", False))
+                     redirect_to=table.get("redirect_to", ""), oversize=table.get("oversize", False),
+                     behaviour=table.get("behaviour", "https"))
     if not isinstance(spec.policy, str) or not isinstance(spec.content_type, str) \
             or not isinstance(spec.redirect_to, str):
         raise LabUnavailable(f"{where}: policy, content_type and redirect_to are strings")
@@ -81,6 +85,8 @@ def spec_from_table(name: str, table: dict, address: str, source: str = "") -> H
         raise LabUnavailable(f"{where}: cert must be one of {CERTS}")
     if not isinstance(spec.oversize, bool):
         raise LabUnavailable(f"{where}: oversize must be true or false")
+    if spec.behaviour not in BEHAVIOURS:
+        raise LabUnavailable(f"{where}: behaviour must be one of {BEHAVIOURS}")
     return spec
 
 
@@ -174,6 +180,12 @@ async def _handle(spec: HttpsSpec, reader: asyncio.StreamReader, writer: asyncio
 
 
 async def serve(spec: HttpsSpec, tls_dir: Path, port: int = 443) -> list:
+    if spec.behaviour == "refused":
+        return []                         # the address is on lo and nothing listens: RST
+    if spec.behaviour == "filtered":
+        from deliverck.lab.smtp_peers import Filtered
+
+        return [Filtered(spec.address, port)]
     context = tls_context(spec, tls_dir)
     server = await asyncio.start_server(lambda r, w: _handle(spec, r, w), spec.address, port, ssl=context,
                                         limit=MAX_HEAD, ssl_handshake_timeout=5)

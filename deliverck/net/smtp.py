@@ -12,12 +12,13 @@ from __future__ import annotations
 import asyncio
 import enum
 import errno
+import os
 import re
 import socket
 import ssl
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import aiosmtplib
 from aiosmtplib import SMTPResponse
@@ -60,6 +61,12 @@ class Reply:
     def line(self) -> str:
         return f"{self.code} {' / '.join(self.lines)}"
 
+    def wire(self) -> str:
+        """The reply as the server sent it, its lines joined by a space ("554-a 554 b"): what a
+        receiving MTA such as Postfix quotes in its bounce."""
+        lines = self.lines
+        return " ".join(f"{self.code}{'-' if i < len(lines) - 1 else ' '}{ln}" for i, ln in enumerate(lines))
+
 
 @dataclass(frozen=True)
 class TlsFacts:
@@ -96,6 +103,7 @@ class SmtpSession:
     tls: TlsFacts | None = None
     ehlo_tls: Reply | None = None
     relay: RelayResult | None = None
+    first_line: str = ""             # NOT_SMTP: the first line the server sent, as received
     transcript: tuple[str, ...] = ()
 
     @property
@@ -217,6 +225,58 @@ async def probe(ip: str, host: str, port: int, opts: ProbeOptions) -> SmtpSessio
                            transcript=tuple(rec.lines), **_clean(facts))
 
 
+CLOSED_BEFORE_GREETING = "the server closed the connection before sending a greeting"
+_MALFORMED = "Malformed SMTP response line:"
+
+# OpenSSL's reason codes (ssl.SSLError.reason) in a mail administrator's words.
+_TLS_REASONS = {
+    "WRONG_VERSION_NUMBER": "the server's answer to the handshake was not TLS",
+    "UNSUPPORTED_PROTOCOL": "the server and deliverck have no TLS version in common",
+    "NO_PROTOCOLS_AVAILABLE": "the server and deliverck have no TLS version in common",
+    "TLSV1_ALERT_PROTOCOL_VERSION": "the server refused every TLS version offered",
+    "SSLV3_ALERT_HANDSHAKE_FAILURE": "the server aborted the handshake (no cipher or TLS version in common)",
+    "NO_SHARED_CIPHER": "the server and deliverck have no cipher in common",
+    "NO_CIPHERS_AVAILABLE": "the server and deliverck have no cipher in common",
+    "UNEXPECTED_EOF_WHILE_READING": "the server closed the connection during the TLS handshake",
+    "TLSV1_ALERT_INTERNAL_ERROR": "the server reported an internal error during the TLS handshake",
+    "TLSV1_UNRECOGNIZED_NAME": "the server has no certificate for the name asked for (SNI)",
+    "RECORD_LAYER_FAILURE": "the server broke off the TLS handshake",
+}
+
+
+def _offending_line(message: str) -> str:
+    """The line aiosmtplib could not parse as a reply, without its own prefix."""
+    if not message.startswith(_MALFORMED):
+        return ""
+    return message[len(_MALFORMED):].strip(" \t\r\n")[:300]
+
+
+def in_words(e: BaseException) -> str:
+    """What went wrong, in plain words rather than a library's exception text (which the
+    transcript keeps)."""
+    seen = 0
+    cur: BaseException | None = e
+    while cur is not None and seen < 6:
+        if isinstance(cur, ssl.SSLEOFError):
+            return _TLS_REASONS["UNEXPECTED_EOF_WHILE_READING"]
+        if isinstance(cur, ssl.SSLError):
+            reason = getattr(cur, "reason", None) or ""
+            if reason in _TLS_REASONS:
+                return _TLS_REASONS[reason]
+            return f"the TLS handshake failed ({reason.lower().replace('_', ' ')})" if reason \
+                else "the TLS handshake failed"
+        if isinstance(cur, (aiosmtplib.SMTPServerDisconnected, ConnectionResetError, ConnectionAbortedError,
+                            BrokenPipeError)):
+            return "the server closed the connection"
+        if isinstance(cur, (aiosmtplib.SMTPTimeoutError, TimeoutError)):
+            return "the server did not answer in time"
+        if isinstance(cur, OSError) and cur.errno:
+            return os.strerror(cur.errno).lower()
+        cur = cur.__cause__ or cur.__context__
+        seen += 1
+    return f"the session failed unexpectedly ({type(e).__name__}; the transcript shows the details)"
+
+
 def _clean(facts: dict) -> dict:
     return {k: v for k, v in facts.items() if k not in ("phase", "outcome")}
 
@@ -262,25 +322,29 @@ async def _session(ip: str, host: str, port: int, opts: ProbeOptions, rec: _Reco
                 return done(Outcome.GREETING_DEFERRED, reply.line())
             if 500 <= e.code < 600:
                 return done(Outcome.GREETING_REJECTED, reply.line())
-            return done(Outcome.NOT_SMTP, f"greeting with code {e.code}")
+            return done(Outcome.NOT_SMTP, f"it greeted with reply code {e.code}, not 220: {reply.wire()}")
         except (aiosmtplib.SMTPTimeoutError, TimeoutError):
             rec.got(None, f"no greeting within {opts.timeout:g}s")
             return done(Outcome.TARPIT, f"connected, but no greeting within {opts.timeout:g}s")
         except aiosmtplib.SMTPServerDisconnected as e:
-            rec.got(None, f"closed: {e}")
-            return done(Outcome.CLOSED, "the server closed the connection without a greeting")
+            rec.got(None, f"closed before the greeting: {e}")
+            return done(Outcome.CLOSED, CLOSED_BEFORE_GREETING)
         except aiosmtplib.SMTPResponseException as e:
+            # aiosmtplib's own words stay in the transcript; the finding gets plain ones.
             rec.got(None, f"not SMTP: {e.message}")
-            return done(Outcome.NOT_SMTP, e.message)
+            facts["first_line"] = first = _offending_line(e.message)
+            if first:
+                return done(Outcome.NOT_SMTP, f"the server sent a line that is not an SMTP reply: {first!r}")
+            return done(Outcome.NOT_SMTP, "the server sent a line too long for any SMTP reply")
         except aiosmtplib.SMTPConnectError as e:
             if isinstance(e.__cause__, aiosmtplib.SMTPServerDisconnected) or "EOF" in str(e):
-                rec.got(None, "closed before the greeting")
-                return done(Outcome.CLOSED, "the server closed the connection without a greeting")
+                rec.got(None, f"closed before the greeting: {e}")
+                return done(Outcome.CLOSED, CLOSED_BEFORE_GREETING)
             rec.got(None, f"error: {e}")
-            return done(Outcome.ERROR, str(e))
+            return done(Outcome.ERROR, in_words(e))
         except (aiosmtplib.SMTPException, OSError) as e:
             rec.got(None, f"error: {e}")
-            return done(Outcome.ERROR, str(e))
+            return done(Outcome.ERROR, in_words(e))
         facts["greeting"] = g = _reply(greeting, t)
         facts.pop("outcome", None)
         rec.got(g)
@@ -360,8 +424,8 @@ async def _starttls(smtp: aiosmtplib.SMTP, host: str, opts: ProbeOptions, rec: _
         facts["tls"] = TlsFacts(error=f"STARTTLS refused: {reply.line()}")
         return
     except (aiosmtplib.SMTPException, OSError, ssl.SSLError) as e:
-        rec.got(None, f"TLS handshake failed: {e}")
-        facts["tls"] = TlsFacts(error=str(e) or type(e).__name__)
+        rec.got(None, f"TLS handshake failed: {e or type(e).__name__}")
+        facts["tls"] = TlsFacts(error=in_words(e))
         return
     obj = smtp.get_transport_info("ssl_object")
     if obj is None:

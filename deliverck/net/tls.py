@@ -83,6 +83,7 @@ class ChainReport:
     parse_error: str = ""
     trusted: bool = False
     trust_error: str = ""
+    trust_failure: str = ""          # why not trusted, as a word: TRUST_FAILURES
     name_ok: bool = False
     names: tuple[str, ...] = ()
     expired: bool = False
@@ -385,6 +386,26 @@ def _read_ca_file(path: Path) -> list[x509.Certificate]:
     return certs
 
 
+# Why a chain is not trusted, as ChainReport.trust_failure: a verdict that follows from another
+# finding (a SHA-1 signature, a self-signed leaf) is then shown as that finding's evidence.
+TRUST_FAILURES = ("self_signed", "no_chain", "signature_algorithm", "ca_validity", "unparsable", "other")
+
+
+def trust_failure_kind(reason: str) -> str:
+    """The TRUST_FAILURES word for one of _trust_reason's lines."""
+    if reason == "self-signed":
+        return "self_signed"
+    if reason.startswith("no chain to a trusted CA"):
+        return "no_chain"
+    if reason.startswith("a certificate in the chain is signed with an algorithm"):
+        return "signature_algorithm"
+    if reason.startswith("a CA certificate of the chain or the trust anchor is not valid"):
+        return "ca_validity"
+    if "cannot be parsed" in reason:
+        return "unparsable"
+    return "other"
+
+
 def _trust(certs: Sequence[x509.Certificate], leaf: CertInfo, store: Store, now: dt.datetime) -> tuple[bool, str]:
     """Does the chain lead to an anchor, judged at a moment the leaf is valid and for a name it carries?
 
@@ -493,7 +514,8 @@ def analyse(ders: Sequence[bytes], hostname: str, *, now: dt.datetime, store: St
         trusted, trust_error = False, error
     else:
         trusted, trust_error = _trust(certs, leaf, store, now)
-    days_left = (leaf.not_after - now) // _DAY
+    # Whole days, rounded toward zero: 2.5 days ago is -2 ("2 days ago"), not -3.
+    days_left = int((leaf.not_after - now) / _DAY)
     expired = now > leaf.not_after
     return ChainReport(
         leaf=leaf,
@@ -501,6 +523,7 @@ def analyse(ders: Sequence[bytes], hostname: str, *, now: dt.datetime, store: St
         parse_error=error,
         trusted=trusted,
         trust_error=trust_error,
+        trust_failure="" if trusted else trust_failure_kind(trust_error),
         name_ok=bool(hostname) and host_names_ok(leaf, hostname),
         names=_valid_names(leaf),
         expired=expired,
