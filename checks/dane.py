@@ -8,7 +8,11 @@ validation make it defer and finally bounce (Exchange Online 4.7.321-325 /
 5.7.321-325, seed 002).  The chain is the one the shared SMTP session
 recorded: no second connection.
 
-DNSSEC status comes from the AD bit of the configured validating resolver.
+DNSSEC status comes from the AD bit of the configured validating resolver,
+else from deliverck's own validation.  When neither can say (the chain breaks
+at the root or a TLD, or the resolver strips DNSSEC), DANE could not be
+judged from here (`dane.cannot_validate`): the TLSA records are never called
+ineffective or bogus on that evidence.
 """
 
 from __future__ import annotations
@@ -111,6 +115,14 @@ CHECK = CheckSpec(
         FindingSpec("dane.not_checked", Severity.ERROR,
                     "DANE of {ip} ({host}) could not be checked: no SMTP session ({reason})",
                     "See the smtp check.", Owner.NOBODY, NONE, inconclusive=True),
+        FindingSpec("dane.cannot_validate", Severity.ERROR,
+                    "DANE of {host} cannot be judged from here: {what} carry no AD bit from the resolver and "
+                    "deliverck cannot validate them itself ({reason})",
+                    "Nothing found wrong with {host}: the break is above its zone (the root, a TLD) or in the "
+                    "resolver. For a private DNS root give its trust anchor with --trust-anchor FILE; otherwise "
+                    "use a validating resolver that passes DNSSEC records through (--resolver IP), then run "
+                    "again.",
+                    Owner.NETWORK, NONE, refs=("RFC 7672 2.2", "RFC 6840 5.7"), inconclusive=True),
     ),
 )
 
@@ -145,35 +157,88 @@ def records(ans: DnsAnswer) -> list[dane.Tlsa]:
     return [dane.Tlsa.from_rdata(r) for r in ans.records] if ans.ok else []
 
 
-async def secure(ctx: Context, ans: DnsAnswer) -> bool:
-    """Is this answer DNSSEC-secure?  The validating resolver's AD bit decides (deliverck asks
-    with AD=1); without it, deliverck's own validation (net/dnssec.py, from the trust anchor the
-    dnssec check uses) may still say secure.
+SECURE, INSECURE, UNKNOWN = "secure", "insecure", "unknown"
+
+
+async def dnssec_status(ctx: Context, ans: DnsAnswer) -> tuple[str, str]:
+    """(secure | insecure | unknown, why unknown) for an answer.  The validating resolver's AD bit
+    decides (deliverck asks with AD=1); without it, deliverck's own validation (net/dnssec.py, from
+    the trust anchor the dnssec check uses) may still say secure.
     Own validation never turns an answer bogus here: a resolver that does not validate must not
-    make DANE look broken."""
+    make DANE look broken.  When it breaks above the name's zone (or cannot be done at all), the
+    state is unknown: that is the checker's environment, not the domain."""
     if ans.authenticated:
-        return True
+        return SECURE, ""
     if not ans.ok:
+        return INSECURE, ""
+    v = await _own(ctx, ans)
+    if v is None:
+        return INSECURE, ""
+    if v.secure:
+        return SECURE, ""
+    if (v.broken_above or v.state == _dnssec.INDETERMINATE) and not await _resolver_validates(ctx, ans.qname):
+        return UNKNOWN, v.reason
+    return INSECURE, ""       # (a validating resolver's answer without AD: not signed)
+
+
+async def _resolver_validates(ctx: Context, name: str) -> bool:
+    """Does the resolver vouch (AD) for the public suffix above `name`?  Then its verdict on the name
+    stands where deliverck's own validation cannot be done (a private root, a stripped chain)."""
+    from deliverck.checks.dnssec import suffix_view
+
+    try:
+        view = await ctx.fact(("dane-suffix-view", name.lower()), lambda: suffix_view(ctx, name))
+    except Exception:  # noqa: BLE001 - a second opinion only
         return False
+    return view.authenticated
+
+
+async def _own(ctx: Context, ans: DnsAnswer):
     from deliverck.checks.dnssec import anchors_for
 
     try:
         anchors = await ctx.fact("dnssec-anchors", lambda: _async(anchors_for, ctx))
-        v = await ctx.fact(("dane-dnssec", ans.qname.lower(), ans.rdtype),
-                           lambda: _dnssec.validate(ctx.dns_client, ans.qname, ans.rdtype, anchors))
+        return await ctx.fact(("dane-dnssec", ans.qname.lower(), ans.rdtype),
+                              lambda: _dnssec.validate(ctx.dns_client, ans.qname, ans.rdtype, anchors))
     except Exception:  # noqa: BLE001 - a second opinion only
-        return False
-    return v.secure
+        return None
+
+
+async def secure(ctx: Context, ans: DnsAnswer) -> bool:
+    return (await dnssec_status(ctx, ans))[0] == SECURE
 
 
 async def _async(fn, *args):
     return fn(*args)
 
 
+async def addresses_status(ctx: Context, addrs) -> tuple[str, str]:
+    """The host's address RRsets that exist: all secure, any unknown, or insecure."""
+    got = [a for a in (addrs.a, addrs.aaaa) if a.ok]
+    if not got:
+        return INSECURE, ""
+    states = [await dnssec_status(ctx, a) for a in got]
+    if all(st == SECURE for st, _ in states):
+        return SECURE, ""
+    unknown = [why for st, why in states if st == UNKNOWN]
+    return (UNKNOWN, unknown[0]) if unknown else (INSECURE, "")
+
+
 async def addresses_secure(ctx: Context, addrs) -> bool:
     """The host's address RRsets that exist are secure."""
-    got = [a for a in (addrs.a, addrs.aaaa) if a.ok]
-    return bool(got) and all([await secure(ctx, a) for a in got])
+    return (await addresses_status(ctx, addrs))[0] == SECURE
+
+
+async def _bogus_is_environment(ctx: Context, ans: DnsAnswer, addrs) -> str:
+    """A SERVFAIL for TLSA blames the zone unless the chain breaks above it: "" or why it does.
+    Evidence that the resolver validates down to the name's suffix (AD on the host's addresses)
+    keeps the blame where the resolver put it."""
+    if any(a.authenticated for a in (addrs.a, addrs.aaaa)):
+        return ""
+    v = await _own(ctx, ans)
+    if v is not None and v.broken_above and not await _resolver_validates(ctx, ans.qname):
+        return v.reason
+    return ""
 
 
 async def run(ctx: Context) -> list[Finding]:
@@ -201,18 +266,34 @@ async def run(ctx: Context) -> list[Finding]:
             out.append(CHECK.finding("not_used", host, (ans.describe(),), **args))
             continue
         if ans.outcome in _BOGUS:
-            out.append(CHECK.finding("tlsa_bogus", host, (ans.describe(),), outcome=ans.outcome.value.upper(),
-                                     **args))
+            above = await _bogus_is_environment(ctx, ans, await ctx.addresses(host))
+            if above:
+                out.append(CHECK.finding("cannot_validate", host, (ans.describe(), above), what=f"the TLSA records at {qname}",
+                                         reason=safe(above), **args))
+            else:
+                out.append(CHECK.finding("tlsa_bogus", host, (ans.describe(),), outcome=ans.outcome.value.upper(),
+                                         **args))
             continue
         if not ans.ok:
             out.append(CHECK.finding("lookup_failed", host, (ans.describe(),), detail=safe(ans.describe()), **args))
             continue
         addrs = await ctx.addresses(host)
-        if not await secure(ctx, ans):
+        state, why = await dnssec_status(ctx, ans)
+        if state == UNKNOWN:
+            out.append(CHECK.finding("cannot_validate", host, (ans.describe(), why), what=f"the TLSA records at {qname}",
+                                     reason=safe(why), **args))
+            continue
+        if state != SECURE:
             out.append(CHECK.finding("insecure", host, (ans.describe(),), reason="the TLSA RRset is not "
                                      "DNSSEC-secure (no AD bit from the validating resolver)", **args))
             continue
-        if not await addresses_secure(ctx, addrs):
+        state, why = await addresses_status(ctx, addrs)
+        if state == UNKNOWN:
+            out.append(CHECK.finding("cannot_validate", host, (ans.describe(), why) + addrs.evidence(),
+                                     what=f"the address records of {host}", reason=safe(why),
+                                     **{**args, "qname": host}))
+            continue
+        if state != SECURE:
             out.append(CHECK.finding("insecure", host, (ans.describe(),) + addrs.evidence(),
                                      reason=f"the address records of {host} are not DNSSEC-secure, so senders "
                                             "never look up TLSA (RFC 7672 2.2.2)", **args))

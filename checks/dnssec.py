@@ -11,16 +11,33 @@ Two sources side by side, per RRset: the configured resolver's own verdict
 (AD bit, SERVFAIL) and deliverck's own chain validation from the root trust
 anchor (deliverck/net/dnssec.py), so a user behind a non-validating resolver
 still gets an answer; a disagreement is reported by itself.
+
+Who is blamed: only a break at or below the audited name's own delegation
+(below its public suffix: its DS, its keys, its signatures, its denials) is
+the domain's fault.  A chain that breaks at the root or a TLD (a private root
+whose keys are not the IANA anchor, a root without DNSKEY, a forwarder that
+strips RRSIGs or ignores DO, a resolver that cannot be asked with DO=1 at
+all) says nothing about the domain: the resolver's AD bit answers instead
+when it can (a notice names that fallback), and otherwise the check could
+not be done here (`dnssec.cannot_validate`, status error, exit 3).
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 
 from deliverck.context import Context
-from deliverck.model import CheckSpec, Direction, Finding, FindingSpec, Owner, Severity, Skip
+from deliverck.model import (
+    CheckSpec,
+    Direction,
+    Finding,
+    FindingSpec,
+    Owner,
+    Severity,
+    Skip,
+)
 from deliverck.net import dnssec
+from deliverck.net.dns import public_suffix
 
 IN, NONE = Direction.INBOUND, Direction.NONE
 DNS = Owner.DNS_ADMIN
@@ -76,22 +93,80 @@ CHECK = CheckSpec(
                     "Nothing to fix for the audited domain; to see what validating senders see, use a validating "
                     "resolver (--resolver).",
                     Owner.NOBODY, NONE, refs=("RFC 6840 5.7",)),
+        FindingSpec("dnssec.own_validation_unavailable", Severity.NOTICE,
+                    "deliverck cannot validate DNSSEC from here ({reason}); the verdict of the validating "
+                    "resolver {resolver} (AD bit) is used instead",
+                    "Nothing to fix in the audited zone. To validate independently of the resolver, give the "
+                    "root's trust anchor with --trust-anchor FILE (a private root), or use a resolver that "
+                    "passes DNSSEC records through (--resolver IP).",
+                    Owner.NOBODY, NONE, refs=("RFC 4035 4.3", "RFC 6840 5.7")),
+        FindingSpec("dnssec.cannot_validate", Severity.ERROR,
+                    "DNSSEC of {subject} cannot be validated from here: {reason}; the resolver {resolver} gives "
+                    "no verdict either (no AD bit) for {rrsets}",
+                    "Nothing found wrong in the audited zone: the break is above it (the root, a TLD) or in the "
+                    "path to it (the resolver). For a private DNS root give its trust anchor with "
+                    "--trust-anchor FILE; otherwise use a resolver that passes DNSSEC records through (DO bit, "
+                    "TCP) and validates (--resolver IP), then run again.",
+                    Owner.NETWORK, NONE, refs=("RFC 4035 4.3", "RFC 6840 5.7"), inconclusive=True),
     ),
 )
 
 
 def anchors_for(ctx: Context):
-    """The trust anchor: config `trust_anchor` (a file), else $DELIVERCK_TRUST_ANCHOR, else the IANA root."""
-    path = getattr(ctx.config, "trust_anchor", None) or os.environ.get("DELIVERCK_TRUST_ANCHOR")
+    """The trust anchor: config `trust_anchor` (--trust-anchor, whose default the CLI reads from
+    $DELIVERCK_TRUST_ANCHOR), else the IANA root's."""
+    path = getattr(ctx.config, "trust_anchor", None)
     if path:
         return dnssec.load_anchor_file(str(path))
     return dnssec.DEFAULT_ANCHORS
 
 
+async def suffix_view(ctx: Context, name: str) -> dnssec.ResolverView:
+    """The resolver's verdict (AD bit) on the public suffix above `name`: AD there shows that the
+    resolver validates the chain down to the suffix, so its SERVFAIL below is about the name."""
+    suffix = public_suffix(name) or "."
+    return await dnssec.resolver_view(ctx.dns_client, suffix.rstrip(".") + ".", "SOA")
+
+
 def _resolver_text(view: dnssec.ResolverView) -> str:
     if view.outcome in ("ok", "nodata", "nxdomain"):
         return f"{view.outcome.upper()}, AD={'1' if view.authenticated else '0'}"
-    return view.outcome.upper()
+    ede = view.ede_text()
+    return f"{view.outcome.upper()} ({ede})" if ede else view.outcome.upper()
+
+
+_ANSWERED = ("ok", "nodata", "nxdomain")
+
+
+def fallback(v: dnssec.Validation, view: dnssec.ResolverView, suffix: dnssec.ResolverView | None,
+             validating: bool, resolver: str) -> list[Finding] | None:
+    """Findings for an RRset whose own validation broke above its zone, from the resolver's verdict
+    alone; None when the resolver cannot answer for it either.
+
+    `suffix`: the resolver's view of the name's public suffix; `validating`: the resolver set AD on
+    something in this run; `resolver`: the configured resolvers, for the text."""
+    subject = v.name
+    args = dict(rdtype=v.rdtype, zone=v.zone, resolver=_resolver_text(view), own=v.state)
+    ev = (f"own validation: {v.state}: {v.reason}", f"resolver ({view.detail}): {_resolver_text(view)}")
+    if view.authenticated:
+        return [CHECK.finding("secure", subject, ev, reason=f"validated by the resolver {resolver} (AD bit)",
+                              **args)]
+    if view.outcome in _ANSWERED and validating:
+        return [CHECK.finding("insecure", subject, ev, reason=f"the validating resolver {resolver} answers "
+                              "without the AD bit", **args)]
+    if view.outcome == "servfail" and suffix is not None and suffix.authenticated:
+        tld = public_suffix(v.broken_for or v.name)
+        if v.outcome not in _ANSWERED:
+            return [CHECK.finding("indeterminate", subject, ev, reason=f"the resolver answers SERVFAIL, also with "
+                                  f"checking disabled ({view.detail})", **args)]
+        ede = view.ede_text()
+        # RFC 8914 4.8 (EDE 7), or the signatures' own dates, which need no key to read.
+        expired = any(code == dnssec.EDE_EXPIRED for code, _ in view.ede) or " expired " in v.stale_signatures
+        why = v.stale_signatures or ede or "no reason given"
+        reason = (f"the validating resolver {resolver} answers SERVFAIL ({why}) but hands the records over "
+                  f"with checking disabled, and it validates {tld}. (AD bit): the break is below {tld}.")
+        return [CHECK.finding("rrsig_expired" if expired else "bogus", subject, ev, reason=reason, **args)]
+    return None
 
 
 def is_expired(v: dnssec.Validation) -> bool:
@@ -143,7 +218,7 @@ def judge(v: dnssec.Validation, view: dnssec.ResolverView) -> list[Finding]:
     return out
 
 
-async def _questions(ctx: Context, anchors) -> list[tuple[str, str]]:
+async def _questions(ctx: Context, anchors) -> tuple[list[tuple[str, str]], dnssec.Validation]:
     domain = ctx.target.name
     client = ctx.dns_client
     mx_v = await dnssec.validate(client, domain, "MX", anchors)
@@ -163,7 +238,7 @@ async def _questions(ctx: Context, anchors) -> list[tuple[str, str]]:
         hosts = [domain]                # implicit MX: the domain's own addresses
     for h in hosts:
         qs += [(h, "A"), (h, "AAAA")]
-    return qs
+    return qs, mx_v
 
 
 async def run(ctx: Context) -> list[Finding]:
@@ -174,32 +249,88 @@ async def run(ctx: Context) -> list[Finding]:
     if why := skip_reason(ctx.dns_client, [ctx.target.name], "DNSSEC"):
         raise Skip(why)
     anchors = anchors_for(ctx)
-    questions = await _questions(ctx, anchors)
-    states = await asyncio.gather(*(rrset_state(ctx, n, t, anchors) for n, t in questions))
-    mismatch = next((v for v, _ in states if "does not match the trust anchor" in v.reason), None)
-    if mismatch is not None:
-        return [CHECK.finding("anchor_mismatch", ".", (mismatch.reason,), reason=mismatch.reason)]
+    questions, mx_v = await _questions(ctx, anchors)
+    suffixes: dict[str, asyncio.Future] = {}
+    if mx_v.broken_above:
+        # Own validation cannot speak for the domain: ask the resolver about the suffix meanwhile.
+        suffixes[public_suffix(ctx.target.name)] = asyncio.ensure_future(suffix_view(ctx, ctx.target.name))
+    try:
+        states = await asyncio.gather(*(rrset_state(ctx, n, t, anchors) for n, t in questions))
+        return await _judge_all(ctx, questions, states, suffixes)
+    finally:
+        for f in suffixes.values():
+            f.cancel()
+
+
+async def _judge_all(ctx: Context, questions, states, suffixes: dict[str, asyncio.Future]) -> list[Finding]:
+    validating = any(view.authenticated for _, view in states)
+    above = [(q, v, view) for q, (v, view) in zip(questions, states) if v.broken_above]
+    for _, v, _ in above:
+        key = public_suffix(v.broken_for or v.name)
+        if key not in suffixes:
+            suffixes[key] = asyncio.ensure_future(suffix_view(ctx, v.broken_for or v.name))
+    if suffixes:
+        await asyncio.gather(*suffixes.values(), return_exceptions=True)
+
+    def suffix_of(v):
+        f = suffixes.get(public_suffix(v.broken_for or v.name))
+        return f.result() if f is not None and f.done() and not f.cancelled() and f.exception() is None else None
+
+    validating = validating or any((s := suffix_of(v)) is not None and s.authenticated for _, v, _ in above)
     out: list[Finding] = []
-    secure_seen = 0
-    ad_seen = False
+    unanswered: list[tuple[str, str, dnssec.Validation, dnssec.ResolverView]] = []
+    fell_back: list[dnssec.Validation] = []
+    judged: list[tuple[tuple[str, str], dnssec.Validation, dnssec.ResolverView]] = []
+    resolver = ", ".join(str(r) for r in ctx.dns_client.resolvers)
     for (name, rdtype), (v, view) in zip(questions, states):
-        if (name, rdtype) != questions[0] and v.outcome == "nodata" and v.state in (dnssec.SECURE, dnssec.INSECURE):
+        first = (name, rdtype) == questions[0]
+        if v.broken_above:
+            got = fallback(v, view, suffix_of(v), validating, resolver)
+            empty = not first and view.outcome == "nodata"      # a host without AAAA (or A)
+            if got is None:
+                if not empty:
+                    unanswered.append((name, rdtype, v, view))
+                continue
+            fell_back.append(v)
+            if not (empty and got[0].id in ("dnssec.secure", "dnssec.insecure")):
+                out += got
+            continue
+        if not first and v.outcome == "nodata" and v.state in (dnssec.SECURE, dnssec.INSECURE):
             continue                    # a host without AAAA (or A): nothing to report per RRset
         out += judge(v, view)
+        judged.append(((name, rdtype), v, view))
+    if unanswered:
+        head = unanswered[0][2]
+        shown = ", ".join(f"{n} {t}" for n, t, _, _ in unanswered)
+        ev = tuple(f"{n} {t}: own validation {v.state}: {v.reason}; resolver ({view.detail}): "
+                   f"{_resolver_text(view)}" for n, t, v, view in unanswered)
+        out.append(CHECK.finding("cannot_validate", ctx.target.name, ev, reason=head.reason, resolver=resolver,
+                                 rrsets=shown))
+    if fell_back:
+        head = fell_back[0]
+        if dnssec.ANCHOR_MISMATCH in head.reason:
+            detail = head.reason.split(dnssec.ANCHOR_MISMATCH, 1)[1].strip()
+            detail = detail[1:-1] if detail.startswith("(") and detail.endswith(")") else head.reason
+            out.insert(0, CHECK.finding("anchor_mismatch", ".", (head.reason,), reason=detail))
+        else:
+            out.insert(0, CHECK.finding("own_validation_unavailable", ".", (head.reason,), reason=head.reason,
+                                        resolver=resolver))
+    secure_seen = 0
+    ad_seen = False
+    for _, v, view in judged:
         if view.authenticated:
             ad_seen = True
-        if v.state == dnssec.SECURE and view.outcome in ("ok", "nodata", "nxdomain"):
+        if v.state == dnssec.SECURE and view.outcome in _ANSWERED:
             secure_seen += 1
     if ad_seen:
         # The resolver validates: answering secure or bogus data without AD is a disagreement too.
-        for (name, rdtype), (v, view) in zip(questions, states):
-            if (v.state in (dnssec.SECURE, dnssec.BOGUS) and view.outcome in ("ok", "nodata", "nxdomain")
+        for _, v, view in judged:
+            if (v.state in (dnssec.SECURE, dnssec.BOGUS) and view.outcome in _ANSWERED
                     and not view.authenticated and any(f.subject == v.name and f.args.get("rdtype") == v.rdtype
                                                        for f in out)):
                 out.append(CHECK.finding("resolver_disagrees", v.name, (v.reason,), rdtype=v.rdtype,
                                          reason=v.reason, zone=v.zone, resolver=_resolver_text(view), own=v.state))
     elif secure_seen:
         # Not a disagreement per RRset: the resolver simply does not validate.
-        resolver = ", ".join(str(r) for r in ctx.dns_client.resolvers)
         out.append(CHECK.finding("resolver_not_validating", resolver, count=secure_seen))
     return out

@@ -459,3 +459,35 @@ def test_lab_placeholders_parse_as_tlsa_before_they_are_filled():
     rds = z.find_rdataset("_25._tcp.mx.x.test.", "TLSA")
     assert len(rds) == 3 and all(bytes(rd.cert).startswith(tlsa.MARKER) for rd in rds)
     assert tlsa.mark("mx A 192.0.2.1") == "mx A 192.0.2.1"
+
+
+def _above_validation(name):
+    from deliverck.net import dnssec as _dnssec
+    return _dnssec.Validation(name, "TLSA", "bogus", "root: the root zone has no DNSKEY here", ".", (), "ok",
+                              ".", name + ".")
+
+
+@pytest.mark.parametrize("suffix_ad,expect", [(False, "dane.cannot_validate"), (True, "dane.insecure")])
+def test_check_chain_broken_above_is_not_the_domains_fault(pki, suffix_ad, expect):
+    """No AD bit and own validation broken at the root (a stripping forwarder, a private root): DANE could
+    not be judged; but a resolver that validates the suffix and sets no AD means the TLSA is unsigned."""
+    from deliverck.net import dnssec as _dnssec
+    two = [dane.record_for(pki.other, 3, 1, 1), dane.record_for(pki.other, 3, 1, 2)]
+    ctx = DaneCtx(HOST, "192.0.2.1", {Q: _tlsa_answer(Q, two, ad=False)}, _session(pki.chain))
+    ctx._facts["dnssec-anchors"] = ()
+    ctx._facts[("dane-dnssec", Q, "TLSA")] = _above_validation(Q)
+    ctx._facts[("dane-suffix-view", Q)] = _dnssec.ResolverView("ok", suffix_ad, "192.0.2.1:53")
+    found = _run(ctx)
+    assert _ids(found) == [expect]
+    if expect == "dane.cannot_validate":
+        assert found[0].inconclusive and found[0].owner.value == "network" and "--trust-anchor" in found[0].fix
+
+
+def test_check_servfail_with_the_chain_broken_above_is_not_bogus(pki):
+    from deliverck.net import dnssec as _dnssec
+    ctx = DaneCtx(HOST, "192.0.2.1", {Q: _tlsa_answer(Q, [], outcome="servfail")}, _session(pki.chain),
+                  addr_ad=False)
+    ctx._facts["dnssec-anchors"] = ()
+    ctx._facts[("dane-dnssec", Q, "TLSA")] = _above_validation(Q)
+    ctx._facts[("dane-suffix-view", Q)] = _dnssec.ResolverView("ok", False, "192.0.2.1:53")
+    assert _ids(_run(ctx)) == ["dane.cannot_validate"]

@@ -340,27 +340,36 @@ def test_own_validation_agrees_with_unbound_on_every_lab_zone(lab):
     ("dnssec-bogus.test", {"dnssec.bogus"}),
     ("dnssec-expired-rrsig.test", {"dnssec.rrsig_expired"}),
 ])
-def test_check_on_lab_scenarios(lab, monkeypatch, domain, expect):
+@pytest.mark.parametrize("anchor", ["lab", "iana"])
+def test_check_on_lab_scenarios(lab, domain, expect, anchor):
+    """With the lab's anchor: deliverck's own verdict.  With the IANA anchor (the lab root's keys do not
+    match it): the same verdicts from the validating resolver, under one notice naming that fallback,
+    and a bogus zone is still the zone's fault (the resolver validates test., it fails below)."""
+    from pathlib import Path
+
     from deliverck.checks import dnssec as chk
     from deliverck.config import Config
     from deliverck.context import Context
     from deliverck.net.dns import DnsClient
     from deliverck.target import parse_target
 
-    monkeypatch.setenv("DELIVERCK_TRUST_ANCHOR", lab.trust_anchor)
+    trust = Path(lab.trust_anchor) if anchor == "lab" else None
 
     async def go():
-        ctx = Context(Config(target=parse_target(domain)), DnsClient(timeout=2))
+        ctx = Context(Config(target=parse_target(domain), trust_anchor=trust), DnsClient(timeout=2))
         return await chk.run(ctx)
 
     findings = run(go())
     ids = {f.id for f in findings}
-    assert ids == expect, [f.summary for f in findings]
+    want = expect if anchor == "lab" else expect | {"dnssec.anchor_mismatch"}
+    assert ids == want, [f.summary for f in findings]
+    per_rrset = [f for f in findings if f.id != "dnssec.anchor_mismatch"]
     # the domain's MX and the MX host's A and AAAA, each judged
-    assert {(f.subject, f.args["rdtype"]) for f in findings} == {
+    assert {(f.subject, f.args["rdtype"]) for f in per_rrset} == {
         (domain, "MX"), (f"mx1.{domain}", "A"), (f"mx1.{domain}", "AAAA")}
     if "dnssec.rrsig_expired" in ids:
-        assert all(" expired " in f.summary for f in findings)
+        assert all(" expired " in f.summary or "Signature Expired" in f.summary for f in per_rrset)
+    assert not any(". has a DS in its parent" in f.summary for f in findings)
 
 
 def _nsec3_raw(owner_of: str, next_hash: str, types: str, flags: int = 0):
@@ -390,3 +399,77 @@ def test_servfail_without_dnssec_cause_is_no_disagreement():
 
     v = dnssec.Validation("broken.test", "MX", "insecure", "no DS", "broken.test.", (), "servfail")
     assert [f.id for f in chk.judge(v, _view("servfail", False))] == ["dnssec.insecure"]
+
+
+# ---------------------------------------------------------------- who is blamed (issue 13)
+
+def _drop(world, zone: str, owner: str, rdtype: str, sigs_only: bool = False):
+    node = world.zones[zone].get_node(dns.name.from_text(owner))
+    t = dns.rdatatype.from_text(rdtype)
+    node.delete_rdataset(IN, dns.rdatatype.RRSIG, t)
+    if not sigs_only:
+        node.delete_rdataset(IN, t)
+
+
+def test_root_without_dnskey_breaks_above_and_never_says_the_root_has_a_parent(world):
+    _drop(world, ".", ".", "DNSKEY")
+    v = run(dnssec.validate(world, "ok.test", "MX", world.anchors))
+    assert v.state == "bogus" and v.broken_at == "." and v.broken_above
+    assert "no DNSKEY" in v.reason and "DS in its parent" not in v.reason
+
+
+def test_stripped_root_signatures_break_above(world):
+    _drop(world, ".", ".", "DNSKEY", sigs_only=True)
+    v = run(dnssec.validate(world, "mx.ok.test", "A", world.anchors))
+    assert v.state == "bogus" and v.broken_above and "no RRSIG" in v.reason
+
+
+def test_broken_tld_keys_break_above_the_domain(world):
+    sigs = world.zones["test."].get_node(dns.name.from_text("test.")).get_rdataset(
+        IN, dns.rdatatype.RRSIG, dns.rdatatype.DNSKEY)
+    broken = [rd.replace(signature=bytes([rd.signature[0] ^ 1]) + rd.signature[1:]) for rd in sigs]
+    sigs.clear()
+    for rd in broken:
+        sigs.add(rd, 300)
+    v = run(dnssec.validate(world, "ok.test", "MX", world.anchors))
+    assert v.state == "bogus" and v.broken_at == "test." and v.broken_above
+
+
+@pytest.mark.parametrize("name", ["wrongds.test", "expired.test", "future.test"])
+def test_breaks_in_the_domains_own_zone_blame_it(world, name):
+    v = run(dnssec.validate(world, name, "MX", world.anchors))
+    assert v.state == "bogus" and v.broken_at == f"{name}." and not v.broken_above
+
+
+def test_stale_signatures_are_read_when_the_chain_above_is_unusable(world):
+    v = run(dnssec.validate(world, "expired.test", "MX", dnssec.DEFAULT_ANCHORS))
+    assert v.broken_above and " expired " in v.stale_signatures
+    assert run(dnssec.validate(world, "ok.test", "MX", dnssec.DEFAULT_ANCHORS)).stale_signatures == ""
+
+
+def _above(outcome="ok", stale=""):
+    return dnssec.Validation("example.test", "MX", "bogus", "root: the root zone has no DNSKEY here", ".", (),
+                             outcome, ".", "example.test.", stale)
+
+
+@pytest.mark.parametrize("view,suffix,validating,expect", [
+    (_view("ok", True), None, True, ["dnssec.secure"]),
+    (_view("ok", False), None, True, ["dnssec.insecure"]),
+    (_view("ok", False), None, False, None),                         # nothing can answer
+    (_view("servfail", False), _view("ok", True), True, ["dnssec.bogus"]),
+    (_view("servfail", False), _view("ok", False), False, None),     # no evidence it is below test.
+    (_view("timeout", False), _view("ok", True), True, None),
+])
+def test_fallback_to_the_resolver(view, suffix, validating, expect):
+    from deliverck.checks import dnssec as chk
+
+    got = chk.fallback(_above(), view, suffix, validating, "192.0.2.1:53")
+    assert (None if got is None else [f.id for f in got]) == expect
+
+
+def test_fallback_reads_expired_signatures():
+    from deliverck.checks import dnssec as chk
+
+    stale = "RRSIG over example.test. MX (key 1) expired 2026-01-01 00:00:00Z (valid from ...)"
+    got = chk.fallback(_above(stale=stale), _view("servfail", False), _view("ok", True), True, "192.0.2.1:53")
+    assert [f.id for f in got] == ["dnssec.rrsig_expired"] and "below test." in got[0].summary

@@ -114,9 +114,14 @@ def start(lab_dir: Path) -> list[subprocess.Popen]:
     unbound_log = lab_dir / "unbound.log"
     unbound = _spawn([_tool("unbound"), "-d", "-c", str(lab_dir / "unbound.conf")], unbound_log)
     procs.append(unbound)
+    second = _unsigned_root_resolver(lab_dir)
+    procs += [p for p, _log, _address in second]
     resolver = manifest["unbound"]
     _wait("unbound (the lab's resolver)", unbound, unbound_log,
           lambda: _answers(resolver, zones.AUTH_NAME.to_text(), "A", recursive=True), deadline)
+    for proc, log, address in second:
+        _wait(f"unbound on {address} (the unsigned-root resolver)", proc, log,
+              lambda a=address: _answers(a, zones.AUTH_NAME.to_text(), "A", recursive=True), deadline)
     postfixes = start_postfix(lab_dir, config.get("postfix", []))
     procs += [p for _i, p, _l in postfixes]
     _wait("the lab's Python servers (SMTP peers, misbehaving DNS, latency proxy)", services, services_log,
@@ -130,6 +135,19 @@ def start(lab_dir: Path) -> list[subprocess.Popen]:
               lambda: _answers(manifest["resolver"], zones.AUTH_NAME.to_text(), "A", recursive=True,
                                timeout=0.5 + manifest["dns_latency_ms"] / 1000), deadline)
     return procs
+
+
+def _unsigned_root_resolver(lab_dir: Path) -> list[tuple[subprocess.Popen, Path, str]]:
+    """The second unbound (plan.UNSIGNED_ROOT_CONF), started beside the first: the lab start
+    waits for both at once."""
+    from deliverck.lab import plan
+
+    conf = lab_dir / plan.UNSIGNED_ROOT_CONF
+    if not conf.is_file():
+        return []
+    log = lab_dir / "unbound-unsigned-root.log"
+    proc = _spawn([_tool("unbound"), "-d", "-c", str(conf)], log)
+    return [(proc, log, zones.RESOLVERS["unsigned-root"][1][0])]
 
 
 def _greets(address: str, port: int = 25) -> bool:

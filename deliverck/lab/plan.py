@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 from typing import Sequence
 
-from deliverck.lab import certs, kdc, postfix, signing, tlsa, zones
+from deliverck.lab import badns, certs, kdc, postfix, signing, tlsa, zones
 from deliverck.lab import manifest as m
 from deliverck.lab.errors import LabUnavailable
 from deliverck.lab.scenarios import Scenario, is_documentation, load_all, problems
@@ -17,6 +17,11 @@ from deliverck.lab.scenarios import Scenario, is_documentation, load_all, proble
 RESOLVER = "127.0.0.1"
 RESOLVER6 = "::1"
 UNBOUND_BEHIND_PROXY = "127.0.0.2"
+# The second unbound (zones.RESOLVERS["unsigned-root"]): non-validating, resolving from an
+# unsigned copy of the lab root (an auth-zone for upstream use, RFC 8806 style) while every
+# zone below is the signed one NSD serves.
+UNSIGNED_ROOT_CONF = "unbound-unsigned-root.conf"
+UNSIGNED_ROOT_ZONE = "unsigned-root.zone"
 # Built-in zones served in every lab like --zone-dir zones (a user zone of the
 # same origin replaces one): copies of real DNS block list zones (see zones/README.md).
 BUILTIN_ZONES = Path(__file__).parent / "zones"
@@ -48,8 +53,12 @@ def nsd_conf(d: Path, tree: zones.Tree) -> str:
     return "\n".join(lines) + "\n"
 
 
-def unbound_conf(d: Path, tree: zones.Tree, latency_ms: int, trust_anchor: Path | None) -> str:
-    interfaces = [UNBOUND_BEHIND_PROXY] if latency_ms > 0 else [RESOLVER, RESOLVER6]
+def unbound_conf(d: Path, tree: zones.Tree, latency_ms: int, trust_anchor: Path | None, *,
+                 interfaces: tuple[str, ...] = (), name: str = "unbound", root_zone: Path | None = None) -> str:
+    """unbound's configuration: the lab's validating resolver; or (interfaces, name, root_zone) a
+    second one that takes the root from `root_zone` instead of asking NSD for it."""
+    if not interfaces:
+        interfaces = (UNBOUND_BEHIND_PROXY,) if latency_ms > 0 else (RESOLVER, RESOLVER6)
     auth = zones.SERVERS["nsd"][1]
     lines = ["server:"]
     lines += [f"  interface: {a}" for a in interfaces]
@@ -59,8 +68,8 @@ def unbound_conf(d: Path, tree: zones.Tree, latency_ms: int, trust_anchor: Path 
         '  username: ""',
         '  chroot: ""',
         f'  directory: "{d}"',
-        f'  pidfile: "{d / "unbound.pid"}"',
-        f'  logfile: "{d / "unbound.log"}"',
+        f'  pidfile: "{d / (name + ".pid")}"',
+        f'  logfile: "{d / (name + ".log")}"',
         "  use-syslog: no",
         "  log-servfail: yes",
         f'  root-hints: "{d / "root.hints"}"',
@@ -92,6 +101,9 @@ def unbound_conf(d: Path, tree: zones.Tree, latency_ms: int, trust_anchor: Path 
     for origin in sorted(o for o in tree.zones if o != zones.ROOT):
         lines.append(f'  local-zone: "{origin}" nodefault')
     lines += ["remote-control:", "  control-enable: no"]
+    if root_zone is not None:
+        lines += ["auth-zone:", '  name: "."', f'  zonefile: "{root_zone}"', "  for-downstream: no",
+                  "  for-upstream: yes", "  fallback-enabled: no"]
     for origin in tree.user_origins:
         lines += ["stub-zone:", f'  name: "{origin}"'] + [f"  stub-addr: {a}" for a in auth]
     return "\n".join(lines) + "\n"
@@ -137,7 +149,7 @@ def key_file(peer: m.SmtpPeer) -> str | None:
 def manifest_for(d: Path, scenarios: Sequence[Scenario], tree: zones.Tree, latency_ms: int,
                  trust_anchor: Path | None, postfix_unavailable: str | None = None) -> m.Manifest:
     servers = tuple(m.DnsServer(name.to_text(omit_final_dot=True), b, addrs)
-                    for b, (name, addrs) in zones.SERVERS.items())
+                    for b, (name, addrs) in (*zones.SERVERS.items(), *zones.RESOLVERS.items()))
     return m.Manifest(
         schema=m.SCHEMA,
         lab_dir=str(d),
@@ -182,7 +194,7 @@ def _peer_config(s: m.Scenario, p: m.SmtpPeer) -> dict:
 def services(manifest: m.Manifest, latency_ms: int) -> dict:
     return {
         "badns": [{"address": a, "behaviour": s.behaviour}
-                  for s in manifest.servers if s.behaviour != "nsd" for a in s.addresses],
+                  for s in manifest.servers if s.behaviour in badns.BEHAVIOURS for a in s.addresses],
         "smtp": list({p.address: _peer_config(s, p)   # first one wins
                       for s in reversed(manifest.scenarios) for p in reversed(s.smtp)
                       if p.behaviour != "postfix"}.values()),
@@ -267,6 +279,11 @@ def prepare(d: Path, zone_dirs: Sequence[Path] = (), dns_latency_ms: int = 0,
         assert is_documentation(a), a      # nothing else ever goes onto lo
     (d / "nsd.conf").write_text(nsd_conf(d, tree), encoding="utf-8")
     (d / "unbound.conf").write_text(unbound_conf(d, tree, dns_latency_ms, trust_anchor), encoding="utf-8")
+    (d / UNSIGNED_ROOT_ZONE).write_text(zones.zone_text(zones.unsigned_copy(tree.zones[zones.ROOT].zone)),
+                                        encoding="utf-8")
+    (d / UNSIGNED_ROOT_CONF).write_text(
+        unbound_conf(d, tree, 0, None, interfaces=zones.RESOLVERS["unsigned-root"][1], name="unbound-unsigned-root",
+                     root_zone=d / UNSIGNED_ROOT_ZONE), encoding="utf-8")
     (d / "root.hints").write_text(root_hints(), encoding="utf-8")
     (d / "resolv.conf").write_text(f"nameserver {RESOLVER}\n", encoding="utf-8")
     (d / "services.json").write_text(json.dumps(services(manifest, dns_latency_ms), indent=1), encoding="utf-8")

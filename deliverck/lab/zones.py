@@ -39,6 +39,17 @@ SERVERS: dict[str, tuple[dns.name.Name, tuple[str, ...]]] = {
     "servfail": (dns.name.from_text("servfail.ns.test."), ("192.0.2.55", "2001:db8::55")),
     "refused": (dns.name.from_text("refused.ns.test."), ("192.0.2.56", "2001:db8::56")),
 }
+# Resolvers that behave like a user's broken environment (tests/test_environment.py points
+# --resolver at them): IPv4 only, on documentation addresses, named under ns.test. like the
+# servers above.  The Python ones live in badns.py; unsigned-root is a second unbound
+# (plan.py, inside.py) that resolves from an unsigned copy of the lab root.
+RESOLVERS: dict[str, tuple[dns.name.Name, tuple[str, ...]]] = {
+    "nxdomain-resolver": (dns.name.from_text("nxdomain-resolver.ns.test."), ("192.0.2.57",)),
+    "servfail-root": (dns.name.from_text("servfail-root.ns.test."), ("192.0.2.58",)),
+    "strip-dnssec": (dns.name.from_text("strip-dnssec.ns.test."), ("192.0.2.59",)),
+    "unsigned-root": (dns.name.from_text("unsigned-root.ns.test."), ("192.0.2.60",)),
+    "drop-dnssec": (dns.name.from_text("drop-dnssec.ns.test."), ("192.0.2.61",)),
+}
 REVERSE_ZONES = tuple(dns.name.from_text(z) for z in (
     "2.0.192.in-addr.arpa.", "100.51.198.in-addr.arpa.", "113.0.203.in-addr.arpa.",
     "8.b.d.0.1.0.0.2.ip6.arpa."))
@@ -73,7 +84,7 @@ class Tree:
     def addresses(self) -> list[str]:
         """Every documentation-range A/AAAA in served zones: these go onto lo."""
         seen: dict[str, None] = {}
-        for name_, addrs in SERVERS.values():
+        for name_, addrs in (*SERVERS.values(), *RESOLVERS.values()):
             for a in addrs:
                 seen[a] = None
         for z in self.served():
@@ -194,7 +205,7 @@ def build(scenarios: Sequence[Scenario], zone_dirs: Sequence[Path] = ()) -> Tree
         _apex(lz.zone)
 
     # The lab's own server names and addresses, in whichever zone now holds them.
-    for server, (name, addresses) in SERVERS.items():
+    for server, (name, addresses) in (*SERVERS.items(), *RESOLVERS.items()):
         holder = tree.enclosing(name)
         _address_records(holder.zone, name, addresses)
 
@@ -208,6 +219,21 @@ def build(scenarios: Sequence[Scenario], zone_dirs: Sequence[Path] = ()) -> Tree
         if ns_name.is_subdomain(lz.origin):
             _address_records(parent.zone, ns_name, addresses)
     return tree
+
+
+DNSSEC_TYPES = frozenset(dns.rdatatype.from_text(t) for t in (
+    "DNSKEY", "RRSIG", "NSEC", "NSEC3", "NSEC3PARAM", "DS", "CDS", "CDNSKEY", "ZONEMD"))
+
+
+def unsigned_copy(zone: dns.zone.Zone) -> dns.zone.Zone:
+    """The zone as it was before signing: every DNSSEC record (and every DS) left out."""
+    copy = empty_zone(zone.origin)
+    for name, node in zone.items():
+        for rdataset in node.rdatasets:
+            if rdataset.rdtype in DNSSEC_TYPES or rdataset.covers in DNSSEC_TYPES:
+                continue
+            copy.find_rdataset(name, rdataset.rdtype, create=True).update(rdataset)
+    return copy
 
 
 def zone_text(zone: dns.zone.Zone) -> str:

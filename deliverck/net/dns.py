@@ -16,8 +16,10 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextvars
+import dataclasses
 import enum
 import ipaddress
+import secrets
 import time
 from dataclasses import dataclass, field
 from typing import Sequence
@@ -66,6 +68,7 @@ class DnsAnswer:
     detail: str = ""                 # human text for failures
     server: str = ""                 # which resolver answered / failed
     elapsed_ms: int = 0
+    recursion_available: bool = True   # RA flag of the answer (False: an authoritative-only server)
 
     @property
     def ok(self) -> bool:
@@ -251,6 +254,7 @@ class DnsClient:
         self._shared = shared_cache.get()
         self.stats = DnsStats()
         self._t0 = time.monotonic()
+        self._health: asyncio.Future | None = None      # ResolverProblem | None, once reachable() asked
 
     async def lookup(self, name: str, rdtype: str) -> DnsAnswer:
         key = (_norm(name), rdtype.upper())
@@ -294,7 +298,7 @@ class DnsClient:
             step = self.overlay.answer(name, rdtype)
             if step is None:
                 if name == qname:
-                    return await self._network_query(qname, rdtype)
+                    return await self._gated(await self._network_query(qname, rdtype))
                 ans = await self.lookup(name, rdtype)       # out of the file: real DNS (or another file)
                 return DnsAnswer(qname=qname, rdtype=rdtype, outcome=ans.outcome, records=ans.records,
                                  canonical_name=ans.canonical_name or name,
@@ -331,31 +335,41 @@ class DnsClient:
                 canon = _norm(e.canonical_name.to_text())
             except Exception:
                 pass
-            return self._done(qname, rdtype, start, Outcome.NXDOMAIN, canonical_name=canon)
-        except dns.resolver.LifetimeTimeout as e:
+            responses = list((e.kwargs.get("responses") or {}).values())
+            ra = all(bool(r.flags & dns.flags.RA) for r in responses) if responses else True
+            return self._done(qname, rdtype, start, Outcome.NXDOMAIN, canonical_name=canon,
+                              recursion_available=ra)
+        except dns.resolver.LifetimeTimeout:
             return self._done(qname, rdtype, start, Outcome.TIMEOUT,
-                              detail=f"no answer within {self.timeout:g}s", errors=e.kwargs.get("errors"))
+                              detail=f"{self._names()} did not answer within {self.timeout:g}s")
         except dns.resolver.NoNameservers as e:
             outcome, detail = _classify_errors(e.kwargs.get("errors") or [])
             return self._done(qname, rdtype, start, outcome, detail=detail)
         except dns.resolver.YXDOMAIN:
-            return self._done(qname, rdtype, start, Outcome.ERROR, detail="YXDOMAIN")
+            return self._done(qname, rdtype, start, Outcome.ERROR,
+                              detail=f"{self._names()} answered YXDOMAIN (a DNAME substitution overflowed)")
         except dns.exception.DNSException as e:
-            return self._done(qname, rdtype, start, Outcome.ERROR, detail=_one_line(str(e)))
+            return self._done(qname, rdtype, start, Outcome.ERROR,
+                              detail=f"{self._names()}: {_plain(e)}")
         except OSError as e:
-            return self._done(qname, rdtype, start, Outcome.UNREACHABLE, detail=_one_line(str(e)))
+            return self._done(qname, rdtype, start, Outcome.UNREACHABLE,
+                              detail=f"{self._names()} unreachable ({e.strerror or _plain(e)})")
         resp = res.response
         ad = bool(resp.flags & dns.flags.AD)
+        ra = bool(resp.flags & dns.flags.RA)
         canon = _norm(res.canonical_name.to_text())
         server = f"{res.nameserver}:{res.port}" if res.nameserver else ""
         if res.rrset is None:
             return self._done(qname, rdtype, start, Outcome.NODATA, canonical_name=canon,
-                              authenticated=ad, server=server)
+                              authenticated=ad, server=server, recursion_available=ra)
         return self._done(
             qname, rdtype, start, Outcome.OK,
             records=tuple(res.rrset), canonical_name=canon, ttl=res.rrset.ttl,
-            authenticated=ad, server=server,
+            authenticated=ad, server=server, recursion_available=ra,
         )
+
+    def _names(self) -> str:
+        return ", ".join(str(r) for r in self.resolvers)
 
     def _done(self, qname, rdtype, start, outcome, errors=None, **kw) -> DnsAnswer:
         end = time.monotonic()
@@ -365,26 +379,201 @@ class DnsClient:
         return DnsAnswer(qname=qname, rdtype=rdtype, outcome=outcome,
                          elapsed_ms=int((end - start) * 1000), **kw)
 
-    async def reachable(self) -> tuple[bool, str]:
-        """Does any configured resolver answer at all?  Asked once per run.
+    async def reachable(self, target: str = "") -> tuple[bool, str]:
+        """Can this resolver be trusted to speak for the audited names?  Asked once per run,
+        concurrently with the checks; (False, one line naming the resolver, what it answered
+        and the remedy) when not.
 
-        A question about the root zone is answered from any recursive
-        resolver's cache; if not even that comes back, the resolver (not the
-        audited domain) is the problem and the run cannot complete.
+        A resolver that cannot answer for the root (or for the target's real TLD), or that
+        invents answers, would make every check blame the target for the checker's own
+        environment, so the run stops instead (see `_sanity`).  With --zone-file, a target
+        answered from the file is still audited: only the lookups that leave the file depend
+        on the resolver, and those become failures naming it (`_gated`).
         """
-        ans = await self.lookup(".", "NS")
-        if ans.outcome in (Outcome.TIMEOUT, Outcome.UNREACHABLE):
-            return False, ans.detail or ans.outcome.value
-        return True, ""
+        if self._health is None:
+            self._health = asyncio.ensure_future(self._sanity(target))
+        problem = await asyncio.shield(self._health)
+        if problem is None:
+            return True, ""
+        if self.overlay is not None and target and self.overlay.zone_for(_overlay_name(target)) is not None:
+            return True, ""
+        return False, problem.line
+
+    async def _sanity_lookup(self, name: str, rdtype: str) -> DnsAnswer:
+        # Straight to the resolver: the sanity is about it, never about a zone file.
+        if self.overlay is None:
+            return await self.lookup(name, rdtype)
+        return await self._network_query(_norm(name), rdtype)
+
+    async def _sanity(self, target: str) -> ResolverProblem | None:
+        """The checks run while this does: the root (RFC 8109: every recursive resolver knows
+        it), the target's TLD when it is one of the real (ICANN) ones, and a name below
+        `invalid.` that must not exist (RFC 6761 6.4).  Private roots and lab TLDs such as
+        `test.` are never required to exist; only the root is."""
+        root_t = asyncio.ensure_future(self._sanity_lookup(".", "NS"))
+        probe_t = asyncio.ensure_future(self._sanity_lookup(INVENTED_PROBE, "A"))
+        await asyncio.sleep(0)              # those two are on the wire while the TLD is looked up
+        tld = _real_tld(target)
+        tld_t = asyncio.ensure_future(self._sanity_lookup(tld + ".", "SOA")) if tld else None
+        pending = [t for t in (root_t, tld_t, probe_t) if t is not None]
+        try:
+            problem = self._root_problem(await root_t)
+            if problem is None and tld_t is not None:
+                problem = self._tld_problem(await tld_t, tld, target)
+            if problem is None:
+                problem = self._invented_problem(await probe_t)
+            return problem
+        finally:
+            for t in pending:
+                t.cancel()
+
+    def _problem(self, what: str, why: str, short: str = "") -> ResolverProblem:
+        names = self._names()
+        who = f"the DNS resolver {names}" if len(self.resolvers) == 1 else f"the DNS resolvers {names}"
+        return ResolverProblem(f"{who} {what}: {why}; {REMEDY}", f"{who} {short or what}")
+
+    def _root_problem(self, ans: DnsAnswer) -> ResolverProblem | None:
+        asked = "the root zone (. NS)"
+        o = ans.outcome
+        if o is Outcome.OK and ans.recursion_available:
+            return None
+        if o is Outcome.OK:
+            return self._problem("answered without recursion (RA flag clear)",
+                                 "it is an authoritative server, not a resolver, and its referrals would "
+                                 "read as missing records")
+        if o is Outcome.TIMEOUT:
+            return self._problem(f"did not answer within {self.timeout:g}s", "nothing can be looked up")
+        if o is Outcome.UNREACHABLE:
+            return self._problem(f"cannot be reached ({ans.detail})", "nothing can be looked up")
+        why = {
+            Outcome.NXDOMAIN: "it says no name exists (an offline machine, a captive portal or a filtering "
+                              "forwarder), so none of its answers can be judged",
+            Outcome.REFUSED: "it refuses to resolve for this machine (an authoritative-only server, or an "
+                             "access list)",
+            Outcome.SERVFAIL: "it cannot resolve anything (no connectivity upstream, or a DNSSEC trust "
+                              "anchor that does not fit the root)",
+            Outcome.NODATA: "it is not a working recursive resolver",
+        }.get(o, f"it is not a working recursive resolver ({ans.detail})")
+        label = "no records" if o is Outcome.NODATA else o.value.upper()
+        return self._problem(f"answered {label} for {asked}", why, f"answered {label} for {asked}")
+
+    def _tld_problem(self, ans: DnsAnswer, tld: str, target: str) -> ResolverProblem | None:
+        if ans.outcome in (Outcome.OK, Outcome.NODATA):
+            return None
+        asked = f"the top-level domain {tld}. ({tld}. SOA)"
+        if ans.outcome is Outcome.TIMEOUT:
+            what = f"did not answer for {asked} within {self.timeout:g}s"
+        elif ans.outcome in (Outcome.UNREACHABLE, Outcome.ERROR):
+            what = f"failed for {asked} ({ans.detail})"
+        else:
+            what = f"answered {ans.outcome.value.upper()} for {asked}"
+        return self._problem(what, f"it cannot resolve names under {tld}., so {_norm(target)} cannot be judged "
+                                   "from here")
+
+    def _invented_problem(self, ans: DnsAnswer) -> ResolverProblem | None:
+        if not ans.ok:
+            return None
+        shown = ", ".join(_one_line(t)[:60] for t in ans.texts()[:2])
+        return self._problem(f"answered {shown} for {INVENTED_PROBE}, a name that cannot exist (RFC 6761 6.4)",
+                             "it invents answers (NXDOMAIN rewriting or a captive portal), so none of its "
+                             "answers can be trusted", "invents answers for names that do not exist")
+
+    async def _gated(self, ans: DnsAnswer) -> DnsAnswer:
+        """A network answer during a --zone-file run whose resolver failed the sanity: not used."""
+        if self._health is None:
+            return ans
+        problem = await asyncio.shield(self._health)
+        if problem is None:
+            return ans
+        return dataclasses.replace(ans, outcome=Outcome.ERROR, records=(), authenticated=False,
+                                   detail=f"not used, the resolver is unusable: {problem.short}")
+
+
+# RFC 6761 6.4: names below `invalid.` never exist; one random label per process, so the
+# audits of a bulk run share its (cached) NXDOMAIN.
+INVENTED_PROBE = f"deliverck-{secrets.token_hex(6)}.invalid"
+REMEDY = "check the network and /etc/resolv.conf, or pass another --resolver IP"
+
+
+@dataclass(frozen=True)
+class ResolverProblem:
+    line: str          # for the user: the resolver, what it answered, why that stops the run, the remedy
+    short: str         # for answers that were not used: the resolver and what it answered
+
+
+_psl = None
+
+
+def public_suffix(name: str) -> str:
+    """The public suffix of `name` (no trailing dot), from the bundled list; a TLD the list does
+    not know (a lab's `test`, a private root's TLD) is its own suffix."""
+    global _psl
+    if _psl is None:
+        from publicsuffixlist import PublicSuffixList
+        _psl = PublicSuffixList()
+    n = _norm(name)
+    return (_psl.publicsuffix(n) or n.rsplit(".", 1)[-1]) if n else ""
+
+
+_tlds = None
+
+
+def _real_tld(target: str) -> str:
+    """The target's TLD when the public suffix list's ICANN section has it, else ""."""
+    global _tlds
+    n = _norm(target)
+    if not n or _is_ip(n):
+        return ""
+    if _tlds is None:
+        # Only the one-label rules (and the section markers): a few ms, where the whole list costs
+        # ~50 ms of CPU in the middle of the audit's first round trips.
+        import publicsuffixlist
+
+        with open(publicsuffixlist.PSLFILE, "rb") as f:
+            lines = [ln for ln in f.read().splitlines() if b"." not in ln]
+        _tlds = publicsuffixlist.PublicSuffixList(source=lines, only_icann=True)
+    tld = n.rsplit(".", 1)[-1]
+    return tld if _tlds.publicsuffix(tld, accept_unknown=False) == tld else ""
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _overlay_name(target: str) -> str:
+    n = _norm(target)
+    return reverse_name(n) if _is_ip(n) else n
+
+
+def _server_text(server: str, port) -> str:
+    """dnspython names a server `Do53:192.0.2.53@53`: show `192.0.2.53:53`."""
+    addr = server.split(":", 1)[1] if server.startswith("Do53:") else server
+    addr = addr.rsplit("@", 1)[0]
+    try:
+        return str(ResolverAddress(str(ipaddress.ip_address(addr)), int(port)))
+    except (ValueError, TypeError):
+        return f"{addr}:{port}"
+
+
+def _plain(e: BaseException) -> str:
+    """An exception as a phrase for users: its message (dnspython's default is the class docstring)."""
+    text = _one_line(str(e)).rstrip(".")
+    return text or type(e).__name__
 
 
 def _classify_errors(errors: list) -> tuple[Outcome, str]:
+    """What each resolver did, in plain words (`192.0.2.53:53 answered SERVFAIL`)."""
     outcomes = []
     parts = []
     for err in errors:
         server, _tcp, port, what = err[0], err[1], err[2], err[3]
-        parts.append(f"{server}:{port} {_one_line(str(what))}")
+        who = _server_text(str(server), port)
         if isinstance(what, str):
+            parts.append(f"{who} answered {what}")
             if what == "SERVFAIL":
                 outcomes.append(Outcome.SERVFAIL)
             elif what == "REFUSED":
@@ -392,15 +581,19 @@ def _classify_errors(errors: list) -> tuple[Outcome, str]:
             else:
                 outcomes.append(Outcome.ERROR)
         elif isinstance(what, OSError):
+            parts.append(f"{who} unreachable ({what.strerror or _plain(what)})")
             outcomes.append(Outcome.UNREACHABLE)
         elif isinstance(what, dns.exception.Timeout):
+            parts.append(f"{who} did not answer in time")
             outcomes.append(Outcome.TIMEOUT)
         else:
+            parts.append(f"{who} sent an unusable answer ({_plain(what)})")
             outcomes.append(Outcome.ERROR)
+    parts = list(dict.fromkeys(parts))
     for o in (Outcome.SERVFAIL, Outcome.REFUSED, Outcome.ERROR, Outcome.TIMEOUT, Outcome.UNREACHABLE):
         if o in outcomes:
             return o, "; ".join(parts)
-    return Outcome.ERROR, "; ".join(parts) or "all resolvers failed"
+    return Outcome.ERROR, "; ".join(parts) or "every resolver failed"
 
 
 def _one_line(s: str) -> str:
@@ -413,6 +606,8 @@ async def close(client: DnsClient) -> None:
     # wait for it (it ends by itself within the DNS timeout).
     pending = [t for k, t in client._cache.items()
                if not t.done() and not (client._shared is not None and client._shared.holds(k, t))]
+    if client._health is not None and not client._health.done():
+        pending.append(client._health)
     for t in pending:
         t.cancel()
     if pending:

@@ -67,10 +67,26 @@ class Validation:
     zone: str = ""            # the zone that holds the name (the last zone cut found), "." for the root
     records: tuple = ()       # rdata of the answer RRset (as seen with CD=1)
     outcome: str = ""         # ok | nodata | nxdomain | servfail | timeout | ... of the raw answer
+    broken_at: str = ""       # bogus / indeterminate: the zone whose data broke the chain ("." the root)
+    broken_for: str = ""      # the name whose chain broke there (the asked name, or a CNAME target)
+    stale_signatures: str = ""  # chain not secure: why every RRSIG over the answer is out of its dates, if so
 
     @property
     def secure(self) -> bool:
         return self.state == SECURE
+
+    @property
+    def broken_above(self) -> bool:
+        """Did the chain break at or above the public suffix of the name it was walked for (the
+        root, a TLD, or the resolver in between)?  Then it says nothing about the name's own zone."""
+        if self.state not in (BOGUS, INDETERMINATE) or not self.broken_at:
+            return False
+        from deliverck.net.dns import public_suffix
+
+        suffix = public_suffix(self.broken_for or self.name)
+        if not suffix:
+            return True
+        return dns.name.from_text(suffix).is_subdomain(dns.name.from_text(self.broken_at))
 
 
 def parse_anchors(lines: Iterable[str] | str) -> tuple[dns.rrset.RRset, ...]:
@@ -116,7 +132,8 @@ DEFAULT_ANCHORS = parse_anchors(ROOT_ANCHORS)
 class Raw:
     """One answer asked with DO=1, CD=1; `error` set when no usable answer came."""
     msg: dns.message.Message | None
-    error: str = ""
+    error: str = ""           # plain words: `192.0.2.53:53 answered SERVFAIL`
+    failure: str = ""         # servfail | refused | timeout | error, when `error` is set
 
     @property
     def rcode(self) -> int:
@@ -158,28 +175,41 @@ class _Session:
         custom = getattr(self.client, "dnssec_query", None)   # tests: an in-process answer function
         if custom is not None:
             msg = await custom(name, rdtype)
-            return Raw(msg) if msg is not None else Raw(None, "no answer")
-        errors = []
+            return Raw(msg) if msg is not None else Raw(None, "no answer", "error")
+        errors: list[tuple[str, str]] = []
         for r in self.client.resolvers:
             q = dns.message.make_query(name, rdtype, want_dnssec=True, payload=PAYLOAD)
             q.flags = dns.flags.RD | dns.flags.CD
-            try:
-                resp, _tcp = await dns.asyncquery.udp_with_fallback(
-                    q, r.ip, timeout=self.timeout, port=r.port)
-            except dns.exception.Timeout:
-                errors.append(f"{r}: timeout after {self.timeout:g}s")
-                continue
-            except (OSError, dns.exception.DNSException) as e:
-                errors.append(f"{r}: {' '.join(str(e).split())[:120]}")
-                continue
-            rc = resp.rcode()
-            if rc in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN):
-                return Raw(resp)
-            errors.append(f"{r}: {dns.rcode.to_text(rc)}")
-        return Raw(None, "; ".join(errors) or "no resolver")
+            errors.append(await _one_query(q, r, self.timeout))
+            if errors[-1][0] == "":
+                return Raw(errors[-1][2])
+        return _failed(errors)
 
 
 _sessions: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+async def _one_query(q, r, timeout: float):
+    """("", "", response) for NOERROR/NXDOMAIN, else (failure, plain text, None); UDP, then TCP on TC."""
+    try:
+        resp, _tcp = await dns.asyncquery.udp_with_fallback(q, r.ip, timeout=timeout, port=r.port)
+    except dns.exception.Timeout:
+        return "timeout", f"{r} did not answer within {timeout:g}s", None
+    except OSError as e:
+        return "error", f"{r} unreachable ({e.strerror or type(e).__name__})", None
+    except dns.exception.DNSException as e:
+        return "error", f"{r} sent an unusable answer ({' '.join(str(e).split()).rstrip('.')[:120]})", None
+    rc = resp.rcode()
+    if rc in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN):
+        return "", "", resp
+    text = dns.rcode.to_text(rc)
+    return text.lower() if rc in (dns.rcode.SERVFAIL, dns.rcode.REFUSED) else "error", f"{r} answered {text}", resp
+
+
+def _failed(errors: list) -> Raw:
+    if not errors:
+        return Raw(None, "no resolver configured", "error")
+    return Raw(None, "; ".join(dict.fromkeys(e[1] for e in errors)), errors[0][0])
 
 
 def _session(client) -> _Session:
@@ -348,6 +378,7 @@ class ZoneState:
     keys: object = None
     nxdomain_at: dns.name.Name | None = None
     denial_at: dns.name.Name | None = None   # bogus because the no-DS proof for this name is broken
+    at: dns.name.Name | None = None          # not secure: the zone whose data broke the chain
 
 
 def _ancestors(name: dns.name.Name) -> list[dns.name.Name]:
@@ -379,28 +410,26 @@ async def _chain(sess: _Session, name: dns.name.Name, anchors, now: float) -> Zo
         return ZoneState(INSECURE, root, "no trust anchor for the root")
     state, why, keys = _validate_dnskeys(root, raw, anchor_ds, now)
     if state != SECURE:
-        if state == BOGUS and why.startswith("DS digest mismatch"):
-            why = "the root DNSKEY does not match the trust anchor (" + why.split(": ", 1)[1] + ")"
-        return ZoneState(state, root, f"root: {why}")
+        return ZoneState(state, root, f"root: {_root_reason(raw, why)}", at=root)
     zone = root
     for lv in levels[1:]:
         ds_raw = await sess.ask(lv, dns.rdatatype.DS)
         if ds_raw.error:
-            return ZoneState(INDETERMINATE, zone, f"DS lookup of {_txt(lv)} failed: {ds_raw.error}")
+            return ZoneState(INDETERMINATE, zone, f"DS lookup of {_txt(lv)} failed: {ds_raw.error}", at=zone)
         dsset = ds_raw.rrset("answer", lv, dns.rdatatype.DS)
         if dsset is not None:
             why = check_rrset(dsset, ds_raw.sigs("answer", lv, dns.rdatatype.DS), keys, zone, now)
             if why:
-                return ZoneState(BOGUS, zone, why)
+                return ZoneState(BOGUS, zone, why, at=zone)
             state, why, child_keys = _validate_dnskeys(lv, await sess.ask(lv, dns.rdatatype.DNSKEY), dsset, now)
             if state != SECURE:
-                return ZoneState(state, lv, why)
+                return ZoneState(state, lv, why, at=lv)
             zone, keys = lv, child_keys
             continue
         # No DS: the zone we are in must prove it, and the proof says whether lv is a cut.
         why = _denial_signed(ds_raw, zone, keys, now)
         if why:
-            return ZoneState(BOGUS, zone, f"no DS for {_txt(lv)}: {why}", keys, denial_at=lv)
+            return ZoneState(BOGUS, zone, f"no DS for {_txt(lv)}: {why}", keys, denial_at=lv, at=zone)
         types = _types_at(ds_raw, lv, zone)
         if ds_raw.rcode == dns.rcode.NXDOMAIN:
             return ZoneState(SECURE, zone, "", keys, nxdomain_at=lv)
@@ -413,7 +442,7 @@ async def _chain(sess: _Session, name: dns.name.Name, anchors, now: float) -> Zo
                                                "(NSEC3 opt-out, no DS)")
             continue                      # an empty non-terminal
         if dns.rdatatype.DS in types:
-            return ZoneState(BOGUS, zone, f"the NSEC of {_txt(lv)} lists DS but no DS was returned")
+            return ZoneState(BOGUS, zone, f"the NSEC of {_txt(lv)} lists DS but no DS was returned", at=zone)
         if dns.rdatatype.NS in types and dns.rdatatype.SOA not in types:
             return ZoneState(INSECURE, lv, f"no DS for {_txt(lv)} in {_txt(zone)}: unsigned delegation "
                                            f"(zone cut at {_txt(lv)})")
@@ -421,6 +450,21 @@ async def _chain(sess: _Session, name: dns.name.Name, anchors, now: float) -> Zo
             # Answered from the child's apex (a resolver asked the wrong side): no DS above it.
             return ZoneState(INSECURE, lv, f"no DS for {_txt(lv)}: unsigned zone (zone cut at {_txt(lv)})")
     return ZoneState(SECURE, zone, "", keys)
+
+
+ANCHOR_MISMATCH = "does not match the trust anchor"
+
+
+def _root_reason(raw: Raw, why: str) -> str:
+    """Why the root's keys cannot be used, in words about the root (it has no parent)."""
+    if raw.error:
+        return why
+    if raw.rrset("answer", dns.name.root, dns.rdatatype.DNSKEY) is None:
+        return ("the root zone has no DNSKEY here (an unsigned private root, or a resolver that strips "
+                "DNSSEC records)")
+    if why.startswith("DS digest mismatch"):
+        return f"the root DNSKEY {ANCHOR_MISMATCH} (" + why.split(": ", 1)[1] + ")"
+    return why
 
 
 async def chain(client, name: str, anchors=None, *, now: float | None = None) -> ZoneState:
@@ -439,9 +483,29 @@ async def chain(client, name: str, anchors=None, *, now: float | None = None) ->
     return await asyncio.shield(fut)
 
 
+def _stale_signatures(raw: Raw, qname, qtype, now: float) -> str:
+    """When the chain above cannot be used, the RRSIG dates still speak: "" unless every RRSIG over
+    the answer RRset has expired (or is not valid yet); no key is needed to read them."""
+    if raw.msg is None:
+        return ""
+    rrset = raw.rrset("answer", qname, qtype) or raw.rrset("answer", qname, dns.rdatatype.CNAME)
+    sigs = raw.sigs("answer", qname, rrset.rdtype) if rrset is not None else None
+    if not sigs:
+        return ""
+    what = f"{_txt(qname)} {dns.rdatatype.to_text(rrset.rdtype)}"
+    if all(sig.expiration < now for sig in sigs):
+        sig = max(sigs, key=lambda x: x.expiration)
+        return (f"RRSIG over {what} (key {sig.key_tag}) expired {_when(sig.expiration)} "
+                f"(valid from {_when(sig.inception)})")
+    if all(sig.inception > now for sig in sigs):
+        sig = min(sigs, key=lambda x: x.inception)
+        return f"RRSIG over {what} (key {sig.key_tag}) not valid before {_when(sig.inception)}"
+    return ""
+
+
 def _outcome(raw: Raw, name, rdtype) -> str:
     if raw.error:
-        return "servfail" if "SERVFAIL" in raw.error else ("timeout" if "timeout" in raw.error else "error")
+        return raw.failure or "error"
     if raw.rcode == dns.rcode.NXDOMAIN:
         return "nxdomain"
     return "ok" if any(rr.rdtype == rdtype for rr in raw.msg.answer) else "nodata"
@@ -472,9 +536,11 @@ async def validate(client, name: str, rdtype: str, anchors: Sequence | None = No
         rr = next((r for r in raw.msg.answer if r.rdtype == qtype), None)
         records = tuple(rr) if rr is not None else ()
 
-    def out(state, reason, zone=zs.zone):
+    def out(state, reason, zone=zs.zone, at=None, walked=qname):
+        broken = "" if state in (SECURE, INSECURE) else _txt(at if at is not None else zone)
+        stale = _stale_signatures(raw, qname, qtype, t) if broken and zs.state != SECURE else ""
         return Validation(label, rdtype.upper(), state, reason, _txt(zone) if zone != dns.name.root else ".",
-                          records, outcome)
+                          records, outcome, broken, _txt(walked) if broken else "", stale)
 
     if zs.state == BOGUS and zs.denial_at == qname and zs.keys is not None and raw.msg is not None:
         # The name's own RRset, signed by the same zone, usually says more directly what is broken.
@@ -484,7 +550,7 @@ async def validate(client, name: str, rdtype: str, anchors: Sequence | None = No
             if why:
                 return out(BOGUS, why)
     if zs.state != SECURE:
-        return out(zs.state, zs.reason)
+        return out(zs.state, zs.reason, at=zs.at)
     if raw.error:
         return out(INDETERMINATE, f"{label} {rdtype.upper()} lookup failed: {raw.error}")
     if zs.nxdomain_at is not None:
@@ -501,13 +567,13 @@ async def validate(client, name: str, rdtype: str, anchors: Sequence | None = No
         if owner != qname:
             z2 = await chain(client, owner.to_text(), anchors, now=now)
             if z2.state != SECURE:
-                return out(z2.state, f"via CNAME: {z2.reason}", z2.zone)
+                return out(z2.state, f"via CNAME: {z2.reason}", z2.zone, at=z2.at, walked=owner)
             zone, keys = z2.zone, z2.keys
         if rrset is None:
             break
         why = check_rrset(rrset, raw.sigs("answer", owner, rrset.rdtype), keys, zone, t)
         if why:
-            return out(BOGUS, why, zone)
+            return out(BOGUS, why, zone, walked=owner)
         if target is not None or seen > 8:
             return out(SECURE, f"{label} {rdtype.upper()} validated from the root trust anchor "
                                f"(signed by {_txt(zone)})", zone)
@@ -515,12 +581,12 @@ async def validate(client, name: str, rdtype: str, anchors: Sequence | None = No
     # A negative answer at `owner` (or a CNAME chain ending in one): the denial must verify.
     why = _denial_signed(raw, zone, keys, t)
     if why:
-        return out(BOGUS, why, zone)
+        return out(BOGUS, why, zone, walked=owner)
     if raw.rcode == dns.rcode.NOERROR:
         types = _types_at(raw, owner, zone)
         if isinstance(types, set) and (qtype in types or dns.rdatatype.CNAME in types):
             return out(BOGUS, f"broken denial of existence: the NSEC of {_txt(owner)} lists "
-                              f"{rdtype.upper()} but none was returned", zone)
+                              f"{rdtype.upper()} but none was returned", zone, walked=owner)
         return out(SECURE, f"{label} has no {rdtype.upper()} records (signed denial in {_txt(zone)})", zone)
     return out(SECURE, f"{_txt(owner)} does not exist (signed denial in {_txt(zone)})", zone)
 
@@ -540,7 +606,19 @@ class ResolverView:
     """What the configured resolver itself concludes: its rcode and AD bit (CD=0)."""
     outcome: str              # ok | nodata | nxdomain | servfail | refused | timeout | error
     authenticated: bool
-    detail: str = ""
+    detail: str = ""          # the resolver that answered, or what each one did, in plain words
+    ede: tuple[tuple[int, str], ...] = ()   # Extended DNS Errors it gave (RFC 8914): (code, text)
+
+    def ede_text(self) -> str:
+        return "; ".join(f"EDE {c} {_EDE_NAMES.get(c, '')}{': ' + t if t else ''}".replace("  ", " ")
+                         for c, t in self.ede)
+
+
+# RFC 8914 4: the DNSSEC-related Extended DNS Error codes.
+_EDE_NAMES = {1: "Unsupported DNSKEY Algorithm", 2: "Unsupported DS Digest Type", 5: "DNSSEC Indeterminate",
+              6: "DNSSEC Bogus", 7: "Signature Expired", 8: "Signature Not Yet Valid", 9: "DNSKEY Missing",
+              10: "RRSIGs Missing", 11: "No Zone Key Bit Set", 12: "NSEC Missing"}
+EDE_EXPIRED = 7
 
 
 async def resolver_view(client, name: str, rdtype: str) -> ResolverView:
@@ -562,25 +640,29 @@ async def _resolver_view(client, qname, qtype) -> ResolverView:
     if custom is not None:
         return await custom(qname, qtype)
     errors = []
+    ede: tuple = ()
+    timeout = _session(client).timeout
     for r in client.resolvers:
         q = dns.message.make_query(qname, qtype, use_edns=0, payload=PAYLOAD)
         q.flags = dns.flags.RD | dns.flags.AD
-        try:
-            resp, _tcp = await dns.asyncquery.udp_with_fallback(q, r.ip, timeout=QUERY_TIMEOUT, port=r.port)
-        except dns.exception.Timeout:
-            errors.append(("timeout", f"{r}: timeout after {QUERY_TIMEOUT:g}s"))
+        failure, text, resp = await _one_query(q, r, timeout)
+        if resp is not None:
+            ede = ede or _edes(resp)
+        if failure:
+            errors.append((failure, text))
             continue
-        except (OSError, dns.exception.DNSException) as e:
-            errors.append(("error", f"{r}: {' '.join(str(e).split())[:120]}"))
-            continue
-        rc = resp.rcode()
         ad = bool(resp.flags & dns.flags.AD)
-        if rc == dns.rcode.NXDOMAIN:
-            return ResolverView("nxdomain", ad, str(r))
-        if rc == dns.rcode.NOERROR:
-            ok = any(rr.rdtype == qtype for rr in resp.answer)
-            return ResolverView("ok" if ok else "nodata", ad, str(r))
-        errors.append((dns.rcode.to_text(rc).lower(), f"{r}: {dns.rcode.to_text(rc)}"))
+        if resp.rcode() == dns.rcode.NXDOMAIN:
+            return ResolverView("nxdomain", ad, str(r), ede)
+        ok = any(rr.rdtype == qtype for rr in resp.answer)
+        return ResolverView("ok" if ok else "nodata", ad, str(r), ede)
     if not errors:
-        return ResolverView("error", False, "no resolver")
-    return ResolverView(errors[0][0], False, "; ".join(e[1] for e in errors))
+        return ResolverView("error", False, "no resolver configured")
+    return ResolverView(errors[0][0], False, "; ".join(dict.fromkeys(e[1] for e in errors)), ede)
+
+
+def _edes(resp) -> tuple[tuple[int, str], ...]:
+    try:
+        return tuple((int(o.code), " ".join((o.text or "").split())[:160]) for o in resp.extended_errors())
+    except Exception:  # noqa: BLE001 - a malformed option only loses the detail
+        return ()
