@@ -154,9 +154,12 @@ async def run(ctx: Context) -> list[Finding]:
             out.append(CHECK.finding("selector_missing", r.name, (r.answer.describe(),), selector=r.selector,
                                      name=r.name, domain=domain, outcome=r.answer.outcome.value.upper()))
     probed = [r.selector for r in disc.results]
-    out.append(CHECK.finding("discovery_incomplete", domain, domain=domain, count=len(probed),
-                             selectors=", ".join(probed)))
     if not disc.keys and not disc.given and not disc.failed and not any(r.errors or r.dangling
                                                                           for r in disc.results):
-        out.append(CHECK.finding("no_key_found", domain, domain=domain, count=len(COMMON_SELECTORS)))
+        # One cause, one finding: the selectors looked at are its evidence, not a finding of their own.
+        out.append(CHECK.finding("no_key_found", domain, (f"selectors looked up: {', '.join(probed)}",),
+                                 domain=domain, count=len(COMMON_SELECTORS)))
+    else:
+        out.append(CHECK.finding("discovery_incomplete", domain, domain=domain, count=len(probed),
+                                 selectors=", ".join(probed)))
     return out

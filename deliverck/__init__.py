@@ -1,3 +1,3 @@
 """deliverck: predict the bounces a mail server will cause."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -89,9 +89,10 @@ def expired_line(target: str, ig: Ignore) -> str:
 
 
 def apply_ignores(spec: TargetSpec, report: Report, today: dt.date) -> TargetResult:
-    """Move findings matched by an active ignore out of the report; recompute statuses, verdict, NDRs."""
-    from deliverck.ndr.predict import predict
-    from deliverck.runner import _ptr_name, status_of, verdict_of
+    """Move findings matched by an active ignore out of the report; judge what is left again
+    (statuses, verdict, NDRs and their links) the way every audit is judged (verdict.judge)."""
+    from deliverck.runner import _ptr_name
+    from deliverck.verdict import judge
 
     active = [i for i in spec.ignores if not i.expired(today)]
     expired = tuple(i for i in spec.ignores if i.expired(today))
@@ -107,22 +108,14 @@ def apply_ignores(spec: TargetSpec, report: Report, today: dt.date) -> TargetRes
                 keep.append(f)
             else:
                 ignored.append(IgnoredFinding(c.id, f, ig))
-        if len(keep) == len(c.findings):
-            checks.append(c)
-        else:
-            from deliverck.model import Status
-
-            status = c.status if c.status is Status.SKIPPED else status_of(keep, report.fail_on)
-            reason = c.reason if status in (Status.SKIPPED, Status.ERROR) else ""
-            checks.append(dataclasses.replace(c, findings=tuple(keep), status=status, reason=reason))
+        checks.append(c if len(keep) == len(c.findings) else dataclasses.replace(c, findings=tuple(keep)))
     if not ignored:
         return TargetResult(spec, report, (), expired)
-    verdict, code = verdict_of(checks)
-    findings = [f for c in checks for f in c.findings]
     domain = spec.config.target.name or _ptr_name(checks) or spec.config.target.ip
-    predictions = predict(findings, report.receivers, domain=domain)
-    report = dataclasses.replace(report, checks=tuple(checks), verdict=verdict, exit_code=code,
-                                 predicted_ndrs=tuple(predictions))
+    j = judge(checks, fail_on=report.fail_on, receivers=report.receivers, domain=domain,
+              sender=spec.config.sender or None, overrides=spec.config.severity_overrides)
+    report = dataclasses.replace(report, checks=j.checks, verdict=j.verdict, exit_code=j.exit_code,
+                                 predicted_ndrs=j.predicted_ndrs)
     return TargetResult(spec, report, tuple(ignored), expired)
 
 

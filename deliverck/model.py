@@ -70,6 +70,19 @@ class Owner(str, enum.Enum):
     NOBODY = "nobody"            # informational
 
 
+class Likelihood(str, enum.Enum):
+    """How sure a predicted NDR is.
+
+    WILL: the receiver's documented rule always fires on this evidence.
+    MAY: it also depends on something deliverck cannot see (volume,
+    reputation, content, the receiver's own configuration); the prediction
+    says what in `condition`.
+    """
+
+    WILL = "will"
+    MAY = "may"
+
+
 class Skip(Exception):
     """Raised by a check that does not apply to this target; str() is the reason."""
 
@@ -197,6 +210,15 @@ class NdrPrediction:
     caused_by: tuple[str, ...]  # finding ids
     subjects: tuple[str, ...]   # subjects of those findings
     source: str
+    likelihood: Likelihood = Likelihood.MAY
+    condition: str = ""         # for MAY: what it depends on, in words
+
+    @property
+    def permanent(self) -> bool:
+        """A 5xx reply, or (no reply code in the NDR) a 5.x.x status: the message comes back."""
+        if self.code:
+            return 500 <= self.code <= 599
+        return self.status.startswith("5.")
 
 
 @dataclass(frozen=True)

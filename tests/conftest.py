@@ -26,12 +26,16 @@ def lab():
                     pytrace=False)
 
 
-def deliverck(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    """Run the real CLI as a user would, in a subprocess."""
+def deliverck(*args: str, timeout: float = 120, env: dict | None = None,
+              unset: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
+    """Run the real CLI as a user would, in a subprocess.  `env` adds variables,
+    `unset` removes some (e.g. the lab's DELIVERCK_TRUST_ANCHOR, to audit as an
+    independent machine would)."""
+    full = {k: v for k, v in os.environ.items() if k not in unset}
     return subprocess.run(
         [sys.executable, "-m", "deliverck", *args],
         capture_output=True, text=True, timeout=timeout,
-        env={**os.environ, "COLUMNS": "160"},
+        env={**full, "COLUMNS": "160", **(env or {})},
     )
 
 

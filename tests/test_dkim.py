@@ -285,8 +285,10 @@ async def test_check_reports_keys_dangling_cnames_and_incompleteness(p2048):
 async def test_check_without_keys_is_a_notice_not_an_error():
     from deliverck.checks import dkim as check
     found = await check.run(FakeCtx("example.test", {}))
-    assert _ids(found) == ["dkim.discovery_incomplete", "dkim.no_key_found"]
+    # One cause, one finding: the selectors looked at are the notice's evidence, not an info of their own.
+    assert _ids(found) == ["dkim.no_key_found"]
     assert max(f.severity for f in found).to_text() == "notice"
+    assert "selector1" in found[0].evidence[0] and "s1" in found[0].evidence[0]
 
 
 async def test_check_failed_lookups_are_one_inconclusive_finding():

@@ -12,6 +12,7 @@ import pytest
 from deliverck.model import Direction, Finding, NdrPrediction, Owner, Severity
 from deliverck.ndr import catalog as catalog_mod
 from deliverck.ndr import docs, load, parse_receivers, predict
+from deliverck.registry import finding_specs
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -109,7 +110,8 @@ EXAMPLE = {
     "smtp.no_ehlo": ("192.0.2.25", {**MX, "port": 25, "reply": "502 5.5.2 Error: command not recognized"}),
     "smtp.ipv6_unreachable": ("2001:db8::25", {"ip": "2001:db8::25", "host": "mx1.example.test",
                                                "outcome": "connect_timeout"}),
-    "smtp.no_host_accepts": (DOMAIN, {"reason": "mixed", **MX, "port": 25}),
+    "smtp.no_host_accepts": (DOMAIN, {"reason": "mixed", **MX, "port": 25, "outcome": "greeting_rejected",
+                                      "greeting": "554 5.3.2 no service"}),
     "helo.names": ("192.0.2.25", {**HELO, "helo": "mx1.example.test"}),
     "helo.not_fqdn": ("192.0.2.25", {**HELO, "helo": "mailserver"}),
     "helo.localhost": ("192.0.2.25", {**HELO, "helo": "localhost"}),
@@ -142,6 +144,9 @@ INCONCLUSIVE = {"mx.lookup_failed", "mx.target_lookup_failed", "ptr.lookup_faile
 OUTBOUND_CHECKS = ("ptr.", "helo.", "relay.")
 
 
+_SPECS = finding_specs()
+
+
 def finding(fid: str, subject: str | None = None, severity: Severity = Severity.ERROR, **args) -> Finding:
     if subject is None:
         subject, example_args = EXAMPLE.get(fid, (DOMAIN, {}))
@@ -152,7 +157,7 @@ def finding(fid: str, subject: str | None = None, severity: Severity = Severity.
         subject=subject,
         summary=f"{fid} on {subject}",
         fix="",
-        owner=Owner.DNS_ADMIN,
+        owner=_SPECS[fid].owner if fid in _SPECS else Owner.DNS_ADMIN,
         direction=Direction.OUTBOUND if fid.startswith(OUTBOUND_CHECKS) else Direction.INBOUND,
         inconclusive=fid in INCONCLUSIVE,
         args=args,
@@ -164,7 +169,7 @@ def entry_dict(**over):
         "key": "generic.x", "system": "generic", "direction": "outbound", "code": 550,
         "status": "5.7.25", "text": "t {ip}", "meaning": "m", "causes": ["c"],
         "owner": "ip_owner", "fix": "f", "findings": ["ptr.missing"], "source": "RFC 7372",
-        "category": "reverse_dns",
+        "category": "reverse_dns", "likelihood": "will",
     }
     base.update(over)
     return base
@@ -553,6 +558,8 @@ def test_replies_render_completely_for_real_args(fid):
     f = finding(fid)
     if fid == "ptr.missing":
         fs = [f, finding(fid, "2001:db8::25", ip="2001:db8::25")]
+    elif fid == "smtp.no_host_accepts":   # the greeting refused, and another domain whose server closes before it
+        fs = [f, finding(fid, "other.example.test", **{**EXAMPLE[fid][1], "outcome": "closed_before_greeting"})]
     else:
         fs = [f]
     preds = predict(fs, parse_receivers("all"), domain=DOMAIN, sender="alice@example.test")
@@ -589,7 +596,8 @@ def test_predictions_are_deterministic_and_deduplicated():
     receivers = parse_receivers("all")
     first = predict(fs, receivers, domain=DOMAIN)
     keys = [p.key for p in first]
-    assert len(keys) == len(set(keys))
+    rows = [(p.key, p.owner, p.likelihood) for p in first]
+    assert len(rows) == len(set(rows))
     for p in first:
         assert len(p.caused_by) == len(set(p.caused_by))
         assert len(p.subjects) == len(set(p.subjects))
@@ -599,18 +607,21 @@ def test_predictions_are_deterministic_and_deduplicated():
         rng.shuffle(shuffled)
         again = predict(shuffled, receivers, domain=DOMAIN)
         assert [p.key for p in again] == keys
-    (p,) = [p for p in first if p.key == "gmail.ptr-missing"]
+    # One row per owner: the address holder fixes a missing PTR, the zone's admin a forward mismatch.
+    (p,) = [p for p in first if p.key == "gmail.ptr-missing" and p.owner == Owner.IP_OWNER]
     assert p.subjects[:1] == ("192.0.2.25",) and "192.0.2.26" in p.subjects
-    assert p.caused_by == ("ptr.forward_mismatch", "ptr.forward_missing", "ptr.missing", "ptr.name_invalid")
+    assert p.caused_by == ("ptr.missing", "ptr.name_invalid")
+    (q,) = [p for p in first if p.key == "gmail.ptr-missing" and p.owner == Owner.DNS_ADMIN]
+    assert q.caused_by == ("ptr.forward_mismatch", "ptr.forward_missing") and q.reply == p.reply
     assert predict(fs, receivers, domain=DOMAIN) == first
 
 
 def test_caused_by_keeps_input_order():
-    fs = [finding("ptr.forward_mismatch"), finding("ptr.missing")]
+    fs = [finding("ptr.forward_mismatch"), finding("ptr.forward_missing")]
     (p,) = [p for p in predict(fs, ["gmail"], domain=DOMAIN)]
-    assert p.caused_by == ("ptr.forward_mismatch", "ptr.missing")
+    assert p.caused_by == ("ptr.forward_mismatch", "ptr.forward_missing")
     (p,) = [p for p in predict(fs[::-1], ["gmail"], domain=DOMAIN)]
-    assert p.caused_by == ("ptr.missing", "ptr.forward_mismatch")
+    assert p.caused_by == ("ptr.forward_missing", "ptr.forward_mismatch")
 
 
 def test_sorted_by_direction_system_status():
@@ -692,7 +703,7 @@ def test_host_and_address_come_from_args_or_subject():
     bare = finding("mx.no_usable_host", DOMAIN, reason="unreachable")
     by_key = {p.key: p for p in predict([bare], ["postfix"], domain=DOMAIN)}
     assert by_key["postfix.connect-timeout"].reply == (
-        "4.4.1 connect to (mail host)[(address)]:25: Connection timed out")
+        "4.4.1 connect to the mail host[its address]:25: Connection timed out")
 
 
 def test_known_findings_match_the_registry():
@@ -776,7 +787,11 @@ def test_no_host_accepts_depends_on_the_reason():
     refused = _keys("smtp.no_host_accepts", everyone, reason="refused")
     timeout = _keys("smtp.no_host_accepts", everyone, reason="timeout")
     rejected = _keys("smtp.no_host_accepts", everyone, reason="rejected")
+    closed = _keys("smtp.no_host_accepts", everyone, reason="rejected", outcome="closed_before_greeting")
     mixed = _keys("smtp.no_host_accepts", everyone, reason="mixed")
+    # A server that closes before greeting is not one that refuses in its greeting (issue 13).
+    assert {"postfix.smtp-lost-connection-greeting", "generic.smtp-lost-connection"} <= closed
+    assert not {"postfix.smtp-refused-to-talk", "generic.smtp-not-accepting"} & closed
     assert {"postfix.smtp-connect-refused", "exchange-online.smtp-connection-refused"} <= refused
     assert "postfix.smtp-connect-timeout" not in refused
     assert {"postfix.smtp-connect-timeout", "exchange-online.smtp-queue-expired"} <= timeout
@@ -795,7 +810,7 @@ def test_no_host_accepts_depends_on_the_reason():
 def test_no_host_accepts_renders_host_and_address():
     (p,) = [p for p in predict([finding("smtp.no_host_accepts", reason="refused")], ["postfix"], domain=DOMAIN)]
     assert p.reply == "4.4.1 connect to mx1.example.test[192.0.2.25]:25: Connection refused"
-    assert p.direction == Direction.INBOUND and p.owner == Owner.NETWORK
+    assert p.direction == Direction.INBOUND and p.owner == finding("smtp.no_host_accepts").owner
 
 
 def test_localhost_helo_is_non_fqdn_only_when_bare():

@@ -17,10 +17,10 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any, Iterable, Mapping
 
-from deliverck.model import Direction, Owner
+from deliverck.model import Direction, Likelihood, Owner
 from deliverck.ndr import categories
 
-PLACEHOLDERS = ("ip", "host", "domain", "recipient", "sender", "helo", "zone")
+PLACEHOLDERS = ("ip", "host", "domain", "recipient", "sender", "helo", "zone", "greeting")
 FAMILIES = ("ipv4", "ipv6")
 ENTRY_DIRECTIONS = (Direction.INBOUND, Direction.OUTBOUND, Direction.INTERNAL)
 
@@ -69,6 +69,20 @@ class CatalogEntry:
     # "5.7.606" with status_range_end "5.7.649" for Exchange Online's
     # "5.7.606-649"; "" for a single code.
     status_range_end: str = ""
+    # How sure the prediction is: "will" when the receiver's documented rule
+    # always fires on the finding's evidence, "may" when it also depends on
+    # something deliverck cannot see, said in `condition`.  Required for
+    # entries that findings predict; `likelihood_by_finding` overrides it
+    # for single findings of the entry.
+    likelihood: str = ""
+    condition: str = ""
+    likelihood_by_finding: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    # Per placeholder, what a typical receiver prints where no finding knows the value.
+    examples: Mapping[str, str] = dataclasses.field(default_factory=dict)
+
+    def likelihood_for(self, finding_id: str) -> Likelihood:
+        raw = self.likelihood_by_finding.get(finding_id, self.likelihood)
+        return Likelihood.WILL if raw == Likelihood.WILL.value else Likelihood.MAY
 
     @property
     def text_status(self) -> str:
@@ -233,6 +247,7 @@ class Catalog:
             for fid in e.when:
                 if fid not in e.findings:
                     out.append(f"{where}: 'when' names {fid!r}, which is not in its findings")
+            out.extend(_likelihood_problems(e))
             for field_name in ("text", "meaning", "fix", "source"):
                 if not getattr(e, field_name).strip():
                     out.append(f"{where}: missing {field_name}")
@@ -251,6 +266,27 @@ class Catalog:
                 if _CONTROL_RE.search(getattr(e, field_name)):
                     out.append(f"{where}: control character in {field_name}")
         return out
+
+
+def _likelihood_problems(e: CatalogEntry) -> list[str]:
+    where = f"entry {e.key!r}"
+    names = tuple(x.value for x in Likelihood)
+    out: list[str] = []
+    if e.likelihood and e.likelihood not in names:
+        out.append(f"{where}: unknown likelihood {e.likelihood!r} (use one of: {', '.join(names)})")
+    if e.findings and not e.likelihood:
+        out.append(f"{where}: missing likelihood (will or may): findings predict this entry")
+    for fid, value in e.likelihood_by_finding.items():
+        if fid not in e.findings:
+            out.append(f"{where}: 'likelihood_by_finding' names {fid!r}, which is not in its findings")
+        if value not in names:
+            out.append(f"{where}: unknown likelihood {value!r} for {fid} (use one of: {', '.join(names)})")
+    may = e.likelihood == "may" or "may" in e.likelihood_by_finding.values()
+    if may and not e.condition.strip():
+        out.append(f"{where}: likelihood 'may' needs a condition (what the reply depends on)")
+    if e.condition and _CONTROL_RE.search(e.condition):
+        out.append(f"{where}: control character in condition")
+    return out
 
 
 def _value(x: Any) -> Any:
@@ -312,7 +348,7 @@ _SYSTEM_FIELDS = {"id", "name", "description", "default", "fallback"}
 _ENTRY_FIELDS = {
     "key", "system", "direction", "code", "status", "text", "meaning", "causes",
     "owner", "fix", "findings", "source", "family", "mixed_class", "predict_at_info", "when",
-    "category", "status_range_end",
+    "category", "status_range_end", "likelihood", "condition", "likelihood_by_finding", "examples",
 }
 _ENTRY_REQUIRED = {
     "key", "system", "direction", "code", "status", "text", "meaning", "owner", "fix", "findings", "source",
@@ -366,6 +402,10 @@ def from_mapping(data: Mapping[str, Any]) -> Catalog:
             when=_when(raw.get("when", {}), label, problems),
             category=str(raw.get("category", "")),
             status_range_end=str(raw.get("status_range_end", "")),
+            likelihood=str(raw.get("likelihood", "")),
+            condition=str(raw.get("condition", "")),
+            likelihood_by_finding=_likelihood_map(raw.get("likelihood_by_finding", {}), label, problems),
+            examples=_examples(raw.get("examples", {}), label, problems),
         ))
     return Catalog(systems, entries, problems)
 
@@ -375,6 +415,23 @@ def _when(raw: Any, label: str, problems: list[str]) -> dict[str, dict[str, tupl
         problems.append(f"entry {label!r}: 'when' must map finding ids to {{argument = values}} tables")
         return {}
     return {fid: {arg: _strs(vals) for arg, vals in cond.items()} for fid, cond in raw.items()}
+
+
+def _likelihood_map(raw: Any, label: str, problems: list[str]) -> dict[str, str]:
+    if not isinstance(raw, Mapping) or not all(isinstance(v, str) for v in raw.values()):
+        problems.append(f"entry {label!r}: 'likelihood_by_finding' must map finding ids to \"will\" or \"may\"")
+        return {}
+    return {str(k): v for k, v in raw.items()}
+
+
+def _examples(raw: Any, label: str, problems: list[str]) -> dict[str, str]:
+    if not isinstance(raw, Mapping) or not all(isinstance(v, str) for v in raw.values()):
+        problems.append(f"entry {label!r}: 'examples' must map placeholder names to strings")
+        return {}
+    for name in raw:
+        if name not in PLACEHOLDERS:
+            problems.append(f"entry {label!r}: 'examples' names unknown placeholder {name!r}")
+    return {str(k): v for k, v in raw.items()}
 
 
 def from_toml(text: str) -> Catalog:

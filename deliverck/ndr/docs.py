@@ -81,10 +81,24 @@ def _entry(e: CatalogEntry) -> list[str]:
         f"- Fix: {e.fix}",
         "- Findings: " + (", ".join(_code(f) + _condition(e, f) for f in e.findings) if e.findings
                           else "none (explain-only entry: no deliverck finding predicts it)"),
+        *_likelihood(e),
         f"- Source: {e.source}",
         "",
     ]
     return lines
+
+
+def _likelihood(e: CatalogEntry) -> list[str]:
+    if not e.findings:
+        return []
+    text = {"will": "will (the rule always fires on this evidence)", "may": "may"}.get(e.likelihood, e.likelihood)
+    line = f"- Likelihood: {text}"
+    exceptions = [f"{_code(f)}: {v}" for f, v in e.likelihood_by_finding.items()]
+    if exceptions:
+        line += f" (except {', '.join(exceptions)})"
+    if e.condition:
+        line += f"; may depends on: {e.condition}"
+    return [line]
 
 
 def _condition(e, finding_id: str) -> str:
@@ -118,8 +132,17 @@ def render_markdown(catalog: Catalog) -> str:
         "  name, `{domain}` audited domain, `{recipient}` postmaster of the domain,",
         "  `{sender}` the envelope sender (`--sender`, else the domain's postmaster).",
         "  `{ip}` and `{host}` come from the first causing finding (arguments `ip`,",
-        "  `address(es)`; `host`, `ptr_name`; else its subject); without one the reply",
-        "  shows \"(address)\" or \"(mail host)\".",
+        "  `address(es)`; `host`, `ptr_name`; else its subject); `{helo}`, `{zone}`",
+        "  (a block list) and `{greeting}` (a server's greeting reply) from its argument",
+        "  of that name. Where no finding can know a value, the entry's example stands",
+        "  in (the block list most receivers query), else a description in words.",
+        "- Likelihood: *will* when the receiver's documented rule always fires on the",
+        "  finding's evidence; *may* when it also depends on what deliverck cannot see",
+        "  (volume, reputation, content, the receiver's own configuration), said in",
+        "  words. A *will* permanent (5xx) reply from a receiver the report is for makes",
+        "  its finding at least `error`. A prediction from a finding deliverck could not",
+        "  settle (a lookup that failed for it) is always *may*.",
+        "- A prediction names the owner of the finding that causes it.",
         "- Predictions use the selected receivers (`--receivers`, default:",
         f"  {', '.join(catalog.default_receivers())}). Where none of them documents a",
         "  behaviour for a finding, the generic RFC 3463 entries stand in.",

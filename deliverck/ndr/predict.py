@@ -13,15 +13,19 @@ import ipaddress
 import re
 from typing import Any, Iterable, Mapping, Sequence
 
-from deliverck.model import Direction, Finding, NdrPrediction, Severity
+from deliverck.model import Direction, Finding, Likelihood, NdrPrediction, Owner, Severity
 from deliverck.report.escape import safe as clean
 from deliverck.ndr.catalog import ENTRY_DIRECTIONS, Catalog, CatalogEntry, load, reply_line, status_key
 
 _PLACEHOLDER_RE = re.compile(r"\{([a-z_]+)\}")
 _IP_ARGS = ("ip", "address", "addresses", "addr")
 _HOST_ARGS = ("host", "ptr_name", "target", "ptr", "name")
-# Shown for a placeholder the causing finding has no value for.
-_STAND_INS = {"ip": "(address)", "host": "(mail host)", "helo": "(HELO name)", "zone": "(DNSBL zone)"}
+# Shown for a placeholder that neither the causing finding nor the entry's
+# examples fill: words a reader takes as a description, never a template.
+_STAND_INS = {"ip": "its address", "host": "the mail host", "helo": "its HELO name",
+              "zone": "the block list", "greeting": "its greeting reply"}
+# Placeholders filled verbatim from the causing finding's argument of that name.
+_ARG_PLACEHOLDERS = ("helo", "zone", "greeting")
 _DIRECTION_ORDER = {d: i for i, d in enumerate(ENTRY_DIRECTIONS)}
 
 
@@ -33,11 +37,26 @@ def predict(
     sender: str | None = None,
     catalog: Catalog | None = None,
 ) -> tuple[NdrPrediction, ...]:
-    """One prediction per catalog entry any finding triggers.
+    """One prediction per reply a receiver would give; see `predict_links`."""
+    return predict_links(list(findings), receivers, domain=domain, sender=sender, catalog=catalog)[0]
+
+
+def predict_links(
+    findings: Sequence[Finding],
+    receivers: Sequence[str],
+    *,
+    domain: str,
+    sender: str | None = None,
+    catalog: Catalog | None = None,
+) -> tuple[tuple[NdrPrediction, ...], list[tuple[str, ...]]]:
+    """The predictions, and for each finding (same order) the keys of the
+    predictions it causes, so that a finding and its NDRs can be shown together.
 
     Entries of the selected receivers are used; entries of fallback systems
     (generic RFC classes) are used too when selected, or for a (finding,
-    direction) that no selected system covers.
+    direction) that no selected system covers.  A prediction names the owner
+    of the finding that causes it, so the two never disagree on who must act;
+    findings of different owners or likelihoods give separate rows.
     """
     cat = catalog or load()
     known = set(cat.system_ids())
@@ -47,40 +66,67 @@ def predict(
     selected = set(receivers)
     fallback = set(cat.fallback_receivers()) - selected
 
-    causes: dict[str, list[Finding]] = {}
-    for f in findings:
+    groups: dict[tuple[str, Owner, Likelihood], list[int]] = {}
+    for i, f in enumerate(findings):
         for e in _entries_for(cat, f, selected, fallback):
-            bucket = causes.setdefault(e.key, [])
-            if all(c is not f for c in bucket):
-                bucket.append(f)
+            group = groups.setdefault((e.key, f.owner, _likelihood(e, f)), [])
+            if all(findings[j] is not f for j in group):
+                group.append(i)
 
-    out = _merge([_prediction(cat, cat.entry(key), fs, domain, sender) for key, fs in causes.items()])
+    rows: dict[tuple, NdrPrediction] = {}
+    row_of: dict[tuple[str, Owner, Likelihood], tuple] = {}
+    for gkey in sorted(groups, key=lambda g: (g[0], g[1].value, g[2].value)):
+        key, owner, likely = gkey
+        fs = [findings[j] for j in groups[gkey]]
+        p = _prediction(cat, cat.entry(key), fs, owner, likely, domain, sender)
+        # One row per reply a user would see: entries that render to the same
+        # reply from the same system (an open relay and the listing it caused) merge.
+        rkey = (p.system, p.direction, p.code, p.status, p.reply, p.owner, p.likelihood, p.condition)
+        q = rows.get(rkey)
+        rows[rkey] = p if q is None else dataclasses.replace(
+            q,
+            caused_by=tuple(dict.fromkeys(q.caused_by + p.caused_by)),
+            subjects=tuple(dict.fromkeys(q.subjects + p.subjects)),
+        )
+        row_of[gkey] = rkey
+
+    links: list[list[str]] = [[] for _ in findings]
+    for gkey, members in groups.items():
+        final = rows[row_of[gkey]].key
+        for j in members:
+            if final not in links[j]:
+                links[j].append(final)
+
+    out = list(rows.values())
     out.sort(key=lambda p: (
         _DIRECTION_ORDER.get(p.direction, len(_DIRECTION_ORDER)),
         cat.system_order(p.system),
         status_key(p.status),
         p.code,
         p.key,
+        p.likelihood != Likelihood.WILL,
+        p.owner.value,
     ))
-    return tuple(out)
+    order = {p.key: i for i, p in enumerate(out)}
+    return tuple(out), [tuple(sorted(ks, key=lambda k: order.get(k, 0))) for ks in links]
 
 
-def _merge(predictions: list[NdrPrediction]) -> list[NdrPrediction]:
-    """One row per reply a user would see: entries that render to the same reply
-    from the same system (e.g. an open relay and the listing it caused) merge."""
-    rows: dict[tuple, NdrPrediction] = {}
-    for p in sorted(predictions, key=lambda p: p.key):
-        key = (p.system, p.direction, p.code, p.status, p.reply)
-        if key in rows:
-            q = rows[key]
-            rows[key] = dataclasses.replace(
-                q,
-                caused_by=tuple(dict.fromkeys(q.caused_by + p.caused_by)),
-                subjects=tuple(dict.fromkeys(q.subjects + p.subjects)),
-            )
-        else:
-            rows[key] = p
-    return list(rows.values())
+# Said of a prediction whose cause deliverck could not settle (a lookup failed
+# for it): the reply follows only if senders meet the same failure.
+_UNSETTLED = "only if senders meet the failure deliverck met (it could not finish this check)"
+
+
+def _likelihood(e: CatalogEntry, f: Finding) -> Likelihood:
+    return Likelihood.MAY if f.inconclusive else e.likelihood_for(f.id)
+
+
+def _condition(e: CatalogEntry, fs: Sequence[Finding], likely: Likelihood) -> str:
+    if likely is Likelihood.WILL:
+        return ""
+    if all(f.inconclusive for f in fs):
+        own = e.condition if e.likelihood_for(fs[0].id) is Likelihood.MAY else ""
+        return f"{own}; and {_UNSETTLED}" if own else _UNSETTLED
+    return e.condition or _UNSETTLED
 
 
 def _entries_for(cat: Catalog, f: Finding, selected: set[str], fallback: set[str]) -> list[CatalogEntry]:
@@ -102,11 +148,13 @@ def _entries_for(cat: Catalog, f: Finding, selected: set[str], fallback: set[str
 
 
 def _prediction(
-    cat: Catalog, e: CatalogEntry, fs: list[Finding], domain: str, sender: str | None
+    cat: Catalog, e: CatalogEntry, fs: list[Finding], owner: Owner, likely: Likelihood,
+    domain: str, sender: str | None,
 ) -> NdrPrediction:
     first = fs[0]
     values = {
         **_STAND_INS,
+        **e.examples,
         "domain": domain,
         "recipient": f"postmaster@{domain}",
         "sender": sender or f"postmaster@{domain}",
@@ -117,7 +165,7 @@ def _prediction(
     host = _host_of(first, domain)
     if host:
         values["host"] = host
-    for name in ("helo", "zone"):
+    for name in _ARG_PLACEHOLDERS:
         if first.args.get(name):
             values[name] = str(first.args[name])
     return NdrPrediction(
@@ -129,11 +177,13 @@ def _prediction(
         reply=render(reply_line(e.code, e.status, e.text), values),
         text=e.meaning,
         direction=e.direction if isinstance(e.direction, Direction) else Direction.NONE,
-        owner=e.owner,  # type: ignore[arg-type]  # validated catalogs hold Owner values
+        owner=owner,
         fix=e.fix,
         caused_by=tuple(dict.fromkeys(f.id for f in fs)),
         subjects=tuple(dict.fromkeys(clean(f.subject) for f in fs)),
         source=e.source,
+        likelihood=likely,
+        condition=_condition(e, fs, likely),
     )
 
 

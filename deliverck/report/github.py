@@ -13,6 +13,7 @@ from __future__ import annotations
 from deliverck.baseline import shown_findings
 from deliverck.model import Report, Severity, Status
 from deliverck.report.escape import safe
+from deliverck.report.table import summary_line
 
 
 def escape_data(text: str) -> str:
@@ -50,4 +51,9 @@ def render(report: Report, opts) -> str:
     for c in report.checks:
         extra = f" ({safe(c.reason)})" if c.status in (Status.SKIPPED, Status.ERROR) and c.reason else ""
         lines.append(f"{c.id}: {c.status.value}{extra}")
+    for p in report.predicted_ndrs:
+        cond = f" ({safe(p.condition)})" if p.condition else ""
+        lines.append(f"predicted NDR, {p.likelihood.value}{cond}: {p.direction.value} {safe(p.system_name)} "
+                     f"{safe(p.reply)} [owner {p.owner.value}; caused by {', '.join(p.caused_by)}]")
+    lines.append(summary_line(report))
     return "\n".join(lines) + "\n"     # every summary line starts with our own text, never "::"

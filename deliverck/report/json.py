@@ -64,6 +64,8 @@ def prediction_dict(p: NdrPrediction) -> dict:
         "caused_by": list(p.caused_by),
         "subjects": list(p.subjects),
         "source": p.source,
+        "likelihood": p.likelihood.value,
+        "condition": p.condition,
     }
 
 

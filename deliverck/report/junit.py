@@ -70,8 +70,17 @@ def render(report: Report, opts) -> str:
         rest = [f for f in findings if id(f) not in failing and (f.severity > Severity.INFO or opts.verbose)]
         if rest:
             ET.SubElement(case, "system-out").text = "\n".join(_finding_text(f) for f in rest)
+    notes: list[str] = []
+    if report.predicted_ndrs:
+        notes.append("predicted NDRs (will: the receiver's rule always fires; may: it depends):")
+        notes += [f"  {p.likelihood.value}: {p.direction.value} {safe(p.system_name)}: {safe(p.reply)}"
+                  + (f" ({safe(p.condition)})" if p.condition else "")
+                  + f" [owner {p.owner.value}; caused by {', '.join(p.caused_by)}]"
+                  for p in report.predicted_ndrs]
     if report.baseline is not None and report.baseline.fixed:
-        ET.SubElement(suite, "system-out").text = "fixed since the baseline:\n" + "\n".join(
-            f"  {i} {safe(s)} ({sev})" for i, s, sev in report.baseline.fixed)
+        notes.append("fixed since the baseline:")
+        notes += [f"  {i} {safe(s)} ({sev})" for i, s, sev in report.baseline.fixed]
+    if notes:
+        ET.SubElement(suite, "system-out").text = "\n".join(notes)
     ET.indent(suite)
     return ET.tostring(suite, encoding="unicode", xml_declaration=True) + "\n"

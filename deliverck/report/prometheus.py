@@ -14,6 +14,8 @@ write it with `--output /var/lib/node_exporter/textfile/deliverck.prom`
     deliverck_expired_ignores{target}                    ignores past their expiry date
     deliverck_certificate_days_left{target,host,ip}      days until the STARTTLS certificate expires (negative: expired)
     deliverck_dnsbl_listed{target,ip,list}               1 listed, 0 checked and not listed
+    deliverck_predicted_ndr{target,receiver,direction,key,status,owner,likelihood}
+                                                         1 per predicted NDR (likelihood will or may)
     deliverck_last_success_timestamp_seconds{target}     end of the last run that completed (verdict not incomplete)
     deliverck_audit_duration_seconds{target}             how long the target's audit took
     deliverck_audit_run_duration_seconds                 (audit only) the whole run
@@ -35,6 +37,7 @@ _HELP = {
     "deliverck_expired_ignores": ("gauge", "Ignores of the config file past their expiry date (they hide nothing)."),
     "deliverck_certificate_days_left": ("gauge", "Days until the STARTTLS certificate of an MX address expires; negative once expired."),
     "deliverck_dnsbl_listed": ("gauge", "1 when the address is listed on the DNS block list, 0 when checked and not listed."),
+    "deliverck_predicted_ndr": ("gauge", "1 per NDR the audit predicts; likelihood will: the receiver's rule always fires, may: it depends."),
     "deliverck_last_success_timestamp_seconds": ("gauge", "Unix time at which the last audit of the target that completed (verdict pass or fail) finished."),
     "deliverck_audit_duration_seconds": ("gauge", "Duration of the target's audit in seconds."),
     "deliverck_audit_run_duration_seconds": ("gauge", "Duration of the whole audit run (all targets) in seconds."),
@@ -95,6 +98,11 @@ def _samples(report: Report, ignored: Sequence = (), expired: Sequence = (),
         out["deliverck_certificate_days_left"].append((_labels(target=target, host=host, ip=ip), d))
     for (ip, lst), v in sorted(listed.items()):
         out["deliverck_dnsbl_listed"].append((_labels(target=target, ip=ip, list=lst), v))
+    for p in report.predicted_ndrs:
+        out["deliverck_predicted_ndr"].append((_labels(
+            target=target, receiver=p.system, direction=p.direction.value, key=p.key,
+            status=p.status or (str(p.code) if p.code else ""), owner=p.owner.value,
+            likelihood=p.likelihood.value), 1))
     out["deliverck_ignored_findings"].append((_labels(target=target), len(ignored)))
     out["deliverck_expired_ignores"].append((_labels(target=target), len(expired)))
     if last_success is not None:
