@@ -19,10 +19,12 @@ LAB      := $(BIN)/deliverck lab run --
 setup: $(STAMP) debs
 
 $(STAMP): pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
-	touch $@
+	@echo "setup: installing deliverck and its test tools into $(VENV) (pip) ..."
+	@$(PYTHON) -m venv $(VENV)
+	@$(BIN)/pip install --quiet --upgrade pip
+	@# setuptools says "Editable installation." (10 lines of advice) on every editable install: not news.
+	@PYTHONWARNINGS="ignore:Editable installation" $(BIN)/pip install --quiet -e '.[test]'
+	@touch $@
 
 debs:
 	@missing=""; for b in $(LAB_BINS); do [ -x $$b ] || missing="$$missing $$b"; done; \
@@ -37,8 +39,9 @@ debs:
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(LAB_DEBS) >/dev/null; \
 	fi
 
+# The lab says on stderr what it starts; then the demo's own output.
 demo: setup
-	$(LAB) $(BIN)/python -m deliverck.lab.demo
+	@$(LAB) $(BIN)/python -m deliverck.lab.demo
 
 test: setup
 	$(LAB) $(BIN)/python -m pytest -q

@@ -35,6 +35,7 @@ from deliverck.target import parse_target
 SCHEMA = "deliverck.bulk/1"
 MAX_LINE = 4096                    # bytes per input line; longer lines are errors, not targets
 JSON_KEYS = {"target", "ips", "dkim_selectors", "helo", "sender"}
+MAX_SHARDS = 10000                 # machines sharing one list; more is a typo
 
 
 @dataclass(frozen=True)
@@ -55,14 +56,14 @@ def parse_shard(text: str | None) -> tuple[int, int]:
     if text is None:
         return (1, 1)
     parts = text.split("/")
-    if len(parts) != 2 or not all(p.isdigit() for p in parts) or not 1 <= int(parts[0]) <= int(parts[1]):
-        raise UsageError(f"--shard {text!r}: give K/N with 1 <= K <= N, e.g. --shard 2/8")
+    if len(parts) != 2 or not all(p.isascii() and p.isdigit() and len(p) <= 6 for p in parts) \
+            or not 1 <= int(parts[0]) <= int(parts[1]) <= MAX_SHARDS:
+        raise UsageError(f"--shard {text!r}: give K/N with 1 <= K <= N <= {MAX_SHARDS}, e.g. --shard 2/8")
     return int(parts[0]), int(parts[1])
 
 
 def _item(line_no: int, raw: str, base: Config) -> Item:
-    from deliverck.cli import _selector, _sender, _helo
-    from deliverck.net.addresses import is_ip
+    from deliverck.cli import _dkim_selectors, _helo, _ips, _sender
 
     text = raw.strip()
     if not text.startswith("{"):
@@ -82,16 +83,17 @@ def _item(line_no: int, raw: str, base: Config) -> Item:
         return Item(line_no, target_text, error=f"unknown keys {sorted(unknown)} (known: {sorted(JSON_KEYS)})")
     try:
         changes: dict = {"target": parse_target(target_text)}
+        # The check command's validators: a bulk line is judged as the same flags would be.
         ips = data.get("ips", [])
-        if not isinstance(ips, list) or not all(isinstance(a, str) and is_ip(a) for a in ips):
+        if not isinstance(ips, list) or not all(isinstance(a, str) for a in ips):
             raise UsageError('"ips" must be a list of IP addresses')
         if ips:
-            changes["outbound_ips"] = tuple(ips)
+            changes["outbound_ips"] = _ips(ips, '"ips"', empty_ok=True)
         selectors = data.get("dkim_selectors", [])
         if not isinstance(selectors, list) or not all(isinstance(s, str) for s in selectors):
             raise UsageError('"dkim_selectors" must be a list of strings')
         if selectors:
-            changes["dkim_selectors"] = tuple(_selector(s) for s in selectors)
+            changes["dkim_selectors"] = _dkim_selectors(selectors, '"dkim_selectors"', empty_ok=True)
         for key, check in (("helo", _helo), ("sender", _sender)):
             if key in data:
                 if not isinstance(data[key], str):

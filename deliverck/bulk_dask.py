@@ -38,29 +38,58 @@ def audit_chunk(items: list[Item], concurrency: int) -> tuple[str, list[str | No
     return buf.getvalue(), verdicts.seen
 
 
-def _client(address: str):
+MAX_LOCAL_WORKERS = 256
+_FORMS = "use local, local:N (N worker processes) or a scheduler address such as tcp://HOST:8786"
+
+
+def check_address(address: str) -> int | None:
+    """Validate --dask before any input is read or output written: the extra is installed and
+    the address can be used.  Returns N for local[:N], None for a scheduler address."""
     try:
-        from dask.distributed import Client, LocalCluster
+        import dask.distributed  # noqa: F401
     except ImportError:
         raise UsageError("--dask needs the optional extra: pip install 'deliverck[dask]'") from None
     if address == "local" or address.startswith("local:"):
         n = address.partition(":")[2] or "2"
-        if not n.isdigit() or int(n) < 1:
-            raise UsageError(f"--dask {address!r}: use local, local:N (N workers) or a scheduler address")
-        cluster = LocalCluster(n_workers=int(n), threads_per_worker=1, processes=True,
+        if not (n.isdigit() and len(n) <= 4) or not 1 <= int(n) <= MAX_LOCAL_WORKERS:
+            raise UsageError(f"--dask {address!r}: N must be 1 to {MAX_LOCAL_WORKERS}; {_FORMS}")
+        return int(n)
+    from distributed.comm import parse_address
+    from distributed.comm.registry import get_backend
+
+    try:
+        scheme, location = parse_address(address)
+        host, port = get_backend(scheme).get_address_host_port(location)
+    except (ValueError, TypeError, NotImplementedError) as e:
+        why = " ".join(str(e).split()) or "not a network address"
+        raise UsageError(f"--dask {address!r}: {why}; {_FORMS}") from None
+    if not host or not isinstance(port, int) or not 0 < port < 65536:
+        raise UsageError(f"--dask {address!r}: give a host and a port from 1 to 65535; {_FORMS}")
+    return None
+
+
+def _client(address: str):
+    workers = check_address(address)
+    from dask.distributed import Client, LocalCluster
+
+    if workers is not None:
+        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
                                dashboard_address=None, host="127.0.0.1")
         return Client(cluster), cluster
     try:
         return Client(address, timeout=10), None
     except (OSError, TimeoutError) as e:
-        raise UsageError(f"--dask {address}: cannot reach the scheduler ({e})") from None
+        raise UsageError(f"--dask {address}: cannot reach the scheduler ({' '.join(str(e).split())})") from None
+    except (TypeError, ValueError) as e:
+        # e.g. tls:// without Dask's TLS settings (distributed.comm.tls in its config)
+        raise UsageError(f"--dask {address}: {' '.join(str(e).split())}") from None
 
 
 def run_on_dask(items: Iterable[Item], out: IO[str], address: str, concurrency: int,
                 chunk_size: int = 100, progress: Progress | None = None) -> dict[str, int]:
+    client, cluster = _client(address)
     from dask.distributed import as_completed
 
-    client, cluster = _client(address)
     counts = {"pass": 0, "fail": 0, "incomplete": 0, "error": 0}
     try:
         threads = max(sum(client.nthreads().values()), 1)

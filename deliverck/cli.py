@@ -7,6 +7,8 @@ argument is not a command, `check` is implied.
 from __future__ import annotations
 
 import asyncio
+import math
+import os
 import sys
 import traceback
 from typing import List, Optional
@@ -44,11 +46,65 @@ def _root(
     """deliverck TARGET runs every check; see `deliverck check --help`."""
 
 
+# The lab (`deliverck lab run`/`lab exec`) hands its private CA and its DNS root's
+# trust anchor to the commands it runs through these; a CI job can set them once.
+# An explicit --ca-file/--trust-anchor wins over the variable.
+CA_FILE_ENV = "DELIVERCK_CA_FILE"
+TRUST_ANCHOR_ENV = "DELIVERCK_TRUST_ANCHOR"
+# Upper bounds of numeric options.  None of them is a policy: each is far beyond any
+# useful value and keeps a typo (or inf) from turning into a run that never ends.
+MAX_SECONDS = 86400.0        # one day, for every time limit
+MAX_CERT_WARN_DAYS = 3650    # ten years: longer than any certificate deliverck would judge
+MAX_ITEMS = 100              # names or addresses in one list option (more: use `deliverck bulk`)
+MAX_PORTS = 10               # --ports: submission ports, not a port scan
+
+
 def _split(values: Optional[List[str]]) -> tuple[str, ...]:
     out: list[str] = []
     for v in values or []:
         out += [x.strip() for x in v.split(",") if x.strip()]
     return tuple(out)
+
+
+def _items(values: Optional[List[str]], option: str, what: str, limit: int = MAX_ITEMS,
+           empty_ok: bool = False) -> tuple[str, ...]:
+    """The comma-separated items of a list option.
+
+    An option given with no item (`--only ''`, `--ip "$UNSET"`) is a mistake, never "the
+    default": an empty --only would silently run every check.  empty_ok: a config file's or
+    a bulk line's empty list, where "none" is exactly what the default does (`ips = []`).
+    """
+    items = _split(values)
+    if values is not None and not items and not empty_ok:
+        raise UsageError(f"{option} is empty: give {what}, or leave it out")
+    if len(items) > limit:
+        raise UsageError(f"{option}: {len(items)} items, at most {limit} in one audit")
+    return items
+
+
+def _check_names(values: Optional[List[str]], option: str, empty_ok: bool = False) -> tuple[str, ...]:
+    return _items(values, option, "check names separated by commas (see `deliverck checks`)", empty_ok=empty_ok)
+
+
+def _ips(values: Optional[List[str]], option: str = "--ip", empty_ok: bool = False) -> tuple[str, ...]:
+    out = []
+    for addr in _items(values, option, "the server's outbound IPv4 or IPv6 addresses", empty_ok=empty_ok):
+        if not is_ip(addr):
+            raise UsageError(f"{option}: {addr!r} is not an IP address "
+                             "(give the server's outbound IPv4 or IPv6 address)")
+        out.append(addr)
+    return tuple(out)
+
+
+def _receivers(value: Optional[str], option: str = "--receivers") -> tuple[str, ...]:
+    from deliverck.ndr.catalog import parse_receivers
+
+    if value is not None and not value.strip(" ,"):
+        raise UsageError(f"{option} is empty: give 'default', 'all' or receiver ids (see `deliverck checks`)")
+    try:
+        return tuple(parse_receivers(value))
+    except ValueError as e:
+        raise UsageError(f"{option}: {e}") from None
 
 
 def _severity(text: str, option: str) -> Severity:
@@ -67,12 +123,35 @@ def _format(fmt: str, as_json: bool) -> str:
 
 
 def _positive(value: float, option: str) -> float:
-    if not value > 0:
-        raise UsageError(f"{option} must be a positive number of seconds")
-    return value
+    """A time limit in seconds: above 0, finite, at most MAX_SECONDS (inf and nan are typos, not limits)."""
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError, OverflowError):
+        seconds = math.nan
+    if not (math.isfinite(seconds) and 0 < seconds <= MAX_SECONDS):
+        raise UsageError(f"{option} must be a positive number of seconds, at most {MAX_SECONDS:g} (not {value!r})")
+    return seconds
+
+
+def _cert_warn_days(days: int, option: str = "--cert-warn-days") -> int:
+    if isinstance(days, bool) or not isinstance(days, int) or not 0 <= days <= MAX_CERT_WARN_DAYS:
+        raise UsageError(f"{option} must be 0 or more days, at most {MAX_CERT_WARN_DAYS} (not {days!r})")
+    return days
+
+
+def _env_path(path: Optional[str], env: str, option: str) -> tuple[Optional[str], str]:
+    """(path, label for messages): the option's value, else the environment variable's."""
+    if path is None:
+        path = os.environ.get(env) or None
+    label = f"{option} (from ${env})" if path is not None and path == os.environ.get(env) else option
+    if path is not None and not path.strip():
+        raise UsageError(f"{label} is empty: give a file")
+    return path, label
 
 
 def _trust_anchor(path: Optional[str]):
+    """--trust-anchor, else $DELIVERCK_TRUST_ANCHOR, else None (IANA's root keys)."""
+    path, label = _env_path(path, TRUST_ANCHOR_ENV, "--trust-anchor")
     if path is None:
         return None
     from pathlib import Path
@@ -82,19 +161,23 @@ def _trust_anchor(path: Optional[str]):
     try:
         if not load_anchor_file(path):
             raise ValueError("it holds no DS or DNSKEY record for the root")
-    except (OSError, ValueError, Exception) as e:
-        raise UsageError(f"--trust-anchor {path}: {' '.join(str(e).split()) or type(e).__name__}") from None
+    except IsADirectoryError:
+        raise UsageError(f"{label} {path}: is a directory; give a file of DS or DNSKEY records") from None
+    except OSError as e:
+        raise UsageError(f"{label} {path}: cannot be read ({e.strerror or e})") from None
+    except Exception as e:
+        raise UsageError(f"{label} {path}: {' '.join(str(e).split()) or type(e).__name__}") from None
     return Path(path)
 
 
-def _dnsbl(values: Optional[List[str]]) -> tuple[str, ...]:
+def _dnsbl(values: Optional[List[str]], option: str = "--dnsbl") -> tuple[str, ...]:
     from deliverck.dnsbl import check_selection
 
-    items = _split(values)
+    items = _items(values, option, "DNSBL ids or zones (see `deliverck checks`)")
     try:
         check_selection(items)
     except ValueError as e:
-        raise UsageError(f"--dnsbl: {e}") from None
+        raise UsageError(f"{option}: {e}") from None
     return items
 
 
@@ -128,12 +211,14 @@ def _ports(text: Optional[str]) -> tuple[int, ...]:
         return ()
     out = []
     for part in _split([text]):
-        if not part.isdigit() or not 0 < int(part) < 65536:
+        if not (part.isdigit() and len(part) <= 5) or not 0 < int(part) < 65536:
             raise UsageError(f"--ports {text!r}: give port numbers separated by commas, e.g. 25,465,587")
         if int(part) not in out:
             out.append(int(part))
     if not out:
         raise UsageError("--ports is empty: give port numbers separated by commas, e.g. 465,587")
+    if len(out) > MAX_PORTS:
+        raise UsageError(f"--ports: {len(out)} ports, at most {MAX_PORTS} (the submission ports, e.g. 465,587)")
     return tuple(p for p in out if p != 25)
 
 
@@ -189,7 +274,7 @@ def _kdc(value: str) -> tuple[str, int]:
 
 
 def _kdc_port(text: str, value: str) -> int:
-    if not text.isdigit() or not 0 < int(text) < 65536:
+    if not (text.isdigit() and len(text) <= 5) or not 0 < int(text) < 65536:
         raise UsageError(f"--kdc {value!r}: the port must be a number from 1 to 65535")
     return int(text)
 
@@ -203,7 +288,24 @@ def _principal(name: Optional[str]) -> str:
     return n
 
 
+def _resolvers(values: Optional[List[str]], option: str = "--resolver") -> tuple:
+    if values is not None and len(values) > MAX_ITEMS:
+        raise UsageError(f"{option}: {len(values)} resolvers, at most {MAX_ITEMS}")
+    return tuple(parse_resolver(r) for r in values or [])
+
+
+def _dkim_selectors(values: Optional[List[str]], option: str = "--dkim-selector",
+                    empty_ok: bool = False) -> tuple[str, ...]:
+    return tuple(_selector(x) for x in _items(values, option, "DKIM selectors", empty_ok=empty_ok))
+
+
+def _kdcs(values: Optional[List[str]], option: str = "--kdc", empty_ok: bool = False) -> tuple[tuple[str, int], ...]:
+    return tuple(_kdc(k) for k in _items(values, option, "KDCs as HOST[:PORT]", empty_ok=empty_ok))
+
+
 def _ca_file(path: Optional[str]):
+    """--ca-file, else $DELIVERCK_CA_FILE, else None (the system store only)."""
+    path, label = _env_path(path, CA_FILE_ENV, "--ca-file")
     if path is None:
         return None
     from pathlib import Path
@@ -211,15 +313,21 @@ def _ca_file(path: Optional[str]):
     from deliverck.net.tls import load_trust_store
 
     p = Path(path)
-    load_trust_store(p, system=False)  # one-line UsageError when missing, unreadable or empty
+    try:
+        load_trust_store(p, system=False)  # one-line UsageError when missing, unreadable or empty
+    except UsageError as e:
+        raise UsageError(str(e).replace("--ca-file", label, 1)) from None
     return p
 
 
 def _zone_files(values: Optional[List[str]]):
-    from deliverck.net.overlay import load_overlay, parse_zone_file_option
+    from deliverck.net.overlay import load_overlay, parse_zone_file_option, read_zone_text
 
-    specs = tuple(parse_zone_file_option(v) for v in values or [])
-    load_overlay(specs)        # unreadable files and syntax errors: one line, exit 2, before any lookup
+    if values is not None and len(values) > MAX_ITEMS:
+        raise UsageError(f"--zone-file: {len(values)} files, at most {MAX_ITEMS}")
+    # Each file is read here, once: a pipe (`--zone-file <(git show main:zone)`) has no second read.
+    specs = tuple(read_zone_text(parse_zone_file_option(v)) for v in values or [])
+    load_overlay(specs)        # syntax errors: one line, exit 2, before any lookup
     return specs
 
 
@@ -241,7 +349,8 @@ def check_cmd(
     only: Optional[List[str]] = typer.Option(None, "--only", metavar="CHECK[,CHECK]", help="Run only these checks."),
     skip: Optional[List[str]] = typer.Option(None, "--skip", metavar="CHECK[,CHECK]", help="Do not run these checks."),
     fmt: str = typer.Option("table", "--format", "-f",
-                            help="Output format: table, json, junit, markdown or github (annotations)."),
+                            help=f"Output format: {', '.join(FORMATS)} (github: workflow annotations; "
+                                 "prometheus: metrics for node_exporter's textfile collector)."),
     as_json: bool = typer.Option(False, "--json", help="Same as --format json."),
     fail_on: str = typer.Option("error", "--fail-on", metavar="LEVEL",
                                 help="Fail (exit 1) when a finding reaches this severity: info, notice, warning, error, critical."),
@@ -254,7 +363,7 @@ def check_cmd(
                                             help="Name deliverck gives in EHLO (default: this machine's FQDN, else deliverck-probe.invalid)."),
     helo: Optional[str] = typer.Option(None, "--helo", metavar="NAME",
                                        help="The name the audited server uses in HELO for outbound mail (default: the name it announces)."),
-    ca_file: Optional[str] = typer.Option(None, "--ca-file", metavar="PEM",
+    ca_file: Optional[str] = typer.Option(None, "--ca-file", metavar="PEM", envvar=CA_FILE_ENV,
                                           help="Extra trusted CA certificates (a private CA) besides the system store."),
     cert_warn_days: int = typer.Option(21, "--cert-warn-days", metavar="DAYS", help="Warn when a certificate expires sooner."),
     smtp_timeout: float = typer.Option(10.0, "--smtp-timeout", metavar="SECONDS",
@@ -267,7 +376,7 @@ def check_cmd(
                                                       help="A DKIM selector the domain signs with (repeatable)."),
     dnsbl: Optional[List[str]] = typer.Option(None, "--dnsbl", metavar="LIST",
                                               help="DNSBL ids or zones to query instead of the default set (repeatable)."),
-    trust_anchor: Optional[str] = typer.Option(None, "--trust-anchor", metavar="FILE",
+    trust_anchor: Optional[str] = typer.Option(None, "--trust-anchor", metavar="FILE", envvar=TRUST_ANCHOR_ENV,
                                                help="DNSSEC trust anchor for the root (DS or DNSKEY records); default: IANA's root KSKs."),
     kerberos: bool = typer.Option(False, "--kerberos",
                                   help="Run the Kerberos check even when nothing suggests Active Directory/Exchange."),
@@ -290,29 +399,18 @@ def check_cmd(
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks of internal errors."),
 ) -> None:
     """Audit TARGET and predict the bounces it would cause (the default command)."""
-    from deliverck.ndr.catalog import parse_receivers
     from deliverck.runner import run_audit, select_checks
 
     out_format = _format(fmt, as_json)
     severity = _severity(fail_on, "--fail-on")
-    try:
-        recv = parse_receivers(receivers)
-    except ValueError as e:
-        raise UsageError(f"--receivers: {e}") from None
-    resolvers = tuple(parse_resolver(r) for r in resolver or [])
-    ips = []
-    for addr in _split(ip):
-        if not is_ip(addr):
-            raise UsageError(f"--ip {addr!r} is not an IP address (give the server's outbound IPv4 or IPv6 address)")
-        ips.append(addr)
-    if cert_warn_days < 0:
-        raise UsageError("--cert-warn-days must be 0 or more")
+    recv = _receivers(receivers)
+    resolvers = _resolvers(resolver)
     config = Config(
         target=parse_target(target),
         resolvers=resolvers,
-        outbound_ips=tuple(ips),
-        only=_split(only),
-        skip=_split(skip),
+        outbound_ips=_ips(ip),
+        only=_check_names(only, "--only"),
+        skip=_check_names(skip, "--skip"),
         receivers=recv,
         fail_on=severity,
         dns_timeout=_positive(dns_timeout, "--dns-timeout"),
@@ -322,17 +420,17 @@ def check_cmd(
         ehlo_name=_ehlo_name(ehlo_name),
         helo_name=_helo(helo),
         ca_file=_ca_file(ca_file),
-        cert_warn_days=cert_warn_days,
+        cert_warn_days=_cert_warn_days(cert_warn_days),
         smtp_timeout=_positive(smtp_timeout, "--smtp-timeout"),
         probe_private=probe_private,
         extra_ports=_ports(ports),
         sender=_sender(sender),
-        dkim_selectors=tuple(_selector(x) for x in _split(dkim_selector)),
+        dkim_selectors=_dkim_selectors(dkim_selector),
         dnsbl_lists=_dnsbl(dnsbl),
         trust_anchor=_trust_anchor(trust_anchor),
         kerberos=kerberos or bool(realm) or bool(kdc),
         realm=_realm(realm),
-        kdcs=tuple(_kdc(k) for k in _split(kdc)),
+        kdcs=_kdcs(kdc),
         principal=_principal(principal),
         max_skew=_positive(max_skew, "--max-skew"),
         kdc_timeout=_positive(kdc_timeout, "--kdc-timeout"),
@@ -354,23 +452,40 @@ def check_cmd(
 
 @app.command("spf")
 def spf_cmd(
-    domain: str = typer.Argument(..., help="The domain whose SPF record to evaluate (the MAIL FROM domain)."),
-    ip: str = typer.Option(..., "--ip", metavar="ADDR", help="The sending address to evaluate."),
-    helo: Optional[str] = typer.Option(None, "--helo", metavar="NAME", help="HELO name (also evaluated as an identity)."),
-    sender: Optional[str] = typer.Option(None, "--sender", metavar="ADDR", help="MAIL FROM address (default postmaster@DOMAIN)."),
+    domain: str = typer.Argument(..., help="The domain whose SPF record to evaluate: the MAIL FROM domain (for a "
+                                 "null sender, the HELO name). Any name a receiver can be sent is evaluated; "
+                                 "RFC 7208 gives malformed ones the result none."),
+    ip: str = typer.Option(..., "--ip", metavar="ADDR", help="The sending address to evaluate (IPv4 or IPv6, "
+                           "brackets allowed)."),
+    helo: Optional[str] = typer.Option(None, "--helo", metavar="NAME", help="HELO name, as the client sent it "
+                                       "(also evaluated as an identity; address literals and single labels give "
+                                       "none)."),
+    sender: Optional[str] = typer.Option(None, "--sender", metavar="ADDR", help="MAIL FROM address, as the client "
+                                         "sent it (default postmaster@DOMAIN; '<>' is the null sender, checked as "
+                                         "postmaster@HELO)."),
     resolver: Optional[List[str]] = typer.Option(None, "--resolver", metavar="IP[:PORT]", help="DNS resolver (repeatable)."),
     dns_timeout: float = typer.Option(5.0, "--dns-timeout", metavar="SECONDS", help="Time limit per DNS question."),
     fmt: str = typer.Option("table", "--format", "-f", help="table or json."),
     as_json: bool = typer.Option(False, "--json", help="Same as --format json."),
 ) -> None:
-    """Evaluate SPF (RFC 7208 check_host) for one address: result, explanation, trace. Exit 0 only for pass."""
-    from deliverck.spf.cli import spf_command, validate_args
+    """Evaluate SPF (RFC 7208 check_host) for one address: result, reason, explanation, trace.
 
-    out_format = _format(fmt, as_json)
-    domain, ip, sender_, helo_ = validate_args(domain, ip, sender or "", helo or "")
+    Exit 0 pass, 1 any other result, 2 bad usage, 3 could not check (the resolver failed): docs/spf.md.
+    """
+    import math
+
+    from deliverck.spf.cli import parse_input, spf_command
+
+    if not as_json and fmt not in ("table", "json"):
+        raise UsageError(f"unknown --format {fmt!r} for spf (use table or json)")
+    out_format = "json" if as_json else fmt
+    seconds = _positive(dns_timeout, "--dns-timeout")
+    if not math.isfinite(seconds):
+        raise UsageError("--dns-timeout must be a positive number of seconds (not inf)")
+    parse_input(domain, ip, sender or "", helo or "")      # bad usage: exit 2 before any lookup
     resolvers = [parse_resolver(r) for r in resolver or []]
-    text, code = asyncio.run(spf_command(domain, ip, helo_, sender_, resolvers,
-                                         _positive(dns_timeout, "--dns-timeout"), json=out_format == "json"))
+    text, code = asyncio.run(spf_command(domain, ip, helo or "", sender or "", resolvers, seconds,
+                                         json=out_format == "json"))
     sys.stdout.write(text if text.endswith("\n") else text + "\n")
     raise typer.Exit(code)
 
@@ -494,10 +609,11 @@ def explain_cmd(
 ) -> None:
     """Explain a bounce: the reply, the systems, a category, meaning, owner, fix and the checks that test the cause.
 
-    Exit 0: explained; 1: undetermined (some message in a directory undetermined or unreadable);
-    2: bad usage or input.  With --run, the audit's exit code."""
+    An input with no SMTP reply, no delivery-status report and no bounce wording is "not a bounce" (one line, no category); a directory skips such inputs and counts them in its last line.
+
+    Exit 0: explained; 1: undetermined or not a bounce (in a directory: some message undetermined or unreadable, or nothing a bounce); 2: bad usage or input.  With --run, the audit's exit code."""
     from deliverck.explain import engine, reader
-    from deliverck.explain.render import render_json, render_jsonl, render_table
+    from deliverck.explain.render import not_a_bounce_line, render_json, render_jsonl, render_table, skipped_summary
 
     if as_json and jsonl:
         raise UsageError("explain: use either --json or --jsonl")
@@ -530,7 +646,7 @@ def explain_cmd(
             raise UsageError(f"explain: {found[0].error}")
         if len(found) > 1 and as_json:
             raise UsageError(f"explain: {items[0]} holds {len(found)} messages: use --jsonl for one line per message")
-        if len(found) > 1 or not run:
+        if len(found) > 1 or not run or not found[0].is_bounce:
             code = 0
             for i, e in enumerate(found):
                 if as_json:
@@ -541,15 +657,33 @@ def explain_cmd(
             sys.stdout.flush()
             raise typer.Exit(code)
         raise typer.Exit(_explain_run(found[0], resolver, dns_timeout, deadline, ca_file, trust_anchor, as_json, verbose, debug))
+    # Directory triage skips what is not a bounce (docs/explain.md): the table says how many and why in
+    # one closing line (-v: one line per skipped input); --jsonl keeps one record per input, the
+    # skipped ones with category "not_a_bounce".  Skipped inputs do not make the exit code 1, unless
+    # nothing at all was a bounce.
     code = 0
-    for i, e in enumerate(results):
+    printed = total = 0
+    skipped: dict[str, int] = {}
+    for e in results:
+        total += 1
+        skip = mode == "dir" and not e.is_bounce and not e.error
+        if skip:
+            skipped[e.bounce.not_bounce_kind] = skipped.get(e.bounce.not_bounce_kind, 0) + 1
         if jsonl:
             sys.stdout.write(render_jsonl(e))
+        elif skip:
+            if verbose:
+                sys.stdout.write(not_a_bounce_line(e))
         else:
-            sys.stdout.write(("\n" if i else "") + render_table(e, verbose=verbose, header=True))
+            sys.stdout.write(("\n" if printed else "") + render_table(e, verbose=verbose, header=True))
+            printed += 1
         sys.stdout.flush()
-        if e.exit_code:
+        if e.exit_code and not skip:
             code = 1
+    if mode == "dir" and total and sum(skipped.values()) == total:
+        code = 1
+    if skipped and not jsonl:
+        sys.stdout.write(("\n" if printed else "") + skipped_summary(skipped, total))
     raise typer.Exit(code)
 
 

@@ -10,11 +10,15 @@ from typing import List, Optional
 
 import typer
 
-from deliverck.cli import (_ca_file, _dnsbl, _ehlo_name, _positive, _severity, _split, _trust_anchor, app)
+from deliverck.cli import (CA_FILE_ENV, TRUST_ANCHOR_ENV, _ca_file, _check_names, _dnsbl, _ehlo_name, _positive,
+                           _receivers, _resolvers, _severity, _trust_anchor, app)
 from deliverck.config import Config
 from deliverck.errors import UsageError
-from deliverck.net.dns import parse_resolver
 from deliverck.target import Target
+
+# Audits in flight (and SMTP connections per address): far above what one machine's
+# file descriptors and a polite run allow; a bigger number is a typo.
+MAX_CONCURRENCY = 10000
 
 
 def _open_input(path: str):
@@ -34,9 +38,11 @@ def bulk_cmd(
     file: str = typer.Argument(..., help="Targets, one per line (domain, host or address) or JSON lines; - for stdin."),
     output: Optional[str] = typer.Option(None, "--output", "-o", metavar="FILE",
                                          help="Append JSON lines here; targets already in FILE are skipped (resume)."),
-    concurrency: int = typer.Option(50, "--concurrency", metavar="N", help="Audits in flight at once."),
+    concurrency: int = typer.Option(50, "--concurrency", metavar="N",
+                                    help=f"Audits in flight at once (1 to {MAX_CONCURRENCY})."),
     per_address: int = typer.Option(2, "--per-address", metavar="N",
-                                    help="SMTP connections to one remote address at once, across all audits."),
+                                    help="SMTP connections to one remote address at once, across all audits "
+                                         "(0: no limit across audits; each audit still opens one at a time)."),
     shard: Optional[str] = typer.Option(None, "--shard", metavar="K/N",
                                         help="Audit only the K-th of N shards (stable hash of the target)."),
     dask: Optional[str] = typer.Option(None, "--dask", metavar="ADDRESS",
@@ -55,29 +61,31 @@ def bulk_cmd(
     deadline: float = typer.Option(60.0, "--deadline", metavar="SECONDS", help="Time limit per target."),
     smtp_timeout: float = typer.Option(10.0, "--smtp-timeout", metavar="SECONDS", help="Time limit per SMTP step."),
     ehlo_name: Optional[str] = typer.Option(None, "--ehlo-name", metavar="NAME", help="Name deliverck gives in EHLO."),
-    ca_file: Optional[str] = typer.Option(None, "--ca-file", metavar="PEM", help="Extra trusted CA certificates."),
-    trust_anchor: Optional[str] = typer.Option(None, "--trust-anchor", metavar="FILE", help="DNSSEC root trust anchor."),
+    ca_file: Optional[str] = typer.Option(None, "--ca-file", metavar="PEM", envvar=CA_FILE_ENV,
+                                          help="Extra trusted CA certificates."),
+    trust_anchor: Optional[str] = typer.Option(None, "--trust-anchor", metavar="FILE", envvar=TRUST_ANCHOR_ENV,
+                                               help="DNSSEC root trust anchor."),
     dnsbl: Optional[List[str]] = typer.Option(None, "--dnsbl", metavar="LIST", help="DNSBLs to query (repeatable)."),
     probe_private: bool = typer.Option(False, "--probe-private", help="Also connect to private addresses."),
 ) -> None:
     """Audit many targets; one JSON line per target on stdout or --output (schema deliverck.bulk/1)."""
     from deliverck import bulk
-    from deliverck.ndr.catalog import parse_receivers
     from deliverck.runner import select_checks
 
-    if concurrency < 1:
-        raise UsageError("--concurrency must be 1 or more")
-    if per_address < 0:
-        raise UsageError("--per-address must be 0 (no limit) or more")
+    if not 1 <= concurrency <= MAX_CONCURRENCY:
+        raise UsageError(f"--concurrency must be 1 to {MAX_CONCURRENCY}")
+    if not 0 <= per_address <= MAX_CONCURRENCY:
+        raise UsageError(f"--per-address must be 0 (no limit across audits) to {MAX_CONCURRENCY}")
     shard_k_n = bulk.parse_shard(shard)
-    try:
-        recv = parse_receivers(receivers)
-    except ValueError as e:
-        raise UsageError(f"--receivers: {e}") from None
+    if dask is not None:
+        from deliverck.bulk_dask import check_address
+
+        check_address(dask)                # the extra and the address: before any input or output
     base = Config(
         target=Target(input="-", name="invalid"),
-        resolvers=tuple(parse_resolver(r) for r in resolver or []),
-        only=_split(only), skip=_split(skip), receivers=recv, fail_on=_severity(fail_on, "--fail-on"),
+        resolvers=_resolvers(resolver),
+        only=_check_names(only, "--only"), skip=_check_names(skip, "--skip"), receivers=_receivers(receivers),
+        fail_on=_severity(fail_on, "--fail-on"),
         dns_timeout=_positive(dns_timeout, "--dns-timeout"),
         check_timeout=_positive(check_timeout, "--check-timeout"),
         deadline=_positive(deadline, "--deadline"),
@@ -85,7 +93,7 @@ def bulk_cmd(
         ehlo_name=_ehlo_name(ehlo_name), ca_file=_ca_file(ca_file), trust_anchor=_trust_anchor(trust_anchor),
         dnsbl_lists=_dnsbl(dnsbl), probe_private=probe_private, per_address=per_address,
     )
-    select_checks(base)                    # unknown check names: bad usage before any work
+    select_checks(base)                    # unknown check names, or none left: bad usage before any work
     stream = _open_input(file)
     done: set[str] = set()
     if output:
@@ -109,7 +117,7 @@ def bulk_cmd(
 
     items = bulk.read_items(stream, base, shard_k_n, done)
     try:
-        if dask:
+        if dask is not None:
             from deliverck.bulk_dask import run_on_dask
 
             counts = run_on_dask(items, out, dask, concurrency, progress=meter)

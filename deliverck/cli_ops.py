@@ -20,6 +20,7 @@ from deliverck.model import EXIT_PASS
 from deliverck.report import RenderOptions
 
 AUDIT_FORMATS = ("table", "json", "prometheus")
+MAX_CONCURRENCY = 1000       # targets of one config file audited at once; more is a typo
 
 
 @app.command("audit")
@@ -35,7 +36,8 @@ def audit_cmd(
                                       help="Print nothing when no target changed since the last run (needs --state)."),
     state: Optional[str] = typer.Option(None, "--state", metavar="FILE",
                                         help="State file: the last run's findings per target (written atomically)."),
-    concurrency: int = typer.Option(4, "--concurrency", metavar="N", help="Audit at most N targets at a time."),
+    concurrency: int = typer.Option(4, "--concurrency", metavar="N",
+                                    help=f"Audit at most N targets at a time (1 to {MAX_CONCURRENCY})."),
     check_only: bool = typer.Option(False, "--check-config", help="Only validate the config file, then exit."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Show informational findings and the evidence."),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks of internal errors."),
@@ -44,7 +46,10 @@ def audit_cmd(
 
     Exit 0: every target passes; 1: a target fails; 3: a target could not be
     audited completely and none fails; 2: bad config or usage.  With
-    --changes-only, an unchanged run prints nothing and exits 0."""
+    --changes-only, an unchanged run prints nothing and exits 0.
+
+    A target without ca_file or trust_anchor in the file uses $DELIVERCK_CA_FILE
+    and $DELIVERCK_TRUST_ANCHOR when they are set (as the check command does)."""
     from deliverck import audit as au
     from deliverck import configfile
 
@@ -53,8 +58,8 @@ def audit_cmd(
         raise UsageError(f"unknown --format {fmt!r} (use one of: {', '.join(AUDIT_FORMATS)})")
     if changes_only and not state:
         raise UsageError("--changes-only needs --state FILE (where the last run's findings are kept)")
-    if concurrency < 1:
-        raise UsageError("--concurrency must be 1 or more")
+    if not 1 <= concurrency <= MAX_CONCURRENCY:
+        raise UsageError(f"--concurrency must be 1 to {MAX_CONCURRENCY}")
     cfg = configfile.load(config)
     if check_only:
         sys.stdout.write(f"{config}: {len(cfg.targets)} targets: {', '.join(t.name for t in cfg.targets)}\n")

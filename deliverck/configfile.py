@@ -214,6 +214,7 @@ def load(path: str | Path, today: dt.date | None = None) -> AuditConfig:
     if not targets:
         raise UsageError(f"{p}:1: no [[target]] table: name at least one target (see docs/config.md)")
     base = p.parent
+    env: dict = {}
     out: list[TargetSpec] = []
     seen: dict[str, int] = {}
     for i, t in enumerate(targets):
@@ -228,7 +229,7 @@ def load(path: str | Path, today: dt.date | None = None) -> AuditConfig:
         merged = {k: v for k, v in defaults.items() if k not in ("severity", "ignore")}
         merged.update({k: v for k, v in t.items() if k not in ("severity", "ignore", "name")})
         origin = {k: (("defaults", k) if k not in t else where + (k,)) for k in merged}
-        spec = _build(ctx, label, name, merged, origin, base, defaults, t, where)
+        spec = _build(ctx, label, name, merged, origin, base, defaults, t, where, env)
         key = spec.config.target.label
         if key in seen:
             raise ctx.fail(where + ("name",), label, f"the same target as line {seen[key]}")
@@ -288,11 +289,9 @@ def _type_ok(kind: str, v: Any) -> bool:
     return False
 
 
-def _build(ctx, label, name, o, origin, base: Path, defaults: dict, t: dict, where: tuple) -> TargetSpec:
+def _build(ctx, label, name, o, origin, base: Path, defaults: dict, t: dict, where: tuple,
+           env: dict | None = None) -> TargetSpec:
     from deliverck import cli
-    from deliverck.ndr.catalog import parse_receivers
-    from deliverck.net.addresses import is_ip
-    from deliverck.net.dns import parse_resolver
     from deliverck.registry import finding_specs
     from deliverck.runner import select_checks
     from deliverck.target import parse_target
@@ -306,31 +305,16 @@ def _build(ctx, label, name, o, origin, base: Path, defaults: dict, t: dict, whe
         try:
             return fn(o[key])
         except UsageError as e:
-            raise ctx.fail(at(key), label, f"{key}: {e}") from None
+            msg = str(e)
+            raise ctx.fail(at(key), label, msg if msg.startswith(key) else f"{key}: {msg}") from None
 
     def path(p: str) -> str:
         q = Path(p).expanduser()
         return str(q if q.is_absolute() else base / q)
 
-    def ips(items):
-        for a in items:
-            if not is_ip(a.strip()):
-                raise UsageError(f"{a!r} is not an IP address (give the server's outbound IPv4 or IPv6 address)")
-        return tuple(a.strip() for a in items)
-
-    def receivers(value):
-        try:
-            return parse_receivers(value if isinstance(value, str) else ",".join(value))
-        except ValueError as e:
-            raise UsageError(str(e)) from None
-
+    # The check command's validators, each given the key's name: one rule for flags, files and bulk lines.
     def positive(key):
-        return lambda x: cli._positive(float(x), key)
-
-    def nonneg(x):
-        if x < 0:
-            raise UsageError("must be 0 or more")
-        return x
+        return lambda x: cli._positive(x, key)
 
     def ports(items):
         return cli._ports(",".join(str(x) for x in items)) if items else ()
@@ -339,30 +323,42 @@ def _build(ctx, label, name, o, origin, base: Path, defaults: dict, t: dict, whe
         target = parse_target(name)
     except UsageError as e:
         raise ctx.fail(where + ("name",), label, str(e)) from None
+    env = {} if env is None else env
+
+    def from_env(key, fn):
+        """Without the key, $DELIVERCK_CA_FILE / $DELIVERCK_TRUST_ANCHOR (as for the check command,
+        the lab sets them): read at most once per file, and only when some target uses it."""
+        if key not in env:
+            env[key] = fn(None)
+        return env[key]
+
     realm = v("realm", cli._realm, "")
-    kdcs = v("kdcs", lambda x: tuple(cli._kdc(k) for k in x), ())
+    kdcs = v("kdcs", lambda x: cli._kdcs(x, "kdcs", empty_ok=True), ())
     config = Config(
         target=target,
-        resolvers=v("resolvers", lambda x: tuple(parse_resolver(r) for r in x), ()),
-        outbound_ips=v("ips", ips, ()),
-        only=v("only", tuple, ()),
-        skip=v("skip", tuple, ()),
-        receivers=v("receivers", receivers, ()),
+        resolvers=v("resolvers", lambda x: cli._resolvers(x, "resolvers"), ()),
+        outbound_ips=v("ips", lambda x: cli._ips(x, "ips", empty_ok=True), ()),
+        only=v("only", lambda x: cli._check_names(x, "only"), ()),
+        skip=v("skip", lambda x: cli._check_names(x, "skip", empty_ok=True), ()),
+        receivers=v("receivers", lambda x: cli._receivers(x if isinstance(x, str) else ",".join(x), "receivers"),
+                    ()),
         fail_on=v("fail_on", lambda x: cli._severity(x, "fail_on"), Severity.ERROR),
         dns_timeout=v("dns_timeout", positive("dns_timeout"), 5.0),
         check_timeout=v("check_timeout", positive("check_timeout"), 30.0),
         deadline=v("deadline", positive("deadline"), 60.0),
         ehlo_name=v("ehlo_name", cli._ehlo_name, ""),
         helo_name=v("helo", cli._helo, ""),
-        ca_file=v("ca_file", lambda x: cli._ca_file(path(x)), None),
-        cert_warn_days=v("cert_warn_days", nonneg, 21),
+        ca_file=v("ca_file", lambda x: cli._ca_file(path(x)), None) if "ca_file" in o else
+        from_env("ca_file", cli._ca_file),
+        cert_warn_days=v("cert_warn_days", lambda x: cli._cert_warn_days(x, "cert_warn_days"), 21),
         smtp_timeout=v("smtp_timeout", positive("smtp_timeout"), 10.0),
         probe_private=v("probe_private", bool, False),
         extra_ports=v("ports", ports, ()),
         sender=v("sender", cli._sender, ""),
-        dkim_selectors=v("dkim_selectors", lambda x: tuple(cli._selector(s) for s in x), ()),
-        dnsbl_lists=v("dnsbl", lambda x: cli._dnsbl(list(x)), ()),
-        trust_anchor=v("trust_anchor", lambda x: cli._trust_anchor(path(x)), None),
+        dkim_selectors=v("dkim_selectors", lambda x: cli._dkim_selectors(x, "dkim_selectors", empty_ok=True), ()),
+        dnsbl_lists=v("dnsbl", lambda x: cli._dnsbl(list(x), "dnsbl"), ()),
+        trust_anchor=v("trust_anchor", lambda x: cli._trust_anchor(path(x)), None) if "trust_anchor" in o else
+        from_env("trust_anchor", cli._trust_anchor),
         severity_overrides=_severities(ctx, label, defaults, t, where, finding_specs()),
         kerberos=v("kerberos", bool, False) or bool(realm) or bool(kdcs),
         realm=realm,
@@ -372,9 +368,10 @@ def _build(ctx, label, name, o, origin, base: Path, defaults: dict, t: dict, whe
         kdc_timeout=v("kdc_timeout", positive("kdc_timeout"), 5.0),
     )
     try:
-        select_checks(config)
+        select_checks(config, ("only", "skip"))
     except UsageError as e:
-        key = "only" if any(n in o.get("only", []) for n in re.findall(r"'([^']*)'", str(e))[:1]) else "skip"
+        unknown = re.findall(r"^unknown check '([^']*)'", str(e))
+        key = "only" if (unknown[0] in o.get("only", []) if unknown else "skip" not in o) else "skip"
         raise ctx.fail(at(key), label, str(e)) from None
     ignores = _ignores(ctx, label, ("defaults",), defaults.get("ignore", []), finding_specs()) + \
         _ignores(ctx, label, where, t.get("ignore", []), finding_specs())

@@ -20,9 +20,6 @@ from deliverck.config import Config
 from deliverck.context import Context
 from deliverck.errors import IncompleteError, UsageError
 from deliverck.model import (
-    EXIT_FAIL,
-    EXIT_INCOMPLETE,
-    EXIT_PASS,
     CheckResult,
     Finding,
     Report,
@@ -30,33 +27,33 @@ from deliverck.model import (
     Skip,
     Status,
     TargetInfo,
-    Verdict,
 )
 from deliverck.net import dns as dnsnet
 from deliverck.net.overlay import load_overlay
 from deliverck.registry import Check, all_checks
+from deliverck.verdict import judge, status_of, verdict_of  # noqa: F401  (status_of, verdict_of: used by audit, baseline)
 
 
-def select_checks(config: Config) -> tuple[Check, ...]:
+def select_checks(config: Config, options: tuple[str, str] = ("--only", "--skip")) -> tuple[Check, ...]:
+    """The checks to run; UsageError for an unknown name or a selection that leaves none.
+
+    `options` names only/skip as the user wrote them (a config file says `only`, not `--only`).
+    """
     checks = all_checks()
     known = {c.id for c in checks}
     for name in config.only + config.skip:
         if name not in known:
             raise UsageError(f"unknown check {name!r} (known: {', '.join(sorted(known))}; see `deliverck checks`)")
-    return tuple(
+    selected = tuple(
         c for c in checks
         if (not config.only or c.id in config.only) and c.id not in config.skip
     )
-
-
-def status_of(findings: Sequence[Finding], fail_on: Severity) -> Status:
-    if any(not f.inconclusive and f.severity >= fail_on for f in findings):
-        return Status.FAIL
-    if any(f.inconclusive for f in findings):
-        return Status.ERROR
-    if any(f.severity >= Severity.WARNING for f in findings):
-        return Status.WARN
-    return Status.PASS
+    if not selected:
+        only, skip = options
+        chose = f"{only} {','.join(config.only)} and " if config.only else ""
+        raise UsageError(f"{chose}{skip} {','.join(config.skip)} {'leave' if chose else 'leaves'} no check to run: "
+                         "skip fewer checks (see `deliverck checks`)")
+    return selected
 
 
 def _apply_overrides(findings: list[Finding], overrides: dict[str, Severity]) -> list[Finding]:
@@ -98,37 +95,30 @@ async def attempt(check: Check, ctx: Context) -> CheckResult:
     return CheckResult(check.id, check.spec.title, status, duration, tuple(findings), reason, tb)
 
 
-def verdict_of(results: Sequence[CheckResult]) -> tuple[Verdict, int]:
-    if any(r.status is Status.FAIL for r in results):
-        return Verdict.FAIL, EXIT_FAIL
-    if any(r.status is Status.ERROR for r in results):
-        return Verdict.INCOMPLETE, EXIT_INCOMPLETE
-    return Verdict.PASS, EXIT_PASS
-
-
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 async def run_audit(config: Config, checks: Sequence[Check] | None = None) -> Report:
-    """Audit config.target.  Raises IncompleteError when no resolver answers."""
+    """Audit config.target.  Raises IncompleteError when the resolver cannot be used (no answer,
+    the root or a real TLD denied, recursion refused, invented answers)."""
     from deliverck.ndr.catalog import load as load_catalog
-    from deliverck.ndr.predict import predict
 
     selected = tuple(checks) if checks is not None else select_checks(config)
+    if not selected:
+        raise UsageError("no check to run: skip fewer checks (see `deliverck checks`)")
     started, t0 = _now(), time.monotonic()
     overlay = load_overlay(config.zone_files) if config.zone_files else None
     client = dnsnet.DnsClient(config.resolvers, timeout=config.dns_timeout, overlay=overlay)
     ctx = Context(config, client)
     tasks = [asyncio.ensure_future(attempt(c, ctx)) for c in selected]
-    reach = asyncio.ensure_future(client.reachable())
+    # Resolver sanity runs beside the checks: a resolver that cannot answer for the root or the
+    # target's TLD, or that invents answers, stops the run with one line (net/dns.py `_sanity`).
+    reach = asyncio.ensure_future(client.reachable(config.target.name or config.target.ip or ""))
     try:
         ok, why = await reach
         if not ok:
-            names = ", ".join(str(r) for r in client.resolvers)
-            raise IncompleteError(
-                f"the DNS resolver {names} did not answer ({why}): check --resolver or /etc/resolv.conf"
-            )
+            raise IncompleteError(why)
         done, pending = await asyncio.wait(tasks, timeout=max(config.deadline - (time.monotonic() - t0), 0))
         for t in pending:
             t.cancel()
@@ -140,11 +130,10 @@ async def run_audit(config: Config, checks: Sequence[Check] | None = None) -> Re
         await asyncio.gather(*tasks, return_exceptions=True)
         await ctx.close()
         await dnsnet.close(client)
-    verdict, code = verdict_of(results)
     receivers = config.receivers or load_catalog().default_receivers()
-    findings = [f for r in results for f in r.findings]
     domain = config.target.name or _ptr_name(results) or config.target.ip
-    predictions = predict(findings, receivers, domain=domain)
+    j = judge(results, fail_on=config.fail_on, receivers=receivers, domain=domain,
+              sender=config.sender or None, overrides=config.severity_overrides)
     target = TargetInfo(
         input=config.target.input,
         name=config.target.name,
@@ -157,11 +146,11 @@ async def run_audit(config: Config, checks: Sequence[Check] | None = None) -> Re
         started=started,
         finished=_now(),
         duration_ms=int((time.monotonic() - t0) * 1000),
-        verdict=verdict,
-        exit_code=code,
+        verdict=j.verdict,
+        exit_code=j.exit_code,
         fail_on=config.fail_on,
-        checks=tuple(results),
-        predicted_ndrs=tuple(predictions),
+        checks=j.checks,
+        predicted_ndrs=j.predicted_ndrs,
         resolvers=tuple(str(r) for r in client.resolvers),
         receivers=tuple(receivers),
         tool_version=__version__,

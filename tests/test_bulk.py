@@ -129,6 +129,16 @@ def test_bulk_on_a_local_dask_cluster(lab, tmp_path):
     (["bulk", "-", "--concurrency", "0"], "--concurrency"),
     (["bulk", "-", "--only", "nosuchcheck"], "unknown check"),
     (["bulk", "-", "--dask", "local:x"], "--dask"),
+    # issue 13: said before any input is read (so /dev/null: nothing to read either way)
+    (["bulk", "/dev/null", "--dask", "bogus://x"], "--dask 'bogus://x': unknown address scheme"),
+    (["bulk", "/dev/null", "--dask", "tcp://"], "--dask"),
+    (["bulk", "/dev/null", "--dask", "local:100000"], "--dask"),
+    (["bulk", "/dev/null", "--only", "mx", "--skip", "mx"], "leave no check to run"),
+    (["bulk", "/dev/null", "--only", ""], "--only is empty"),
+    (["bulk", "/dev/null", "--receivers", ""], "--receivers is empty"),
+    (["bulk", "/dev/null", "--dns-timeout", "inf"], "--dns-timeout"),
+    (["bulk", "/dev/null", "--concurrency", "1000000"], "--concurrency"),
+    (["bulk", "/dev/null", "--shard", "1/" + "9" * 5000], "--shard"),
 ])
 def test_bulk_bad_usage(args, fragment):
     r = deliverck(*args)
@@ -161,3 +171,32 @@ async def test_audits_of_a_bulk_run_share_definite_dns_answers_only(lab):
     alone = DnsClient(resolvers, timeout=2)
     await alone.lookup("good.test", "MX")
     assert alone.stats.queries == 1                                # outside a bulk run nothing is shared
+
+
+def test_dask_without_the_extra_names_it(tmp_path):
+    """The venv has dask; a blocked import plays a slim install (`import dask` fails)."""
+    import subprocess
+    import sys
+
+    block = ("import sys; sys.modules['dask'] = sys.modules['distributed'] = None; "
+             "from deliverck.cli import main; main()")
+    out = tmp_path / "out.jsonl"
+    for address in ("local:2", "tcp://127.0.0.1:8786"):
+        r = subprocess.run([sys.executable, "-c", block, "bulk", "/dev/null", "--dask", address, "-o", str(out)],
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 2, r.stderr
+        assert r.stderr.strip().splitlines() == [
+            "deliverck: error: --dask needs the optional extra: pip install 'deliverck[dask]'"]
+        assert not out.exists()                 # said before any output file is made
+
+
+def test_bulk_line_values_use_the_check_validators():
+    lines = [{"target": "b.example", "ips": []},                       # an empty list: none, the default
+             {"target": "c.example", "ips": ["not-an-ip"]},
+             {"target": "d.example", "dkim_selectors": ["_bad"]},
+             {"target": "e.example", "ips": [f"192.0.2.{i}" for i in range(101)]}]
+    got = items("".join(json.dumps(x) + "\n" for x in lines))
+    assert got[0].config.outbound_ips == ()
+    assert "'not-an-ip' is not an IP address" in got[1].error
+    assert "_bad" in got[2].error
+    assert "at most 100" in got[3].error                               # as --ip with 101 addresses

@@ -106,6 +106,50 @@ def test_zone_repo_ci_example_fails_on_the_breaking_change(lab, tmp_path):
 
 
 @pytest.mark.lab
+def test_zone_file_from_process_substitution(lab, tmp_path):
+    """issue 13: `--zone-file <(git show main:zone)` was read twice, so the second read of the pipe
+    found nothing and said "no SOA record".  Played here with bash's real process substitution."""
+    import os
+    import subprocess
+    import sys
+
+    zone = _repo_zone(lab, tmp_path, _break_mx)
+    argv = [sys.executable, "-m", "deliverck", "good.test", "--only", "mx", "--json", "--dns-timeout", "2"]
+    r = subprocess.run(["bash", "-c", '"$@" --zone-file <(cat "$ZONE"):good.test', "bash", *argv],
+                       capture_output=True, text=True, timeout=60, env={**os.environ, "ZONE": str(zone)})
+    assert r.returncode == 1, r.stderr
+    doc = json.loads(r.stdout)
+    assert ("mx.target_nxdomain", "mx3.good.test") in _ids(doc)
+    assert doc["zone_files"][0]["path"].startswith("/dev/fd/")
+
+
+def test_zone_file_is_read_once_from_a_fifo(tmp_path):
+    import os
+    import threading
+
+    from deliverck.net.overlay import read_zone_text
+
+    fifo = tmp_path / "zone.fifo"
+    os.mkfifo(fifo)
+    text = (CI / "overlay.example.zone").read_text()
+
+    def writer():
+        with open(fifo, "w") as f:          # blocks until the one reader opens it
+            f.write(text)
+
+    t = threading.Thread(target=writer, daemon=True)
+    t.start()
+    spec = read_zone_text(parse_zone_file_option(f"{fifo}:overlay.example"))
+    t.join(5)
+    assert not t.is_alive()
+    # Parsed as often as needed (the CLI validates, the run loads) without touching the FIFO again:
+    # a second open of the FIFO would block for ever, with no writer left.
+    for _ in range(2):
+        overlay = load_overlay([spec])
+        assert overlay.answer("overlay.example", "SOA").kind == "ok"
+
+
+@pytest.mark.lab
 def test_baseline_new_fixed_unchanged(lab, tmp_path):
     zone = _repo_zone(lab, tmp_path, _break_mx)
     first = audit(lab, "good.test", "--zone-file", str(zone), "--json")

@@ -177,6 +177,56 @@ BAD = [
         [[target]]
         name = "good.test
         """, 2, ""),
+    # issue 13: the same validators as the check command's flags
+    ("only and skip leave no check", """\
+        [[target]]
+        name = "good.test"
+        only = ["mx", "ptr"]
+        skip = ["ptr", "mx"]
+        """, 4, "only mx,ptr and skip ptr,mx leave no check to run"),
+    ("defaults and target leave no check", """\
+        [defaults]
+        only = ["mx"]
+
+        [[target]]
+        name = "good.test"
+        skip = ["mx"]
+        """, 6, "only mx and skip mx leave no check to run"),
+    ("empty only", """\
+        [[target]]
+        name = "good.test"
+        only = []
+        """, 3, "only is empty"),
+    ("empty dnsbl", """\
+        [[target]]
+        name = "good.test"
+        dnsbl = []
+        """, 3, "dnsbl is empty"),
+    ("empty receivers", """\
+        [[target]]
+        name = "good.test"
+        receivers = []
+        """, 3, "receivers is empty"),
+    ("inf timeout", """\
+        [[target]]
+        name = "good.test"
+        dns_timeout = inf
+        """, 3, "dns_timeout must be a positive number of seconds"),
+    ("huge timeout", """\
+        [[target]]
+        name = "good.test"
+        smtp_timeout = 9223372036854775807
+        """, 3, "at most 86400"),
+    ("huge cert_warn_days", """\
+        [[target]]
+        name = "good.test"
+        cert_warn_days = 9223372036854775807
+        """, 3, "cert_warn_days must be 0 or more days"),
+    ("too many ports", """\
+        [[target]]
+        name = "good.test"
+        ports = [2000, 2001, 2002, 2003, 2004, 2005, 2006, 2007, 2008, 2009, 2010]
+        """, 3, "at most 10"),
 ]
 
 
@@ -206,6 +256,39 @@ def test_config_check_only_and_missing_file(tmp_path):
     assert "2 targets: good.test, no-ptr.test" in r.stdout
     r = deliverck("audit", "--config", str(tmp_path / "nope.toml"))
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "nope.toml" in r.stderr
+
+
+def test_ca_file_and_trust_anchor_default_to_the_environment(tmp_path):
+    """As for the check command: $DELIVERCK_CA_FILE / $DELIVERCK_TRUST_ANCHOR when the file has no key."""
+    import os
+    import subprocess
+    import sys
+
+    def audit(path, **env):
+        base = {k: v for k, v in os.environ.items() if not k.startswith("DELIVERCK_")}
+        return subprocess.run([sys.executable, "-m", "deliverck", "audit", "--config", str(path), "--check-config"],
+                              capture_output=True, text=True, timeout=60, env={**base, **env})
+
+    plain = write(tmp_path, """\
+        [[target]]
+        name = "good.test"
+        """)
+    for var, option in (("DELIVERCK_CA_FILE", "--ca-file"), ("DELIVERCK_TRUST_ANCHOR", "--trust-anchor")):
+        r = audit(plain, **{var: str(tmp_path / "missing")})
+        assert r.returncode == 2, r.stderr
+        assert r.stderr.startswith(f"deliverck: error: {option} (from ${var}) {tmp_path / 'missing'}"), r.stderr
+        assert r.stderr.count("\n") == 1
+    # A key in the file wins: the variable is not even read.
+    (tmp_path / "root.ds").write_text(". IN DS 20326 8 2 "
+                                      "E06D44B80B8F1D39A95C0B0D7C65D08458E880409BBB683457104237C7F8EC8D\n")
+    keyed = write(tmp_path, """\
+        [defaults]
+        trust_anchor = "root.ds"
+        [[target]]
+        name = "good.test"
+        """, "keyed.toml")
+    r = audit(keyed, DELIVERCK_TRUST_ANCHOR=str(tmp_path / "missing"))
+    assert r.returncode == 0, r.stderr
 
 
 def test_duplicate_target(tmp_path):
@@ -404,7 +487,7 @@ def test_output_is_written_atomically(lab, tmp_path):
 _NAME = r"[a-zA-Z_:][a-zA-Z0-9_:]*"
 _LABEL = r'[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\[\\"n])*"'
 _SAMPLE = re.compile(rf"^({_NAME})(\{{(?:{_LABEL})(?:,{_LABEL})*\}})? (\S+)$")
-_LABELS = re.compile(rf'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\\n]|\\[\\"n])*)"')
+_LABELS = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\\n]|\\[\\"n])*)"')
 
 
 def parse_prometheus(text: str) -> dict[str, list[tuple[dict, float]]]:

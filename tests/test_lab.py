@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import shutil
 import smtplib
 import socket
@@ -98,6 +99,9 @@ def test_mx_private_is_published_only(all_scenarios, tree):
 
 
 def test_peer_schema(all_scenarios):
+    from deliverck.lab import https_peer
+
+    silent_https = {h.address for h in https_peer.load_specs() if h.behaviour != "https"}
     by_name = {s.name: s for s in all_scenarios}
     assert by_name["good"].peer("198.51.100.10") == scenarios.PeerSpec()
     assert by_name["no-starttls"].peer("203.0.113.1").starttls is False
@@ -115,6 +119,7 @@ def test_peer_schema(all_scenarios):
         documented = [a for a in s.addresses() if scenarios.is_documentation(a)]
         missing = set(documented) - set(s.smtp) - ({"203.0.113.12"} if s.name == "helo-mismatch" else set())
         missing -= {k.address for k in s.kdcs}          # KDC hosts are not mail hosts
+        missing -= silent_https                         # a policy host that drops or refuses on purpose
         if s.name == "ptr-mismatch":
             missing -= {"198.51.100.81"}
         assert not missing, (s.name, missing)
@@ -820,3 +825,152 @@ def test_one_audit_opens_one_session_per_address_and_never_data(lab_manifest):
     sessions = [s for s in lab_manifest.smtp_sessions(since=since) if s["address"] in sc.addresses]
     assert sorted(s["address"] for s in sessions) == sorted(sc.addresses)
     assert all("DATA" not in s["commands"] for s in sessions)
+
+
+# --- issue 13: the lab hands its CA and trust anchor to the commands it runs ----------------
+
+def _cli(*args: str, env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "deliverck", *args], capture_output=True, text=True,
+                          timeout=timeout, env={**os.environ, **(env or {})})
+
+
+def _throwaway_ca(path: Path) -> Path:
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "not the lab CA")])
+    now = dt.datetime.now(dt.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(1).not_valid_before(now).not_valid_after(now + dt.timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    return path
+
+
+# Scenarios whose verdict depends on the lab's CA (PKIX, MTA-STS, DANE-TA) or its root key (DNSSEC).
+SAME_WITHOUT_OPTIONS = ("good", "good-dane", "mta-sts-good", "dane-ta", "dnssec-good", "dnssec-bogus",
+                        "expired-cert", "dane-bogus")
+
+
+@pytest.mark.lab
+def test_lab_run_hands_its_ca_and_anchor_to_the_command(lab_manifest):
+    # This test process is the command of `deliverck lab run` (make test).
+    assert os.environ.get("DELIVERCK_CA_FILE") == lab_manifest.ca_file
+    assert os.environ.get("DELIVERCK_TRUST_ANCHOR") == lab_manifest.trust_anchor
+    from deliverck.lab import command_env
+
+    env = command_env(Path(lab_manifest.lab_dir) / "manifest.json",
+                      {"DELIVERCK_CA_FILE": "/outer/ca.pem", "DELIVERCK_TRUST_ANCHOR": "/outer/root.ds", "X": "1"})
+    assert (env["DELIVERCK_CA_FILE"], env["DELIVERCK_TRUST_ANCHOR"], env["X"]) == (
+        lab_manifest.ca_file, lab_manifest.trust_anchor, "1")
+    assert env[manifest.ENV] == str(Path(lab_manifest.lab_dir) / "manifest.json")
+
+
+@pytest.mark.lab
+@pytest.mark.parametrize("name", SAME_WITHOUT_OPTIONS)
+def test_scenarios_judge_the_same_without_ca_file_and_trust_anchor(lab_manifest, name):
+    """`lab run -- deliverck X` as a user types it (no --ca-file, no --trust-anchor, default limits)
+    gives the scenario's expected verdict and findings, as test_scenarios (which passes both) does."""
+    import json
+
+    sc = lab_manifest.scenario(name)
+    r = _cli(sc.domain, "--json")
+    assert r.stderr == "", r.stderr
+    doc = json.loads(r.stdout)
+    ids = [f["id"] for c in doc["checks"] for f in c["findings"]]
+    assert doc["verdict"] == sc.expect.verdict, ids
+    assert set(sc.expect.findings) <= set(ids)
+    assert not set(sc.expect.absent) & set(ids)
+    assert "starttls.cert_untrusted" not in ids and "dnssec.anchor_mismatch" not in ids
+
+
+@pytest.mark.lab
+def test_an_explicit_ca_file_wins_over_the_lab(lab_manifest, tmp_path):
+    import json
+
+    r = _cli("good.test", "--json", "--only", "starttls", "--ca-file", str(_throwaway_ca(tmp_path / "ca.pem")))
+    ids = [f["id"] for c in json.loads(r.stdout)["checks"] for f in c["findings"]]
+    assert r.returncode == 1 and "starttls.cert_untrusted" in ids
+
+
+NESTED_ENV = """\
+import json, os, subprocess, sys
+from deliverck.lab.manifest import current
+m = current()
+r = subprocess.run([sys.executable, "-m", "deliverck", "good.test", "--json", "--only", "starttls,dnssec"],
+                   capture_output=True, text=True)
+print(json.dumps({"ca": os.environ.get("DELIVERCK_CA_FILE"), "anchor": os.environ.get("DELIVERCK_TRUST_ANCHOR"),
+                  "lab_ca": m.ca_file, "lab_anchor": m.trust_anchor, "rc": r.returncode,
+                  "ids": [f["id"] for c in json.loads(r.stdout)["checks"] for f in c["findings"]]}))
+"""
+
+
+@pytest.mark.lab
+def test_lab_run_command_line_progress_and_environment(lab_manifest):
+    """`deliverck lab run -- CMD`, nested in this lab: progress lines on stderr, then CMD with the
+    nested lab's own CA and anchor (not this lab's)."""
+    import json
+
+    r = _cli("lab", "run", "--", sys.executable, "-c", NESTED_ENV, timeout=180)
+    assert r.returncode == 0, r.stderr
+    progress = r.stderr.splitlines()
+    assert progress[0].startswith("lab: preparing") and progress[1].startswith("lab: starting DNS (")
+    assert len(progress) == 3 and re.fullmatch(r"lab: ready in \d+\.\d s", progress[2]), progress
+    got = json.loads(r.stdout)
+    assert (got["ca"], got["anchor"]) == (got["lab_ca"], got["lab_anchor"])
+    assert got["ca"] != lab_manifest.ca_file
+    assert got["rc"] == 0 and "starttls.cert_untrusted" not in got["ids"], got
+    quiet = _cli("lab", "run", "-q", "--", "true", timeout=180)
+    assert (quiet.returncode, quiet.stderr) == (0, "")
+
+
+@pytest.mark.lab
+def test_lab_up_exec_down_hands_the_same_environment(lab_manifest, tmp_path):
+    """`lab exec` as `lab run`; the lab's state file goes to a private XDG_RUNTIME_DIR, so no
+    other lab on this machine is touched."""
+    import json
+
+    env = {"XDG_RUNTIME_DIR": str(tmp_path)}
+    up = _cli("lab", "up", env=env, timeout=180)
+    try:
+        assert up.returncode == 0, up.stderr
+        assert "lab: ready in" in up.stderr and "the lab is up" in up.stdout
+        r = _cli("lab", "exec", "--", sys.executable, "-c", NESTED_ENV, env=env)
+        assert r.returncode == 0, r.stderr
+        got = json.loads(r.stdout)
+        assert (got["ca"], got["anchor"]) == (got["lab_ca"], got["lab_anchor"]) and got["ca"] != lab_manifest.ca_file
+        assert got["rc"] == 0 and "starttls.cert_untrusted" not in got["ids"], got
+    finally:
+        down = _cli("lab", "down", env=env)
+    assert down.returncode == 0 and "the lab is down" in down.stdout
+
+
+@pytest.mark.parametrize("args,fragment", [
+    (["--zone-dir", "/nonexistent/zones"], "--zone-dir /nonexistent/zones: no such directory"),
+    (["--zone-dir", "/dev/null"], "no such directory"),
+    (["--dns-latency", "100000"], "--dns-latency must be 0 to 10000"),
+    (["--dns-latency", "-1"], "--dns-latency"),
+])
+def test_lab_arguments_are_checked_before_the_lab_is_built(args, fragment):
+    t0 = time.monotonic()
+    r = _cli("lab", "run", *args, "--", "true", timeout=120)
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.strip().splitlines() == [r.stderr.strip()] and fragment in r.stderr
+    assert "lab: preparing" not in r.stderr and time.monotonic() - t0 < 10
+
+
+def test_lab_zone_dir_contents_are_checked_first(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    r = _cli("lab", "run", "--zone-dir", str(empty), "--", "true")
+    assert r.returncode == 2 and "holds no <origin>.zone file" in r.stderr
+    _write_zone(tmp_path / "bad", "x.test.zone", "garbage\n")
+    r = _cli("lab", "run", "--zone-dir", str(tmp_path / "bad"), "--", "true")
+    assert r.returncode == 2 and "x.test.zone" in r.stderr and r.stderr.count("\n") == 1, r.stderr
+    assert "lab: preparing" not in r.stderr

@@ -1,7 +1,6 @@
 """The attempt wrapper and the verdict rules (no network involved)."""
 
 import asyncio
-import dataclasses
 
 import pytest
 
@@ -93,3 +92,19 @@ def test_verdict_and_exit_codes():
     assert verdict_of([res(Status.PASS), res(Status.WARN)]) == (Verdict.PASS, 0)
     assert verdict_of([res(Status.ERROR), res(Status.PASS)]) == (Verdict.INCOMPLETE, 3)
     assert verdict_of([res(Status.ERROR), res(Status.FAIL)]) == (Verdict.FAIL, 1)
+
+
+def test_a_selection_that_leaves_no_check_is_bad_usage():
+    """issue 13: `--only mx --skip mx` crashed in asyncio.wait ("Set of Tasks/Futures is empty")."""
+    from deliverck.errors import UsageError
+    from deliverck.registry import check_ids
+    from deliverck.runner import select_checks
+
+    def cfg(**kw):
+        return Config(target=parse_target("example.com"), **kw)
+
+    with pytest.raises(UsageError, match=r"^--only mx and --skip mx leave no check to run"):
+        select_checks(cfg(only=("mx",), skip=("mx",)))
+    with pytest.raises(UsageError, match=r"^skip .* leaves no check to run"):
+        select_checks(cfg(skip=tuple(check_ids())), ("only", "skip"))
+    assert [c.id for c in select_checks(cfg(only=("mx", "ptr"), skip=("ptr",)))] == ["mx"]

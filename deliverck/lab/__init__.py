@@ -16,12 +16,13 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from pathlib import Path
 from typing import Sequence
 
 from deliverck.lab.errors import LabUnavailable
 
-__all__ = ["LabUnavailable", "run", "preflight", "unshare_argv"]
+__all__ = ["LabUnavailable", "run", "preflight", "unshare_argv", "command_env"]
 
 TOOLS = {"unbound": "unbound", "nsd": "nsd", "ip": "iproute2", "unshare": "util-linux",
          "nsenter": "util-linux", "mount": "mount"}
@@ -97,6 +98,65 @@ def make_lab_dir(zone_dirs: Sequence[Path] = (), dns_latency_ms: int = 0) -> tup
     return lab_dir, manifest
 
 
+def command_env(manifest_path: Path, base: dict | None = None) -> dict[str, str]:
+    """The environment of a command run in the lab (`lab run`, `lab exec`).
+
+    $DELIVERCK_LAB names the manifest; the lab's private CA and its DNS root's trust
+    anchor become deliverck's defaults for --ca-file and --trust-anchor, so that
+    `deliverck lab run -- deliverck good.test` judges as the tests do.  A lab always
+    replaces what an outer environment (or an outer lab) set.
+    """
+    from deliverck.cli import CA_FILE_ENV, TRUST_ANCHOR_ENV
+    from deliverck.lab.manifest import ENV, from_json
+
+    manifest = from_json(Path(manifest_path).read_text(encoding="utf-8"))
+    env = dict(os.environ if base is None else base)
+    env[ENV] = str(manifest_path)
+    for var, value in ((CA_FILE_ENV, manifest.ca_file), (TRUST_ANCHOR_ENV, manifest.trust_anchor)):
+        if value:
+            env[var] = str(value)
+        else:
+            env.pop(var, None)
+    return env
+
+
+def describe(manifest) -> str:
+    """What a lab starts, in one line (the progress line of `lab run` and `lab up`)."""
+    peers = [p for s in manifest.scenarios for p in s.smtp]
+    postfix = sum(1 for p in peers if p.behaviour == "postfix") if manifest.postfix else 0
+    peers = [p for p in peers if p.behaviour != "postfix" or manifest.postfix]
+    kdcs = sum(len(s.kdcs) for s in manifest.scenarios)
+    parts = [f"DNS ({len(manifest.zones)} zones{', signed' if manifest.dnssec else ''})", "a validating resolver",
+             f"{len(peers) - postfix} SMTP peers"]
+    if postfix:
+        parts.append(f"{postfix} Postfix")
+    if kdcs:
+        parts.append(f"{kdcs} KDCs")
+    return ", ".join(parts)
+
+
+def say(message: str) -> None:
+    sys.stderr.write(f"lab: {message}\n")
+    sys.stderr.flush()
+
+
+# Runs inside the lab just before the command: says how long the start took, then
+# becomes the command (exec: same process, same signals).  Only the standard library
+# (python -S): it adds milliseconds, not an import of deliverck.
+_READY = """\
+import os, sys, time
+lab_dir, t0, argv = sys.argv[1], float(sys.argv[2]), sys.argv[3:]
+sys.stderr.write(f"lab: ready in {time.time() - t0:.1f} s\\n")
+sys.stderr.flush()
+try:
+    os.execvp(argv[0], argv)
+except OSError as e:
+    with open(os.path.join(lab_dir, "error"), "w", encoding="utf-8") as f:
+        f.write(f"cannot run {argv[0]!r} inside the lab: {e.strerror}\\n")
+    sys.exit(125)
+"""
+
+
 def inner_pid(unshare_pid: int) -> int | None:
     """The lab's process 1 as seen from outside (unshare --fork's only child)."""
     try:
@@ -133,20 +193,28 @@ def start_error(lab_dir: Path) -> str | None:
         return None
 
 
-def run(command: list[str], *, zone_dirs: Sequence[Path] = (), dns_latency_ms: int = 0) -> int:
+def run(command: list[str], *, zone_dirs: Sequence[Path] = (), dns_latency_ms: int = 0,
+        progress: bool = False) -> int:
     """Run `command` inside a fresh lab and return its exit status.
 
-    stdin/stdout/stderr, cwd and environment are the caller's, plus
-    $DELIVERCK_LAB (the manifest path).  Raises LabUnavailable if the lab
-    cannot start; the lab directory (with the server logs) is then kept.
+    stdin/stdout/stderr and cwd are the caller's; so is the environment, plus
+    $DELIVERCK_LAB (the manifest path) and the lab's CA and trust anchor
+    (command_env).  progress: short lines on stderr while the lab starts (it
+    takes seconds).  Raises LabUnavailable if the lab cannot start; the lab
+    directory (with the server logs) is then kept.
     """
-    from deliverck.lab.manifest import ENV
     if not command:
         raise LabUnavailable("no command given to run inside the lab")
     namespace_flags()
-    lab_dir, _manifest = make_lab_dir(zone_dirs, dns_latency_ms)
-    env = {**os.environ, ENV: str(lab_dir / "manifest.json")}
+    t0 = time.time()
+    if progress:
+        say("preparing zones, DNSSEC keys, certificates and server configurations ...")
+    lab_dir, manifest = make_lab_dir(zone_dirs, dns_latency_ms)
+    env = command_env(lab_dir / "manifest.json")
     keep = False
+    if progress:
+        say(f"starting {describe(manifest)} ...")
+        command = [sys.executable, "-S", "-c", _READY, str(lab_dir), repr(t0), *command]
     try:
         proc = subprocess.Popen(unshare_argv(lab_dir, ["--", *command]), env=env, preexec_fn=_die_with_parent)
         previous = {}

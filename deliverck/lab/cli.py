@@ -24,6 +24,37 @@ lab_app = typer.Typer(
 )
 _PASSTHROUGH = {"allow_interspersed_args": False, "ignore_unknown_options": True}
 UP_TIMEOUT = 15.0
+# Delay added to every DNS answer: beyond a few seconds every resolver times out,
+# so a larger value tests nothing.
+MAX_DNS_LATENCY_MS = 10000
+
+
+def _zone_dirs(dirs: Optional[List[Path]]) -> list[Path]:
+    """Check --zone-dir before anything is built: a missing directory or a zone file that
+    does not parse is bad input (exit 2), said at once rather than after seconds of setup."""
+    from deliverck.lab import zones
+
+    out = [Path(d) for d in dirs or []]
+    for d in out:
+        if not d.is_dir():
+            raise UsageError(f"--zone-dir {d}: no such directory (give a directory of <origin>.zone files)")
+        if not os.access(d, os.R_OK | os.X_OK):
+            raise UsageError(f"--zone-dir {d}: cannot read the directory")
+        if not any(d.glob("*.zone")):
+            raise UsageError(f"--zone-dir {d}: holds no <origin>.zone file (e.g. example.com.zone)")
+    try:
+        for path in zones.user_zone_files(out):
+            if zones.read_user_zone(path).origin == zones.ROOT:
+                raise UsageError(f"--zone-dir: {path}: the lab root cannot be replaced; serve a zone below it")
+    except LabUnavailable as e:
+        raise UsageError(f"--zone-dir: {e}") from None
+    return out
+
+
+def _dns_latency(ms: int) -> int:
+    if not 0 <= ms <= MAX_DNS_LATENCY_MS:
+        raise UsageError(f"--dns-latency must be 0 to {MAX_DNS_LATENCY_MS} milliseconds (not {ms})")
+    return ms
 
 
 def _command(command: Optional[List[str]]) -> list[str]:
@@ -40,12 +71,19 @@ def run_cmd(
     command: Optional[List[str]] = typer.Argument(None, help="The command (after --) to run inside the lab."),
     zone_dir: Optional[List[Path]] = typer.Option(
         None, "--zone-dir", help="Serve every <origin>.zone file in DIR too (repeatable)."),
-    dns_latency: int = typer.Option(0, "--dns-latency", min=0, help="Delay every DNS answer by MS milliseconds."),
+    dns_latency: int = typer.Option(0, "--dns-latency", metavar="MS",
+                                    help=f"Delay every DNS answer by MS milliseconds (0 to {MAX_DNS_LATENCY_MS})."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress lines on stderr while the lab starts."),
 ) -> None:
-    """Build a lab, run COMMAND inside it, tear the lab down; exit with COMMAND's status."""
+    """Build a lab, run COMMAND inside it, tear the lab down; exit with COMMAND's status.
+
+    COMMAND gets $DELIVERCK_CA_FILE and $DELIVERCK_TRUST_ANCHOR (the lab's CA and DNS
+    root anchor), which deliverck uses as --ca-file and --trust-anchor."""
     from deliverck.lab import run
 
-    raise typer.Exit(run(_command(command), zone_dirs=zone_dir or (), dns_latency_ms=dns_latency))
+    argv = _command(command)
+    dirs, latency = _zone_dirs(zone_dir), _dns_latency(dns_latency)
+    raise typer.Exit(run(argv, zone_dirs=dirs, dns_latency_ms=latency, progress=not quiet))
 
 
 @lab_app.command("bounces")
@@ -101,16 +139,24 @@ def _read_state() -> dict | None:
 @lab_app.command("up", context_settings=_PASSTHROUGH)
 def up_cmd(
     zone_dir: Optional[List[Path]] = typer.Option(None, "--zone-dir", help="Serve every <origin>.zone file in DIR too."),
-    dns_latency: int = typer.Option(0, "--dns-latency", min=0, help="Delay every DNS answer by MS milliseconds."),
+    dns_latency: int = typer.Option(0, "--dns-latency", metavar="MS",
+                                    help=f"Delay every DNS answer by MS milliseconds (0 to {MAX_DNS_LATENCY_MS})."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress lines on stderr while the lab starts."),
 ) -> None:
     """Start a lab in the background; use `lab exec -- CMD` to work in it, `lab down` to stop it."""
-    from deliverck.lab import inner_pid, make_lab_dir, start_error, unshare_argv
+    from deliverck.lab import describe, inner_pid, make_lab_dir, say, start_error, unshare_argv
 
+    dirs, latency = _zone_dirs(zone_dir), _dns_latency(dns_latency)
     state = _read_state()
     if state:
         typer.echo(f"the lab is already up (pid {state['pid']}); `deliverck lab down` stops it")
         return
-    lab_dir, _ = make_lab_dir(zone_dir or (), dns_latency)
+    t0 = time.monotonic()
+    if not quiet:
+        say("preparing zones, DNSSEC keys, certificates and server configurations ...")
+    lab_dir, manifest = make_lab_dir(dirs, latency)
+    if not quiet:
+        say(f"starting {describe(manifest)} ...")
     with open(lab_dir / "holder.log", "ab") as log:
         proc = subprocess.Popen(unshare_argv(lab_dir, ["--hold"]), stdin=subprocess.DEVNULL, stdout=log,
                                 stderr=log, start_new_session=True)
@@ -128,6 +174,8 @@ def up_cmd(
     state_file().write_text(json.dumps({
         "pid": pid, "unshare_pid": proc.pid, "lab_dir": str(lab_dir),
         "userns": "-rnm" in unshare_argv(lab_dir, [])}), encoding="utf-8")
+    if not quiet:
+        say(f"ready in {time.monotonic() - t0:.1f} s")
     typer.echo(f"the lab is up (manifest {lab_dir / 'manifest.json'}); "
                "`deliverck lab exec -- CMD` runs CMD in it, `deliverck lab down` stops it")
 
@@ -136,9 +184,10 @@ def up_cmd(
 def exec_cmd(
     command: Optional[List[str]] = typer.Argument(None, help="The command (after --) to run inside the lab."),
 ) -> None:
-    """Run COMMAND inside the lab started by `lab up`; exit with its status."""
-    from deliverck.lab import find_tool
-    from deliverck.lab.manifest import ENV
+    """Run COMMAND inside the lab started by `lab up`; exit with its status.
+
+    COMMAND gets $DELIVERCK_CA_FILE and $DELIVERCK_TRUST_ANCHOR as with `lab run`."""
+    from deliverck.lab import command_env, find_tool
 
     command = _command(command)
     state = _read_state()
@@ -147,7 +196,11 @@ def exec_cmd(
     flags = ["-U", "--preserve-credentials"] if state.get("userns") else []
     argv = [find_tool("nsenter"), "-t", str(state["pid"]), *flags, "-n", "-m", "-p", f"--wd={os.getcwd()}",
             *command]
-    env = {**os.environ, ENV: str(Path(state["lab_dir"]) / "manifest.json")}
+    try:
+        env = command_env(Path(state["lab_dir"]) / "manifest.json")
+    except OSError as e:
+        raise LabUnavailable(f"the lab's manifest cannot be read ({e.strerror}): `deliverck lab down`, then "
+                             "`deliverck lab up`") from None
     try:
         status = subprocess.call(argv, env=env)
     except KeyboardInterrupt:

@@ -1,14 +1,18 @@
 """`make demo`: real reports for a healthy and some broken lab domains.
 
 Runs inside the lab (`deliverck lab run -- python -m deliverck.lab.demo`).
-The lab's certificates come from its own CA, given with --ca-file as a
-private CA would be, and its DNS root is signed with its own key, given with
---trust-anchor; the system trust store is never touched.
+The lab's certificates come from its own CA and its DNS root is signed with
+its own key: `lab run` hands both to every command through
+$DELIVERCK_CA_FILE and $DELIVERCK_TRUST_ANCHOR, which deliverck reads as
+--ca-file and --trust-anchor (a private CA and a private root, as a user
+would pass them); the system trust store is never touched.  So the commands
+shown are exactly the ones run, and the same a user types after the demo.
 Exits non-zero only if a report does not end the way its scenario expects.
 """
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -22,14 +26,20 @@ EXIT = {"pass": 0, "fail": 1, "incomplete": 3}
 
 
 def main() -> int:
+    from deliverck.cli import CA_FILE_ENV, TRUST_ANCHOR_ENV
+
     lab = current()
     wrong = []
+    if os.environ.get(CA_FILE_ENV) != lab.ca_file or os.environ.get(TRUST_ANCHOR_ENV) != lab.trust_anchor:
+        print(f"demo: run it with `deliverck lab run -- python -m deliverck.lab.demo` "
+              f"(${CA_FILE_ENV} and ${TRUST_ANCHOR_ENV} must name the lab's CA and root key)", file=sys.stderr)
+        return 2
+    print(f"# In the lab, ${CA_FILE_ENV} and ${TRUST_ANCHOR_ENV} name its private CA and DNS root key.\n",
+          flush=True)
     for name in SHOWN:
         sc = lab.scenario(name)
         args = [sc.domain] + (["--dns-timeout", "2"] if name == "slow" else [])
-        print(f"$ deliverck {' '.join(args)} --ca-file LAB-CA --trust-anchor LAB-ROOT    # {sc.description}",
-              flush=True)
-        args += ["--ca-file", lab.ca_file, "--trust-anchor", lab.trust_anchor]
+        print(f"$ deliverck {' '.join(args)}    # {sc.description}", flush=True)
         rc = subprocess.run([sys.executable, "-m", "deliverck", *args]).returncode
         print(f"[exit {rc}]\n", flush=True)
         if rc != EXIT[sc.expect.verdict]:

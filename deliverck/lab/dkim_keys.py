@@ -83,7 +83,7 @@ def public_key(kind: str) -> tuple[str, str]:
 
 def record(kind: str, extra: str = "") -> str:
     k, p = public_key(kind)
-    tags = [f"v=DKIM1", f"k={k}"] + [t.strip() for t in extra.split(";") if t.strip()] + [f"p={p}"]
+    tags = ["v=DKIM1", f"k={k}"] + [t.strip() for t in extra.split(";") if t.strip()] + [f"p={p}"]
     return "; ".join(tags)
 
 

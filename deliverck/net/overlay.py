@@ -17,7 +17,7 @@ no signatures yet.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -32,10 +32,17 @@ from deliverck.errors import UsageError
 MAX_CNAME_CHAIN = 16
 
 
+# A zone file larger than this is not a proposed change to a mail domain's zone.
+MAX_ZONE_BYTES = 64 * 1024 * 1024
+
+
 @dataclass(frozen=True)
 class ZoneFileSpec:
     path: str
     origin: str = ""          # "" = from the file (see the module docstring)
+    # The file's text, once read (read_zone_text): a pipe or process substitution
+    # (`--zone-file <(git show main:example.com.zone)`) can be read only once.
+    text: str | None = field(default=None, repr=False, compare=False)
 
     def __str__(self) -> str:
         return f"{self.path}:{self.origin}" if self.origin else self.path
@@ -159,18 +166,34 @@ def _name(text: str) -> dns.name.Name | None:
 _LINE = re.compile(r"^.*?:(\d+): (.*)$", re.S)
 
 
-def load_zone_file(spec: ZoneFileSpec) -> LoadedZone:
-    """Read and parse one file; UsageError (one line, with the line number) when it cannot be used."""
+def read_zone_text(spec: ZoneFileSpec) -> ZoneFileSpec:
+    """The spec with the file's text: the one read of the file (UsageError when it cannot be read)."""
+    if spec.text is not None:
+        return spec
     label = f"--zone-file {spec.path}"
-    p = Path(spec.path)
     try:
-        text = p.read_text(encoding="utf-8")
+        with open(spec.path, "rb") as f:
+            data = f.read(MAX_ZONE_BYTES + 1)
     except IsADirectoryError:
         raise UsageError(f"{label}: is a directory, not a zone file") from None
     except OSError as e:
         raise UsageError(f"{label}: cannot be read ({e.strerror or e})") from None
+    if len(data) > MAX_ZONE_BYTES:
+        raise UsageError(f"{label}: larger than {MAX_ZONE_BYTES // (1024 * 1024)} MiB; "
+                         "give the zone of the mail domain")
+    try:
+        text = data.decode("utf-8")
     except UnicodeDecodeError as e:
         raise UsageError(f"{label}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    return replace(spec, text=text)
+
+
+def load_zone_file(spec: ZoneFileSpec) -> LoadedZone:
+    """Parse one file (read once, see read_zone_text); UsageError (one line, with the line number)
+    when it cannot be used."""
+    label = f"--zone-file {spec.path}"
+    p = Path(spec.path)
+    text = read_zone_text(spec).text or ""
     origin = _origin(spec, text, p)
     try:
         zone = dns.zone.from_text(text, origin=origin, relativize=False, filename=spec.path)
