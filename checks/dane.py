@@ -24,7 +24,6 @@ from deliverck.context import Context, MailAddress
 from deliverck.model import CheckSpec, Direction, Finding, FindingSpec, Owner, Severity, Skip
 from deliverck.net import dane
 from deliverck.net.dns import DnsAnswer, Outcome
-from deliverck.report.escape import safe
 
 from deliverck.net import dnssec as _dnssec
 
@@ -241,8 +240,39 @@ async def _bogus_is_environment(ctx: Context, ans: DnsAnswer, addrs) -> str:
     return ""
 
 
+async def _tlsa_servfail(ctx: Context, host: str, ans: DnsAnswer, args: dict) -> Finding:
+    """A SERVFAIL for the TLSA RRset.  DANE senders ask for TLSA only when the host's addresses are
+    secure (RFC 7672 2.2.2): for a host in an unsigned zone the failure delays nobody.  Where they
+    do ask, it blames the zone only when deliverck's own validation does not show the data to be
+    fine (a resolver's passing failure, under load, is not the zone's) and the chain does not
+    break above the zone."""
+    qname = args["qname"]
+    addrs = await ctx.addresses(host)
+    state, why = await addresses_status(ctx, addrs)
+    if state == UNKNOWN:
+        return CHECK.finding("cannot_validate", host, (ans.describe(), why) + addrs.evidence(),
+                             what=f"the address records of {host}", reason=why, **{**args, "qname": host})
+    if state != SECURE:
+        return CHECK.finding("insecure", host, (ans.describe(),) + addrs.evidence(),
+                             reason=f"the address records of {host} are not DNSSEC-secure, so senders never look "
+                                    "up TLSA (RFC 7672 2.2.2); the TLSA lookup itself failed here "
+                                    f"({ans.outcome.value.upper()}), which no sender meets", **args)
+    above = await _bogus_is_environment(ctx, ans, addrs)
+    if above:
+        return CHECK.finding("cannot_validate", host, (ans.describe(), above), what=f"the TLSA records at {qname}",
+                             reason=above, **args)
+    own = await _own(ctx, ans)
+    if own is not None and own.state in (_dnssec.SECURE, _dnssec.INSECURE):
+        # deliverck fetched and validated the same RRset itself: the resolver's SERVFAIL was its own.
+        return CHECK.finding("lookup_failed", host, (ans.describe(), f"own validation: {own.state}: {own.reason}"),
+                             detail=f"the resolver answered {ans.outcome.value.upper()}, but the records validate "
+                                    f"from the root ({own.state}): a failure of the resolver, not of the zone",
+                             **args)
+    return CHECK.finding("tlsa_bogus", host, (ans.describe(),), outcome=ans.outcome.value.upper(), **args)
+
+
 async def run(ctx: Context) -> list[Finding]:
-    from deliverck.checks.smtp import evidence, sessions_for_followers
+    from deliverck.checks.smtp import evidence, sessions_for_followers, undecided_reason
 
     targets = await ctx.smtp_targets()
     if not targets:
@@ -266,22 +296,16 @@ async def run(ctx: Context) -> list[Finding]:
             out.append(CHECK.finding("not_used", host, (ans.describe(),), **args))
             continue
         if ans.outcome in _BOGUS:
-            above = await _bogus_is_environment(ctx, ans, await ctx.addresses(host))
-            if above:
-                out.append(CHECK.finding("cannot_validate", host, (ans.describe(), above), what=f"the TLSA records at {qname}",
-                                         reason=safe(above), **args))
-            else:
-                out.append(CHECK.finding("tlsa_bogus", host, (ans.describe(),), outcome=ans.outcome.value.upper(),
-                                         **args))
+            out.append(await _tlsa_servfail(ctx, host, ans, args))
             continue
         if not ans.ok:
-            out.append(CHECK.finding("lookup_failed", host, (ans.describe(),), detail=safe(ans.describe()), **args))
+            out.append(CHECK.finding("lookup_failed", host, (ans.describe(),), detail=ans.describe(), **args))
             continue
         addrs = await ctx.addresses(host)
         state, why = await dnssec_status(ctx, ans)
         if state == UNKNOWN:
             out.append(CHECK.finding("cannot_validate", host, (ans.describe(), why), what=f"the TLSA records at {qname}",
-                                     reason=safe(why), **args))
+                                     reason=why, **args))
             continue
         if state != SECURE:
             out.append(CHECK.finding("insecure", host, (ans.describe(),), reason="the TLSA RRset is not "
@@ -290,7 +314,7 @@ async def run(ctx: Context) -> list[Finding]:
         state, why = await addresses_status(ctx, addrs)
         if state == UNKNOWN:
             out.append(CHECK.finding("cannot_validate", host, (ans.describe(), why) + addrs.evidence(),
-                                     what=f"the address records of {host}", reason=safe(why),
+                                     what=f"the address records of {host}", reason=why,
                                      **{**args, "qname": host}))
             continue
         if state != SECURE:
@@ -314,7 +338,7 @@ async def run(ctx: Context) -> list[Finding]:
     now = datetime.now(timezone.utc)
     for ma, s in undecided:
         if ma.host in per_host:
-            out.append(CHECK.finding("not_checked", ma.ip, evidence(s), reason=s.outcome.value.replace("_", " "),
+            out.append(CHECK.finding("not_checked", ma.ip, evidence(s), reason=undecided_reason(s),
                                      ip=ma.ip, host=ma.host))
     for ma, s in greeted:
         if ma.host not in per_host:
@@ -336,7 +360,7 @@ def judge(ma: MailAddress, s, ans: DnsAnswer, qname: str, refs: tuple[str, ...],
         return [CHECK.finding("no_starttls", ma.ip, ev, **args)]
     if s.tls is None or s.tls.error:
         error = s.tls.error if s.tls else "no TLS session"
-        return [CHECK.finding("tls_failed", ma.ip, ev, error=safe(error)[:200], **args)]
+        return [CHECK.finding("tls_failed", ma.ip, ev, error=error[:200], **args)]
     if not usable:
         return []         # reported once per host (unusable_usage)
     v = dane.verify(records(ans), s.tls.chain, refs, now=now)
@@ -344,8 +368,8 @@ def judge(ma: MailAddress, s, ans: DnsAnswer, qname: str, refs: tuple[str, ...],
     if v.status == dane.MATCHED:
         return [CHECK.finding("matched", ma.ip, ev, record=rec, how=v.detail, **args)]
     if v.status == dane.TA_EXPIRED:
-        return [CHECK.finding("ta_cert_expired", ma.ip, ev, record=rec, detail=safe(v.detail), **args)]
+        return [CHECK.finding("ta_cert_expired", ma.ip, ev, record=rec, detail=v.detail, **args)]
     if v.status == dane.TA_HOST_MISMATCH:
         return [CHECK.finding("ta_host_mismatch", ma.ip, ev, record=rec,
-                              names=safe(", ".join(v.names) or "no names"), **args)]
-    return [CHECK.finding("no_match", ma.ip, ev, detail=safe(v.detail), **args)]
+                              names=", ".join(v.names) or "no names", **args)]
+    return [CHECK.finding("no_match", ma.ip, ev, detail=v.detail, **args)]

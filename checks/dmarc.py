@@ -75,6 +75,12 @@ CHECK = CheckSpec(
                     "Ask the operator of {dest} to publish `{auth_name}. TXT \"v=DMARC1\"` (or send reports to "
                     "an address in your own domain).",
                     DNS, NONE, refs=("RFC 7489 7.1",)),
+        FindingSpec("dmarc.too_many_report_uris", Severity.NOTICE,
+                    "{subject}: {tag}= lists {count} report URIs; receivers need send reports to only the first "
+                    "{minimum} (RFC 7489 6.2), so {beyond} may get none{unchecked}",
+                    "List at most two URIs in {tag}=, the most important first, and forward reports from there "
+                    "if more parties need them.",
+                    DNS, NONE, refs=("RFC 7489 6.2",)),
         FindingSpec("dmarc.external_authorized", Severity.INFO,
                     "{subject}: reports to {uri} are authorized by {auth_name}",
                     "Nothing to fix.", Owner.NOBODY, NONE, refs=("RFC 7489 7.1",)),
@@ -220,6 +226,16 @@ async def run(ctx: Context) -> list[Finding]:
     elif rec.pct < 100:
         out.append(CHECK.finding("pct_partial", name, (text,), pct=rec.pct))
 
+    for tag in ("rua", "ruf"):
+        uris = getattr(rec, tag)
+        if len(uris) > dm.RECEIVER_URI_MINIMUM:
+            beyond = [u.uri for u in uris[dm.RECEIVER_URI_MINIMUM:]]
+            shown = ", ".join(beyond[:3]) + (f" and {len(beyond) - 3} more" if len(beyond) > 3 else "")
+            unchecked = (f"; deliverck checked the destinations of the first {dm.REPORT_URI_LIMIT} only"
+                         if len(uris) > dm.REPORT_URI_LIMIT else "")
+            out.append(CHECK.finding("too_many_report_uris", name, (f"{tag}: {len(uris)} URIs",), tag=tag,
+                                     count=len(uris), minimum=dm.RECEIVER_URI_MINIMUM, beyond=shown,
+                                     unchecked=unchecked, limit=dm.REPORT_URI_LIMIT))
     external = dm.external_destinations(rec, policy_domain, org_domain)
     auth_answers = await asyncio.gather(
         *(ctx.dns(dm.authorization_name(policy_domain, u.domain), "TXT") for u in external))

@@ -25,7 +25,6 @@ from deliverck import dnsbl
 from deliverck.context import Context, org_domain, split_public
 from deliverck.model import CheckSpec, Direction, Finding, FindingSpec, Owner, Severity, Skip
 from deliverck.net.dns import DnsAnswer
-from deliverck.report.escape import safe
 
 OUT, NONE = Direction.OUTBOUND, Direction.NONE
 ADMIN = Owner.MAIL_ADMIN
@@ -157,7 +156,7 @@ def _shown(lst: dnsbl.DnsList, ans: DnsAnswer) -> str:
     text = ans.describe()
     if lst.display_zone:
         text = text.replace(lst.zone, lst.display_zone)
-    return safe(text)
+    return text
 
 
 async def _lookups(ctx: Context, lst: dnsbl.DnsList, subject: str) -> tuple[DnsAnswer, DnsAnswer | None]:
@@ -175,7 +174,7 @@ def _txt_reason(txt: DnsAnswer | None) -> str:
     parts = []
     for r in txt.records[:4]:
         s = b"".join(r.strings)[:300].decode("utf-8", "replace")
-        parts.append(safe(s))
+        parts.append(s)
     return " | ".join(parts)
 
 
@@ -201,7 +200,7 @@ async def run(ctx: Context) -> list[Finding]:
     sel = dnsbl.select(ctx.config.dnsbl_lists)
     out: list[Finding] = []
     for item in sel.unknown:
-        out.append(CHECK.finding("unknown_list", safe(item), requested=safe(item)))
+        out.append(CHECK.finding("unknown_list", item, requested=item))
     for lst in sel.retired:
         out.append(CHECK.finding("retired", lst.zone, list=lst.id, list_name=lst.name, zone=lst.zone,
                                  retired=lst.retired, note=lst.note))

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import asyncio
 
-from deliverck.context import Context
+from deliverck.context import Context, first_mx_hosts
 from deliverck.model import (
     CheckSpec,
     Direction,
@@ -223,12 +223,10 @@ async def _questions(ctx: Context, anchors) -> tuple[list[tuple[str, str]], dnss
     client = ctx.dns_client
     mx_v = await dnssec.validate(client, domain, "MX", anchors)
     qs = [(domain, "MX")]
-    hosts: list[str] = []
-    # Hosts from the own (CD=1) answer: a bogus zone's MX still names them.
-    for r in mx_v.records:
-        ex = r.exchange.to_text(omit_final_dot=True).lower()
-        if ex and ex != "." and ex not in hosts:
-            hosts.append(ex)
+    # Hosts from the own (CD=1) answer: a bogus zone's MX still names them (the first
+    # MX_HOST_LIMIT by preference, as the context resolves them).
+    hosts: list[str] = list(first_mx_hosts(
+        (r.preference, r.exchange.to_text(omit_final_dot=True).lower()) for r in mx_v.records))
     mx = await ctx.mx()
     if mx is not None:
         for h in mx.hosts:

@@ -18,7 +18,6 @@ import ipaddress
 
 from deliverck.context import Context, org_domain
 from deliverck.model import CheckSpec, Direction, Finding, FindingSpec, Owner, Severity, Skip
-from deliverck.report.escape import safe
 from deliverck.target import is_address_literal, is_hostname
 
 OUT, NONE = Direction.OUTBOUND, Direction.NONE
@@ -84,7 +83,7 @@ _LOCAL = ("localhost", "localhost.localdomain", "localdomain")
 
 async def judge(ctx: Context, ip: str, helo: str, where: str, seen: tuple[str, ...] = ()) -> list[Finding]:
     """All findings for one (address, HELO name) pair; `seen` is where the name was read."""
-    shown = safe(helo)
+    shown = helo
     args = dict(ip=ip, helo=shown, where=where)
     out = [CHECK.finding("names", ip, seen, **args)]
     name = helo.rstrip(".").lower()
@@ -120,7 +119,7 @@ async def run(ctx: Context) -> list[Finding]:
         ips = [a.ip for a in await ctx.mail_addresses() if ctx.probe_allowed(a) or a.scope.routable]
         if not ips:
             raise Skip("no sending address known: give --ip ADDR with --helo")
-        seen = (f"--helo {safe(ctx.config.helo_name)}",)
+        seen = (f"--helo {ctx.config.helo_name}",)
         results = await asyncio.gather(*(judge(ctx, ip, ctx.config.helo_name, "--helo", seen) for ip in ips))
         return [f for r in results for f in r]
     greeted, undecided = await sessions_for_followers(ctx)
@@ -129,9 +128,9 @@ async def run(ctx: Context) -> list[Finding]:
         greet = s.greeting.first_word if s.greeting else ""
         ehlo = s.ehlo.first_word if s.ehlo is not None and s.ehlo.code == 250 else ""
         name = greet or ehlo
-        where = "greeting" if not ehlo or ehlo.lower() == greet.lower() else f"greeting; EHLO reply says {safe(ehlo)}"
-        seen = tuple(x for x in (f"greeting: {safe(s.greeting.wire())}" if s.greeting else "",
-                                 f"EHLO reply: {safe(s.ehlo.lines[0])}" if ehlo else "") if x)
+        where = "greeting" if not ehlo or ehlo.lower() == greet.lower() else f"greeting; EHLO reply says {ehlo}"
+        seen = tuple(x for x in (f"greeting: {s.greeting.wire()}" if s.greeting else "",
+                                 f"EHLO reply: {s.ehlo.lines[0]}" if ehlo else "") if x)
         jobs.append(judge(ctx, ma.ip, name, where, seen))
     results = await asyncio.gather(*jobs)
     out = [f for r in results for f in r]

@@ -37,12 +37,11 @@ from __future__ import annotations
 
 import asyncio
 
-from deliverck.context import Context, org_domain
+from deliverck.context import HOST_ADDRESS_LIMIT, Context, org_domain
 from deliverck.model import CheckSpec, Direction, Finding, FindingSpec, Owner, Severity, Skip
 from deliverck.net import kerberos as krb
 from deliverck.net.addresses import is_ip, scope
 from deliverck.net.smtp import Outcome, greeting_clock
-from deliverck.report.escape import safe
 
 INTERNAL, NONE = Direction.INTERNAL, Direction.NONE
 MAIL, NET, DNS = Owner.MAIL_ADMIN, Owner.NETWORK, Owner.DNS_ADMIN
@@ -53,6 +52,7 @@ SRV_KDC = ("_kerberos._tcp", "_kerberos._udp", "_kerberos._tcp.dc._msdcs")
 SRV_DC = ("_ldap._tcp.dc._msdcs",)
 SRV_KPASSWD = ("_kpasswd._tcp",)
 SRV_ALL = SRV_KDC + SRV_DC + SRV_KPASSWD
+KDC_LIMIT = 10            # KDC hosts probed from the SRV records (each costs 3 probes per address)
 EXCHANGE_GREETING = "Microsoft ESMTP MAIL Service"     # Exchange 2007 and later, default banner
 GREETING_RESOLUTION = 1.0      # a greeting date has whole seconds
 
@@ -237,7 +237,7 @@ async def discover(ctx: Context) -> Discovery:
     block = srv_answers[chosen * len(SRV_ALL):(chosen + 1) * len(SRV_ALL)]
     d.names = [a.qname for a in block]
     for srv, ans in zip(SRV_ALL, block):
-        d.evidence.append(safe(ans.describe()))
+        d.evidence.append(ans.describe())
         if not ans.outcome.definite:
             d.failed.append(f"{ans.qname} SRV {ans.outcome.value.upper()}")
             continue
@@ -255,8 +255,15 @@ async def discover(ctx: Context) -> Discovery:
             port = rr.port if srv in SRV_KDC else krb.KERBEROS_PORT
             d.kdcs.setdefault(host, port)
             d.sources.setdefault(host, []).append(srv)
+    if len(d.kdcs) > KDC_LIMIT:
+        # A hostile or very large domain publishes hundreds of KDCs: probe the first by SRV
+        # priority (as clients try them, RFC 2782), say how many were left out.
+        left = list(d.kdcs)[KDC_LIMIT:]
+        d.kdcs = dict(list(d.kdcs.items())[:KDC_LIMIT])
+        d.evidence.append(f"{len(left)} more KDC host(s) in the SRV records not probed (at most {KDC_LIMIT}): "
+                          + ", ".join(left[:5]) + (", ..." if len(left) > 5 else ""))
     txt = txt_answers[chosen]
-    d.evidence.append(safe(txt.describe()))
+    d.evidence.append(txt.describe())
     realm_txt = next((t.strip('"') for t in txt.texts()), "") if txt.ok else ""
     if ctx.config.realm:
         d.realm = ctx.config.realm
@@ -285,7 +292,7 @@ def _greeting_readings(pairs) -> list[tuple[str, str, float, float, str]]:
             continue
         # The date is truncated to the second: its true value lies in [when, when + 1).
         skew = when + GREETING_RESOLUTION / 2 - g.at
-        out.append((ma.ip, ma.host or ma.ip, skew, GREETING_RESOLUTION / 2 + g.elapsed_ms / 1000, safe(g.wire())))
+        out.append((ma.ip, ma.host or ma.ip, skew, GREETING_RESOLUTION / 2 + g.elapsed_ms / 1000, g.wire()))
     return out
 
 
@@ -384,22 +391,22 @@ def _port_findings(k: krb.KdcProbe, realm: str, timeout: float) -> list[Finding]
             if not any(f.id == "kerberos.no_route" for f in out):
                 out.append(CHECK.finding("no_route", k.ip, [p.describe()], **args))
         elif p.outcome in (krb.PortOutcome.NOT_KERBEROS, krb.PortOutcome.CLOSED, krb.PortOutcome.ERROR):
-            out.append(CHECK.finding("not_kerberos", k.ip, [p.describe()], port=port, error=safe(p.detail), **args))
+            out.append(CHECK.finding("not_kerberos", k.ip, [p.describe()], port=port, error=p.detail, **args))
     if k.kpasswd is not None and k.kpasswd.outcome is not krb.PortOutcome.OPEN:
         out.append(CHECK.finding("kpasswd_unreachable", k.ip, [k.kpasswd.describe()],
                                  outcome=k.kpasswd.outcome.value, **args))
     reply = k.reply
     if reply is not None:
-        ev = [safe(p.describe()) for p in k.answered]
+        ev = [p.describe() for p in k.answered]
         if reply.e_text:
-            ev.append(f"e-text: {safe(reply.e_text)}")
+            ev.append(f"e-text: {reply.e_text}")
         if reply.error_code == krb.WRONG_REALM or (reply.realm and reply.realm.upper() != realm.upper()):
             out.append(CHECK.finding("realm_not_served", k.ip, ev, realm=realm,
-                                     error=f"{reply.error}, realm in reply {safe(reply.realm) or '-'}", **args))
+                                     error=f"{reply.error}, realm in reply {reply.realm or '-'}", **args))
         else:
             transports = " and ".join(p.label for p in k.answered)
             out.append(CHECK.finding("alive", k.ip, ev, transports=transports, error=reply.error,
-                                     realm=safe(reply.realm) or realm, **args))
+                                     realm=reply.realm or realm, **args))
     return out
 
 
@@ -420,15 +427,24 @@ async def _kdc_addresses(ctx: Context, hosts: dict[str, int], sources: dict[str,
             if not ips:
                 error = "; ".join(a.describe() for a in (ha.a, ha.aaaa))
                 notes.append(CHECK.finding("kdc_no_address", host, ha.evidence(), host=host, source=source,
-                                           error=safe(error)))
+                                           error=error))
                 continue
-        for ip in ips:
+        for ip in _first_per_family(ips, HOST_ADDRESS_LIMIT):
             sc = scope(ip)
             if not (sc.routable or ctx.config.probe_private or explicit) or sc.value == "unspecified":
                 notes.append(CHECK.finding("not_probed", ip, ip=ip, host=host, scope=sc.value))
                 continue
             out.append((ip, host, port))
     return out, notes
+
+
+def _first_per_family(ips, limit: int) -> list[str]:
+    """At most `limit` addresses of each family, in the order given: a host with hundreds of
+    AAAA records costs a bounded number of probes (as the mx check's addresses do)."""
+    out: list[str] = []
+    for family in (False, True):
+        out += [ip for ip in ips if (":" in ip) is family][:limit]
+    return out
 
 
 def _silent(k: krb.KdcProbe) -> bool:

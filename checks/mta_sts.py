@@ -29,7 +29,6 @@ from deliverck.context import Context
 from deliverck.model import CheckSpec, Direction, Finding, FindingSpec, Owner, Severity, Skip
 from deliverck.net import http, tls
 from deliverck.net.addresses import scope
-from deliverck.report.escape import safe
 
 IN, NONE = Direction.INBOUND, Direction.NONE
 DNS, MAIL, NET = Owner.DNS_ADMIN, Owner.MAIL_ADMIN, Owner.NETWORK
@@ -198,7 +197,7 @@ async def _records(ctx: Context, name: str, looks, domain: str, out: list[Findin
         if answer.outcome.definite:
             return []
         out.append(CHECK.finding("record_lookup_failed", name, (answer.describe(),), domain=domain,
-                                 error=safe(answer.detail or answer.outcome.value)[:200]))
+                                 error=(answer.detail or answer.outcome.value)[:200]))
         return None
     return [t for t in _txt_strings(answer) if looks(t)]
 
@@ -219,7 +218,7 @@ async def run(ctx: Context) -> list[Finding]:
         # Without MTA-STS, a missing TLS-RPT record matters only to a domain that uses DANE.
         missing = tlsrpt.outcome.definite and not _tlsrpt_published(tlsrpt)
         return out + await _tlsrpt(ctx, domain, tlsrpt, uses=await _dane_in_use(ctx) if missing else None)
-    evidence = tuple(safe(t)[:300] for t in found)
+    evidence = tuple(t[:300] for t in found)
     if len(found) > 1:
         out.append(CHECK.finding("record_multiple", f"_mta-sts.{domain}", evidence, domain=domain, count=len(found)))
     else:
@@ -228,7 +227,7 @@ async def run(ctx: Context) -> list[Finding]:
             out.append(CHECK.finding("record_ok", f"_mta-sts.{domain}", evidence, domain=domain, id=record.id))
         except mtasts.MtaStsError as e:
             out.append(CHECK.finding("record_syntax", f"_mta-sts.{domain}", evidence, domain=domain,
-                                     error=safe(str(e))))
+                                     error=str(e)))
     policy = await _policy(ctx, domain, out)
     out += await _tlsrpt(ctx, domain, tlsrpt, uses=("MTA-STS", ()))
     if policy is None:
@@ -258,40 +257,40 @@ async def _policy(ctx: Context, domain: str, out: list[Finding]) -> mtasts.Polic
                                                           connect_timeout=timeout, read_timeout=timeout))
     ev = tuple(x for x in (f"GET {url}" + (f" from {r.address}" if r.address else ""),
                            f"HTTP {r.status}" if r.status else "",
-                           f"Content-Type: {safe(r.content_type)[:100]}" if r.content_type else "",
-                           f"Location: {safe(r.location)[:200]}" if r.location else "",
-                           safe(r.error)[:300] if r.error else "",
-                           safe(r.detail)[:300] if r.detail else "") if x)
+                           f"Content-Type: {r.content_type[:100]}" if r.content_type else "",
+                           f"Location: {r.location[:200]}" if r.location else "",
+                           r.error[:300] if r.error else "",
+                           r.detail[:300] if r.detail else "") if x)
     if r.kind in (http.CONNECT_TIMEOUT, http.NO_ROUTE) or (r.kind == http.ERROR and not r.status):
         # Nothing on the policy host's side answered: this machine's network may be the cause.
-        out.append(CHECK.finding("policy_not_checked", host, ev, error=safe(r.error)[:200] or r.kind, **args))
+        out.append(CHECK.finding("policy_not_checked", host, ev, error=r.error[:200] or r.kind, **args))
     elif r.kind == http.TLS:
-        out.append(CHECK.finding("fetch_tls_invalid", host, ev, error=safe(r.error)[:200], **args))
+        out.append(CHECK.finding("fetch_tls_invalid", host, ev, error=r.error[:200], **args))
     elif r.kind == http.REDIRECT:
         out.append(CHECK.finding("fetch_redirect", host, ev, status=r.status,
-                                 location=safe(r.location)[:200] or "(no Location)", **args))
+                                 location=r.location[:200] or "(no Location)", **args))
     elif r.kind == http.STATUS:
         out.append(CHECK.finding("fetch_status", host, ev, status=r.status, **args))
     elif r.kind == http.TOO_BIG:
-        out.append(CHECK.finding("fetch_too_big", host, ev, limit=http.MAX_BODY, error=safe(r.error), **args))
+        out.append(CHECK.finding("fetch_too_big", host, ev, limit=http.MAX_BODY, error=r.error, **args))
     elif r.kind == http.CONTENT_TYPE:
-        out.append(CHECK.finding("fetch_content_type", host, ev, content_type=safe(r.content_type)[:80] or "(none)",
+        out.append(CHECK.finding("fetch_content_type", host, ev, content_type=r.content_type[:80] or "(none)",
                                  **args))
     elif not r.ok:
-        out.append(CHECK.finding("fetch_failed", host, ev, error=safe(r.error)[:200] or r.kind, **args))
+        out.append(CHECK.finding("fetch_failed", host, ev, error=r.error[:200] or r.kind, **args))
     if not r.ok:
         return None
     try:
         policy = mtasts.parse_policy(r.body)
     except mtasts.MtaStsError as e:
-        body = tuple(safe(line)[:200] for line in r.body.decode("latin-1").splitlines()[:10])
-        out.append(CHECK.finding("policy_syntax", host, ev + body, error=safe(str(e)), **args))
+        body = tuple(line[:200] for line in r.body.decode("latin-1").splitlines()[:10])
+        out.append(CHECK.finding("policy_syntax", host, ev + body, error=str(e), **args))
         return None
-    ev = ev + tuple(safe(line)[:200] for line in r.body.decode("latin-1").splitlines()[:20])
+    ev = ev + tuple(line[:200] for line in r.body.decode("latin-1").splitlines()[:20])
     out.append(CHECK.finding("policy_ok", host, ev, domain=domain, mode=policy.mode, max_age=policy.max_age,
-                             mx=safe(", ".join(policy.mx)) or "(none)"))
+                             mx=", ".join(policy.mx) or "(none)"))
     if policy.notes:
-        out.append(CHECK.finding("policy_notes", host, ev, url=url, notes=safe("; ".join(policy.notes))[:300]))
+        out.append(CHECK.finding("policy_notes", host, ev, url=url, notes=("; ".join(policy.notes))[:300]))
     if policy.mode == "none":
         out.append(CHECK.finding("mode_none", host, ev, domain=domain))
     elif policy.mode == "testing":
@@ -326,7 +325,7 @@ async def _dane_in_use(ctx: Context) -> tuple[str, tuple[str, ...]] | None:
     published = [a for a in answers if a.ok]
     if not published:
         return None
-    return "DANE", tuple(safe(a.describe())[:300] for a in published[:4])
+    return "DANE", tuple(a.describe()[:300] for a in published[:4])
 
 
 def _tlsrpt_published(answer) -> bool:
@@ -342,7 +341,7 @@ def _tlsrpt_attempts(texts: list[str]) -> list[str]:
 
 
 def _attempt_error(text: str) -> str:
-    shown = f"'{safe(text)[:60]}'"
+    shown = f"'{text[:60]}'"
     if text.lstrip(" \t").lower().startswith("v=tlsrpt"):
         return (f"{shown} does not start with v=TLSRPTv1 exactly (spelling and case matter), and senders "
                 "discard every other TXT record here (RFC 8460 3)")
@@ -355,29 +354,29 @@ async def _tlsrpt(ctx: Context, domain: str, answer, uses: tuple[str, tuple[str,
     notice only when `uses` names what needs it (MTA-STS, DANE)."""
     name = f"_smtp._tls.{domain}"
     if not answer.ok and not answer.outcome.definite:
-        return [CHECK.finding("tlsrpt_lookup_failed", name, (safe(answer.describe())[:300],), domain=domain,
-                              error=safe(answer.detail or answer.outcome.value)[:200])]
+        return [CHECK.finding("tlsrpt_lookup_failed", name, (answer.describe()[:300],), domain=domain,
+                              error=(answer.detail or answer.outcome.value)[:200])]
     texts = _txt_strings(answer) if answer.ok else []
     found = [t for t in texts if mtasts.looks_like_tlsrpt_record(t)]
     attempts = _tlsrpt_attempts(texts)
     if not found and attempts:
-        evidence = tuple(safe(t)[:300] for t in attempts)
+        evidence = tuple(t[:300] for t in attempts)
         return [CHECK.finding("tlsrpt_syntax", name, evidence, domain=domain, error=_attempt_error(attempts[0]))]
     if not found:
         if uses is None:
             return []
         what, ev = uses
-        return [CHECK.finding("tlsrpt_missing", name, ((safe(answer.describe())[:300],) + ev), domain=domain,
+        return [CHECK.finding("tlsrpt_missing", name, ((answer.describe()[:300],) + ev), domain=domain,
                               uses=what)]
-    evidence = tuple(safe(t)[:300] for t in found)
-    ignored = tuple(f"ignored by senders: {safe(t)[:200]}" for t in texts if t not in found)
+    evidence = tuple(t[:300] for t in found)
+    ignored = tuple(f"ignored by senders: {t[:200]}" for t in texts if t not in found)
     if len(found) > 1:
         return [CHECK.finding("tlsrpt_multiple", name, evidence + ignored, domain=domain, count=len(found))]
     try:
         record = mtasts.parse_tlsrpt_record(found[0])
     except mtasts.MtaStsError as e:
-        return [CHECK.finding("tlsrpt_syntax", name, evidence + ignored, domain=domain, error=safe(str(e)))]
-    return [CHECK.finding("tlsrpt_ok", name, evidence + ignored, domain=domain, rua=safe(", ".join(record.rua)))]
+        return [CHECK.finding("tlsrpt_syntax", name, evidence + ignored, domain=domain, error=str(e))]
+    return [CHECK.finding("tlsrpt_ok", name, evidence + ignored, domain=domain, rua=", ".join(record.rua))]
 
 
 # ---------------------------------------------------------------- the MX hosts against the policy
@@ -392,7 +391,7 @@ async def _judge_mx(ctx: Context, domain: str, policy: mtasts.Policy) -> list[Fi
     if mx is None or not mx.hosts:
         return []
     out: list[Finding] = []
-    patterns = safe(", ".join(policy.mx))
+    patterns = ", ".join(policy.mx)
     hosts = list(dict.fromkeys(h.name for h in mx.hosts))
     matched = [h for h in hosts if policy.matches(h)]
     for h in hosts:
@@ -403,7 +402,7 @@ async def _judge_mx(ctx: Context, domain: str, policy: mtasts.Policy) -> list[Fi
         out.append(CHECK.finding("no_mx_matched", domain, (f"mx: {patterns}",), domain=domain, mx=patterns))
     if not matched:
         return out
-    from deliverck.checks.smtp import evidence, sessions_for_followers
+    from deliverck.checks.smtp import evidence, sessions_for_followers, undecided_reason
 
     try:
         greeted, undecided = await sessions_for_followers(ctx)
@@ -421,7 +420,7 @@ async def _judge_mx(ctx: Context, domain: str, policy: mtasts.Policy) -> list[Fi
         for mh in (m for m in mx.hosts if m.name == h):
             for ip in mh.addresses.ips:
                 if ip in undecided_ips:
-                    not_checked.append((ip, undecided_ips[ip].outcome.value.replace("_", " ")))
+                    not_checked.append((ip, undecided_reason(undecided_ips[ip])))
                     seen += [f"{ip}: {x}" for x in evidence(undecided_ips[ip])]
                     continue
                 s = by_ip.get(ip)
@@ -463,18 +462,18 @@ def _tls_failure(s, host: str, store, now) -> str | None:
     if not s.starttls_offered:
         return "no STARTTLS"
     if s.tls is None or s.tls.error:
-        return safe("TLS handshake failed: " + (s.tls.error if s.tls else "no TLS session"))[:200]
+        return ("TLS handshake failed: " + (s.tls.error if s.tls else "no TLS session"))[:200]
     report = tls.analyse(s.tls.chain, host, now=now, store=store)
     if report.parse_error or report.leaf is None:
-        return safe(report.parse_error or "no certificate")[:200]
+        return (report.parse_error or "no certificate")[:200]
     problems = []
     if report.expired:
         problems.append("certificate expired")
     elif report.not_yet_valid:
         problems.append("certificate not yet valid")
     if not report.name_ok:
-        problems.append(f"certificate not valid for {host} (names: {safe(', '.join(report.names)) or 'none'})")
+        problems.append(f"certificate not valid for {host} (names: {', '.join(report.names) or 'none'})")
     if not report.trusted:
         problems.append("certificate " + ("self-signed" if report.leaf.self_signed else "untrusted")
-                        + (f": {safe(report.trust_error)[:120]}" if report.trust_error else ""))
+                        + (f": {report.trust_error[:120]}" if report.trust_error else ""))
     return "; ".join(problems) or None

@@ -11,7 +11,7 @@ from __future__ import annotations
 import ipaddress
 from collections import defaultdict
 
-from deliverck.context import Context, HostAddresses
+from deliverck.context import ADDRESS_LIMIT, HOST_ADDRESS_LIMIT, MX_HOST_LIMIT, Context, HostAddresses
 from deliverck.model import CheckSpec, Direction, Finding, FindingSpec, Owner, Severity, Skip
 from deliverck.net.addresses import scope
 from deliverck.net.dns import Outcome
@@ -95,6 +95,27 @@ CHECK = CheckSpec(
                     "MX hosts {hosts} share preference {preference}: senders spread mail across them at random",
                     "Intended for load sharing; make sure every one of them accepts mail for {subject}.",
                     Owner.NOBODY, NONE, refs=("RFC 5321 5.1",)),
+        # Fan-out limits (context.py): what a sender would never try, deliverck does not audit either.
+        FindingSpec("mx.too_many_hosts", Severity.WARNING,
+                    "{subject} publishes {count} MX hosts: senders try a few addresses per delivery, most "
+                    "preferred first (Postfix and Exim: 5), so hosts past the first few never get mail; "
+                    "deliverck checked the first {limit} and left out {left_out}",
+                    "Publish MX records only for the mail hosts you run (a handful at most), each with the "
+                    "preference senders should try it in.",
+                    DNS, IN, refs=("RFC 5321 5.1", "postconf(5) smtp_mx_address_limit", "Exim hosts_max_try")),
+        FindingSpec("mx.too_many_addresses", Severity.WARNING,
+                    "MX host {subject} has {count} {family} addresses: senders try at most a few addresses "
+                    "per delivery (Postfix smtp_mx_address_limit 5, Exim hosts_max_try 5); deliverck "
+                    "checked the first {limit}",
+                    "Publish only the addresses where {subject} accepts mail; spread load with more MX hosts "
+                    "or a load balancer behind a few addresses, not with hundreds of address records.",
+                    DNS, IN, refs=("RFC 5321 5.1", "postconf(5) smtp_mx_address_limit", "Exim hosts_max_try")),
+        FindingSpec("mx.addresses_not_audited", Severity.NOTICE,
+                    "the mail hosts of {subject} have more than {limit} addresses: deliverck audited the first "
+                    "{limit} (reverse DNS, block lists, SPF, SMTP) and left out {count}: {addresses}",
+                    "Senders try only the first few addresses (Postfix and Exim: 5); if every address matters, "
+                    "audit them one by one (`deliverck IP`).",
+                    DNS, IN, refs=("RFC 5321 5.1", "postconf(5) smtp_mx_address_limit")),
         FindingSpec("mx.lookup_failed", Severity.ERROR,
                     "the MX lookup for {subject} failed ({outcome}): senders cannot route mail to it either",
                     "Check the domain's authoritative name servers: they must answer MX queries (and DNSSEC, "
@@ -176,7 +197,7 @@ async def run(ctx: Context) -> list[Finding]:
         if mx.apex.ips:
             out.append(CHECK.finding("implicit", d, ev + mx.apex.evidence()))
             host_findings, state = _host_findings(d, mx.apex, d)
-            out += host_findings
+            out += host_findings + _over_limit(d, mx.apex)
             if state in ("not_found", "unreachable"):
                 out.append(CHECK.finding("no_usable_host", d, mx.apex.evidence(), host=d,
                                          ip=(mx.apex.ips or ("",))[0], reason=state))
@@ -187,8 +208,13 @@ async def run(ctx: Context) -> list[Finding]:
             return out
         return [CHECK.finding("no_mail_host", d, ev + mx.apex.evidence())]
 
-    shown = [f"{p} {ex or '.'}" for p, ex in mx.records]
+    every = [f"{p} {ex or '.'}" for p, ex in mx.records]
+    shown = _shown(every)
     out.append(CHECK.finding("records", d, shown, count=len(mx.records), records=", ".join(shown)))
+    if mx.unresolved:
+        count = len({ex for _, ex in mx.records if ex})
+        out.append(CHECK.finding("too_many_hosts", d, shown, count=count, limit=MX_HOST_LIMIT,
+                                 left_out=_listed(mx.unresolved, "host")))
     if mx.null:
         if all(ex == "" for _, ex in mx.records):
             out.append(CHECK.finding("null", d, shown))
@@ -201,7 +227,7 @@ async def run(ctx: Context) -> list[Finding]:
         if host.name in seen:
             continue
         host_findings, state = _host_findings(host.name, host.addresses, d)
-        out += host_findings
+        out += host_findings + _over_limit(host.name, host.addresses)
         seen[host.name] = state
         if state == "usable" and any(scope(ip).routable for ip in host.addresses.ipv4):
             v4_usable = True
@@ -225,4 +251,38 @@ async def run(ctx: Context) -> list[Finding]:
     for pref, names in sorted(by_pref.items()):
         if len(names) > 1:
             out.append(CHECK.finding("equal_preference", d, shown, hosts=", ".join(names), preference=pref))
+    return out + await left_out_findings(ctx)
+
+
+def _shown(items, limit: int = 2 * MX_HOST_LIMIT) -> list[str]:
+    """Evidence stays readable (and small) when a domain publishes hundreds of records."""
+    items = list(items)
+    if len(items) <= limit:
+        return items
+    return items[:limit] + [f"... and {len(items) - limit} more"]
+
+
+def _listed(names, what: str) -> str:
+    names = list(names)
+    head = ", ".join(_shown(names, 5))
+    return f"{len(names)} {what}{'s' if len(names) != 1 else ''} ({head})"
+
+
+def _over_limit(name: str, addr: HostAddresses) -> list[Finding]:
+    out = []
+    for fam, count in addr.over_limit:
+        rdtype, audited = ("A", addr.ipv4) if fam == "IPv4" else ("AAAA", addr.ipv6)
+        audited = tuple(ip for ip in addr.audited if ip in frozenset(audited))
+        ev = (f"{name} {rdtype}: {count} records; audited: {', '.join(audited)}",)
+        out.append(CHECK.finding("too_many_addresses", name, ev, count=count, family=fam, limit=HOST_ADDRESS_LIMIT))
     return out
+
+
+async def left_out_findings(ctx: Context) -> list[Finding]:
+    """Addresses past the audit's address limit (context.ADDRESS_LIMIT)."""
+    plan = await ctx.address_plan()
+    if not plan.left_out:
+        return []
+    return [CHECK.finding("addresses_not_audited", ctx.target.name, _shown(plan.left_out),
+                          count=len(plan.left_out), limit=ADDRESS_LIMIT,
+                          addresses=", ".join(_shown(plan.left_out, 5)))]

@@ -14,7 +14,7 @@ import asyncio
 import ipaddress
 import re
 
-from deliverck.context import Context, MailAddress, split_public
+from deliverck.context import PTR_NAME_LIMIT, Context, MailAddress, split_public
 from deliverck.model import CheckSpec, Direction, Finding, FindingSpec, Owner, Severity, Skip
 from deliverck.net.dns import Outcome, reverse_name
 from deliverck.target import is_hostname
@@ -48,6 +48,11 @@ CHECK = CheckSpec(
                     DNS, OUT, refs=("RFC 1912 2.1", "seed 003")),
         FindingSpec("ptr.multiple", Severity.WARNING,
                     "{subject} has {count} PTR records ({names}); receivers pick one at random",
+                    "Keep a single PTR record naming the host the server announces in HELO.",
+                    IPO, OUT, refs=("RFC 1912 2.1",)),
+        FindingSpec("ptr.too_many_names", Severity.WARNING,
+                    "{subject} has {count} PTR records; receivers use one of them, picked at random; deliverck "
+                    "forward-confirmed only the first {limit} by name ({names}) and left out {left_out}",
                     "Keep a single PTR record naming the host the server announces in HELO.",
                     IPO, OUT, refs=("RFC 1912 2.1",)),
         FindingSpec("ptr.generic", Severity.WARNING,
@@ -125,9 +130,18 @@ async def _check_address(ctx: Context, ma: MailAddress) -> list[Finding]:
     if not ans.ok:
         return [CHECK.finding("lookup_failed", ip, (ans.describe(),), ip=ip, rname=rname,
                               outcome=ans.outcome.value)]
-    names = [r.target.to_text(omit_final_dot=True).lower() for r in ans.records]
+    published = list(dict.fromkeys(r.target.to_text(omit_final_dot=True).lower() for r in ans.records))
     out: list[Finding] = []
-    if len(names) > 1:
+    names = published
+    if len(published) > PTR_NAME_LIMIT:
+        # Each name costs forward lookups: past the limit they are named, not followed.
+        names = sorted(published)[:PTR_NAME_LIMIT]
+        rest = [n for n in published if n not in names]
+        shown = ", ".join(rest[:5]) + (f" and {len(rest) - 5} more" if len(rest) > 5 else "")
+        out.append(CHECK.finding("too_many_names", ip, (f"{rname} PTR: {len(published)} records",), ip=ip,
+                                 count=len(published), limit=PTR_NAME_LIMIT, names=", ".join(names),
+                                 left_out=shown))
+    elif len(names) > 1:
         out.append(CHECK.finding("multiple", ip, (ans.describe(),), ip=ip, count=len(names),
                                  names=", ".join(names)))
     family = "A" if ipaddress.ip_address(ip).version == 4 else "AAAA"

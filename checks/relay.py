@@ -11,8 +11,7 @@ from __future__ import annotations
 
 from deliverck.context import Context
 from deliverck.model import CheckSpec, Direction, Finding, FindingSpec, Owner, Severity
-from deliverck.net.smtp import RELAY_RECIPIENT, RELAY_SENDER, Outcome
-from deliverck.report.escape import safe
+from deliverck.net.smtp import RELAY_RECIPIENT, RELAY_SENDER
 
 CHECK = CheckSpec(
     id="relay",
@@ -40,23 +39,24 @@ CHECK = CheckSpec(
 
 
 async def run(ctx: Context) -> list[Finding]:
-    from deliverck.checks.smtp import evidence, sessions_for_followers
+    from deliverck.checks.smtp import evidence, sessions_for_followers, undecided_reason
 
     greeted, undecided = await sessions_for_followers(ctx)
     out: list[Finding] = []
     for ma, s in undecided + greeted:
         args = dict(ip=ma.ip, host=ma.host or ma.ip, sender=RELAY_SENDER, recipient=RELAY_RECIPIENT)
         ev = evidence(s, "MAIL", "RCPT")
-        if s.outcome is not Outcome.OK:
-            out.append(CHECK.finding("not_tested", ma.ip, ev, reason=f"no SMTP session ({s.outcome.value})", **args))
+        if not s.usable:
+            out.append(CHECK.finding("not_tested", ma.ip, ev, reason=f"no SMTP session ({undecided_reason(s)})",
+                                     **args))
         elif s.relay is None:
             out.append(CHECK.finding("not_tested", ma.ip, ev, reason="the session ended before MAIL FROM", **args))
         elif s.relay.rcpt is None:
             mail = s.relay.mail
-            reason = f"MAIL FROM was answered {safe(mail.line())}" if mail else "MAIL FROM got no answer"
+            reason = f"MAIL FROM was answered {mail.line()}" if mail else "MAIL FROM got no answer"
             out.append(CHECK.finding("not_tested", ma.ip, ev, reason=reason, **args))
         elif s.relay.open:
-            out.append(CHECK.finding("open", ma.ip, ev, reply=safe(s.relay.rcpt.line()), **args))
+            out.append(CHECK.finding("open", ma.ip, ev, reply=s.relay.rcpt.line(), **args))
         else:
-            out.append(CHECK.finding("closed", ma.ip, ev, reply=safe(s.relay.rcpt.line()), **args))
+            out.append(CHECK.finding("closed", ma.ip, ev, reply=s.relay.rcpt.line(), **args))
     return out

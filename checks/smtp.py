@@ -16,7 +16,6 @@ import dataclasses
 from deliverck.context import Context, MailAddress
 from deliverck.model import CheckSpec, Direction, Finding, FindingSpec, Owner, Severity, Skip
 from deliverck.net.smtp import Outcome, SmtpSession
-from deliverck.report.escape import safe
 
 IN, NONE = Direction.INBOUND, Direction.NONE
 MAIL, NET = Owner.MAIL_ADMIN, Owner.NETWORK
@@ -78,6 +77,11 @@ CHECK = CheckSpec(
                     "{ip} ({host}) refuses EHLO ({reply}): no ESMTP, so no STARTTLS, SIZE or 8BITMIME",
                     "Enable ESMTP (EHLO) on the server; every current MTA supports it.",
                     MAIL, IN, refs=("RFC 5321 4.1.1.1",)),
+        FindingSpec("smtp.ehlo_failed", Severity.ERROR,
+                    "{ip} ({host}) greets, but {what} after EHLO: no sender gets as far as handing over mail",
+                    "Find out why the server stops after EHLO (its log; a crash or a timeout in a milter, "
+                    "policy service or DNS lookup it makes at EHLO; a firewall or proxy that cuts the session).",
+                    MAIL, IN, refs=("RFC 5321 4.1.1.1", "RFC 5321 4.5.3.2")),
         FindingSpec("smtp.ipv6_unreachable", Severity.WARNING,
                     "{host} has AAAA {ip}, but port 25 does not answer there ({outcome}) while IPv4 works",
                     "Make the server listen on {ip} port 25 and open IPv6 in the firewall, or remove the AAAA "
@@ -158,8 +162,8 @@ def _exchanges(lines, verbs: set[str], first_only: bool) -> tuple[str, ...]:
 def _greeting_line(s: SmtpSession) -> str:
     """The greeting exactly as the server sent it (for a non-SMTP answer, its first line)."""
     if s.greeting is not None:
-        return safe(s.greeting.wire())
-    return safe(s.first_line)
+        return s.greeting.wire()
+    return s.first_line
 
 
 def session_findings(ma: MailAddress, s: SmtpSession, seconds: float) -> list[Finding]:
@@ -175,8 +179,12 @@ def _session_findings(ma: MailAddress, s: SmtpSession, seconds: float) -> list[F
     o = s.outcome
     if o is Outcome.OK:
         out = [CHECK.finding("greeting", ma.ip, greeting=_greeting_line(s), **args)]
-        if s.ehlo is not None and s.ehlo.code != 250:
-            out.append(CHECK.finding("no_ehlo", ma.ip, evidence(s, "EHLO", "HELO"), reply=safe(s.ehlo.wire()),
+        if s.ehlo_error:
+            what = "the server stops answering" if s.ehlo_error == "timeout" else "the server closes the connection"
+            out.append(CHECK.finding("ehlo_failed", ma.ip, evidence(s, "EHLO", "HELO"), what=what,
+                                     error=s.ehlo_error_text, **args))
+        elif s.ehlo is not None and s.ehlo.code != 250:
+            out.append(CHECK.finding("no_ehlo", ma.ip, evidence(s, "EHLO", "HELO"), reply=s.ehlo.wire(),
                                      **args))
         return out
     if o is Outcome.REFUSED:
@@ -188,14 +196,14 @@ def _session_findings(ma: MailAddress, s: SmtpSession, seconds: float) -> list[F
     if o is Outcome.TARPIT:
         return [CHECK.finding("tarpit", ma.ip, seconds=f"{seconds:g}", reason="timeout_before_greeting", **args)]
     if o is Outcome.GREETING_REJECTED:
-        return [CHECK.finding("greeting_rejected", ma.ip, greeting=_greeting_line(s), reply=safe(s.detail), **args)]
+        return [CHECK.finding("greeting_rejected", ma.ip, greeting=_greeting_line(s), reply=s.detail, **args)]
     if o is Outcome.GREETING_DEFERRED:
-        return [CHECK.finding("greeting_deferred", ma.ip, greeting=_greeting_line(s), reply=safe(s.detail), **args)]
+        return [CHECK.finding("greeting_deferred", ma.ip, greeting=_greeting_line(s), reply=s.detail, **args)]
     if o is Outcome.NOT_SMTP:
-        return [CHECK.finding("not_smtp", ma.ip, greeting=_greeting_line(s), what=safe(s.detail)[:200], **args)]
+        return [CHECK.finding("not_smtp", ma.ip, greeting=_greeting_line(s), what=s.detail[:200], **args)]
     if o is Outcome.CLOSED:
         return [CHECK.finding("closed", ma.ip, reason="closed_before_greeting", **args)]
-    return [CHECK.finding("probe_failed", ma.ip, detail=safe(s.detail), **args)]
+    return [CHECK.finding("probe_failed", ma.ip, detail=s.detail, **args)]
 
 
 # Outcomes that say nothing about the server: the session could not tell.
@@ -209,6 +217,13 @@ async def sessions(ctx: Context) -> list[tuple[MailAddress, SmtpSession]]:
     return list(zip(targets, found))
 
 
+def undecided_reason(s: SmtpSession) -> str:
+    """Why a follower check could not judge a session, in words."""
+    if s.outcome is Outcome.OK and s.ehlo_error:
+        return "no answer to EHLO" if s.ehlo_error == "timeout" else "the connection was closed after EHLO"
+    return s.outcome.value.replace("_", " ")
+
+
 async def sessions_for_followers(ctx: Context) -> tuple[list[tuple[MailAddress, SmtpSession]],
                                                          list[tuple[MailAddress, SmtpSession]]]:
     """For checks that read a session (helo, starttls, relay): (greeted, undecided).
@@ -218,8 +233,10 @@ async def sessions_for_followers(ctx: Context) -> tuple[list[tuple[MailAddress, 
     no address is left at all, the check does not apply: Skip.
     """
     pairs = await sessions(ctx)
-    greeted = [(ma, s) for ma, s in pairs if s.outcome is Outcome.OK]
-    undecided = [(ma, s) for ma, s in pairs if s.outcome in UNDECIDED]
+    greeted = [(ma, s) for ma, s in pairs if s.usable]
+    # A session that stopped after the greeting (no answer to EHLO) leaves STARTTLS, the relay
+    # test and DANE undecided: the EHLO failure is the smtp check's finding.
+    undecided = [(ma, s) for ma, s in pairs if s.outcome in UNDECIDED or (s.outcome is Outcome.OK and not s.usable)]
     if not greeted and not undecided:
         raise Skip("no MX address accepts SMTP (see the smtp check)" if pairs
                    else "no receiving address to probe (see the mx check)")
@@ -238,7 +255,7 @@ async def run(ctx: Context) -> list[Finding]:
     if not pairs:
         return out
     seconds = ctx.config.smtp_timeout
-    working_hosts = {ma.host for ma, s in pairs if s.outcome is Outcome.OK}
+    working_hosts = {ma.host for ma, s in pairs if s.usable}
     # IPv6 down while IPv4 of the same host works: IPv6-first senders lose time.  That
     # finding replaces the address's own refused/timeout one (one cause, one finding).
     ipv6_down = {ma.ip for ma, s in pairs
@@ -262,16 +279,19 @@ async def run(ctx: Context) -> list[Finding]:
     outcomes = [s.outcome for _, s in pairs]
     if all(o is Outcome.CONNECT_TIMEOUT for o in outcomes):
         out.append(CHECK.finding("port25_blocked", ctx.target.label))
-    if not any(o is Outcome.OK for o in outcomes) and not all(o is Outcome.CONNECT_TIMEOUT for o in outcomes):
+    if not any(s.usable for _, s in pairs) and not all(o is Outcome.CONNECT_TIMEOUT for o in outcomes):
         judged = [(ma, s) for ma, s in pairs if s.outcome not in (Outcome.UNREACHABLE, Outcome.ERROR, Outcome.TARPIT)]
-        kinds = {_DEFINITE_FAILURES.get(s.outcome, "timeout") for _, s in judged}
+        kinds = {"rejected" if s.ehlo_error else _DEFINITE_FAILURES.get(s.outcome, "timeout") for _, s in judged}
         if kinds:
             reason = kinds.pop() if len(kinds) == 1 else "mixed"
             # The most preferred address that failed definitely: what a sender's bounce quotes.
-            first_ma, first = next(((m, x) for m, x in judged if x.outcome in _DEFINITE_FAILURES), judged[0])
+            first_ma, first = next(((m, x) for m, x in judged if x.outcome in _DEFINITE_FAILURES or x.ehlo_error),
+                                   judged[0])
+            outcome = f"ehlo_{first.ehlo_error}" if first.ehlo_error else \
+                _OUTCOME_ARG.get(first.outcome, first.outcome.value)
             out.append(CHECK.finding("no_host_accepts", ctx.target.label, reason=reason,
                                      host=first_ma.host or first_ma.ip, ip=first_ma.ip, port=first.port,
-                                     outcome=_OUTCOME_ARG.get(first.outcome, first.outcome.value),
+                                     outcome=outcome,
                                      greeting=_greeting_line(first)))
     return out
 
@@ -288,7 +308,7 @@ async def _other_ports(ctx: Context) -> list[Finding]:
         args = dict(ip=ma.ip, host=ma.host or ma.ip, port=port)
         if s.outcome is Outcome.OK:
             tls = f", {s.tls.version}" if s.tls and s.tls.version else ""
-            state = safe(s.greeting.line() if s.greeting else "greeted") + tls
+            state = (s.greeting.line() if s.greeting else "greeted") + tls
             out.append(CHECK.finding("other_port", ma.ip, transcript(s), state=state, **args))
         else:
             out.append(CHECK.finding("other_port_closed", ma.ip, transcript(s),

@@ -15,7 +15,6 @@ from datetime import datetime, timezone
 from deliverck.context import Context
 from deliverck.model import CheckSpec, Direction, Finding, FindingSpec, Owner, Severity
 from deliverck.net import tls
-from deliverck.report.escape import safe
 
 IN, NONE = Direction.INBOUND, Direction.NONE
 MAIL = Owner.MAIL_ADMIN
@@ -90,12 +89,12 @@ async def _trust_store(ctx: Context):
 
 
 async def run(ctx: Context) -> list[Finding]:
-    from deliverck.checks.smtp import evidence, sessions_for_followers
+    from deliverck.checks.smtp import evidence, sessions_for_followers, undecided_reason
 
     greeted, undecided = await sessions_for_followers(ctx)
     out: list[Finding] = []
     for ma, s in undecided:
-        out.append(CHECK.finding("not_checked", ma.ip, evidence(s), reason=s.outcome.value.replace("_", " "),
+        out.append(CHECK.finding("not_checked", ma.ip, evidence(s), reason=undecided_reason(s),
                                  ip=ma.ip, host=ma.host or ma.ip))
     if not greeted:
         return out
@@ -110,18 +109,18 @@ async def run(ctx: Context) -> list[Finding]:
         ev = evidence(s, "STARTTLS")
         if s.tls is None or s.tls.error:
             error = s.tls.error if s.tls else "no TLS session"
-            out.append(CHECK.finding("failed", ma.ip, ev, error=safe(error)[:200], **args))
+            out.append(CHECK.finding("failed", ma.ip, ev, error=error[:200], **args))
             continue
         report = tls.analyse(s.tls.chain, host, now=now, store=store, warn_days=ctx.config.cert_warn_days)
         if report.leaf is not None and not report.parse_error:
             # Machine-readable days to expiry (negative once expired) on every finding of
             # this session: the Prometheus format's deliverck_certificate_days_left.
             args = {**args, "days_left": report.days_left}
-        cert = (f"certificate: {safe(tls.summarize(report))}",) if report.leaf is not None else ()
+        cert = (f"certificate: {tls.summarize(report)}",) if report.leaf is not None else ()
         found = _judge(ma.ip, host, s.tls, report, ev + cert, args, ctx.config.cert_warn_days, now)
         if not found:
             found = [CHECK.finding("ok", ma.ip, ev, version=s.tls.version, cipher=s.tls.cipher,
-                                   cert=safe(tls.summarize(report)), **args)]
+                                   cert=tls.summarize(report), **args)]
         out += found
     return out
 
@@ -131,7 +130,7 @@ def _judge(ip, host, facts, report, ev, args, warn_days: int, now: datetime) -> 
     if facts.version not in _TLS12:
         out.append(CHECK.finding("old_protocol", ip, ev, version=facts.version or "unknown", **args))
     if report.parse_error or report.leaf is None:
-        return out + [CHECK.finding("failed", ip, ev, error=safe(report.parse_error or "no certificate"), **args)]
+        return out + [CHECK.finding("failed", ip, ev, error=report.parse_error or "no certificate", **args)]
     leaf = report.leaf
     dates = dict(not_after=leaf.not_after.date().isoformat(), not_before=leaf.not_before.date().isoformat())
     if report.expired:
@@ -141,7 +140,7 @@ def _judge(ip, host, facts, report, ev, args, warn_days: int, now: datetime) -> 
     elif report.days_left < warn_days:
         out.append(CHECK.finding("cert_expiring", ip, ev, days=report.days_left, **dates, **args))
     if host and not report.name_ok:
-        out.append(CHECK.finding("cert_name_mismatch", ip, ev, names=safe(", ".join(report.names) or "no names"),
+        out.append(CHECK.finding("cert_name_mismatch", ip, ev, names=", ".join(report.names) or "no names",
                                  **args))
     out += _authority(ip, report, ev, args)
     if report.weak_key:
@@ -163,15 +162,15 @@ def _authority(ip, report, ev, args) -> list[Finding]:
     leaf = report.leaf
     weak = report.weak_signature
     if leaf.self_signed:
-        extra = (f"also: signed with {safe(weak)}, which senders refuse",) if weak else ()
+        extra = (f"also: signed with {weak}, which senders refuse",) if weak else ()
         return [CHECK.finding("cert_self_signed", ip, ev + extra, **args)]
     if not report.trusted and report.trust_failure != "signature_algorithm":
-        extra = (f"also: signed with {safe(weak)}, which senders refuse",) if weak else ()
-        return [CHECK.finding("cert_untrusted", ip, ev + extra, error=safe(report.trust_error)[:200], **args)]
+        extra = (f"also: signed with {weak}, which senders refuse",) if weak else ()
+        return [CHECK.finding("cert_untrusted", ip, ev + extra, error=report.trust_error[:200], **args)]
     if weak:
-        extra = (f"so the chain is not trusted: {safe(report.trust_error)[:200]}",) if not report.trusted else ()
+        extra = (f"so the chain is not trusted: {report.trust_error[:200]}",) if not report.trusted else ()
         return [CHECK.finding("weak_signature", ip, ev + extra, reason=weak, **args)]
     if not report.trusted:
         # cryptography refused an algorithm deliverck does not rate weak (e.g. an unusual one).
-        return [CHECK.finding("cert_untrusted", ip, ev, error=safe(report.trust_error)[:200], **args)]
+        return [CHECK.finding("cert_untrusted", ip, ev, error=report.trust_error[:200], **args)]
     return []

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime as dt
+import errno
 import json
 import os
 import tempfile
@@ -19,6 +20,7 @@ from typing import Sequence
 
 from deliverck.configfile import Ignore, TargetSpec
 from deliverck.errors import DeliverckError, UsageError
+from deliverck.inputfile import sync_directory
 from deliverck.model import (
     EXIT_FAIL,
     EXIT_INCOMPLETE,
@@ -165,20 +167,108 @@ def state_of(t: TargetResult) -> dict:
     return {"verdict": t.report.verdict.value, "findings": [list(x) for x in found]}
 
 
+# Per target a verdict and its findings: a state file of 10,000 targets stays far below this.
+MAX_STATE_BYTES = 256 * 1024 * 1024
+
+
+def check_paths(output: str | None, state: str | None) -> None:
+    """--output and --state, before any target is audited: bad usage writes nothing and looks
+    nothing up.  Both are replaced by rename (write_atomic) of the file a symbolic link points
+    to, so each must resolve to a regular file or a new name, in a writable directory, and
+    they must be two different files."""
+    from deliverck.inputfile import ReadError, output_path
+
+    for what, path in (("--output", output), ("--state", state)):
+        if path is None:
+            continue
+        try:
+            output_path(os.path.realpath(path) if path else path)
+        except ReadError as e:
+            raise UsageError(f"{what} {path}: {e}" if path else f"{what} {e}") from None
+    if output and state:
+        same = os.path.realpath(output) == os.path.realpath(state)
+        try:
+            same = same or os.path.samefile(output, state)      # hard links, bind mounts
+        except OSError:
+            pass
+        if same:
+            raise UsageError(f"--output and --state are the same file ({output}): give two files")
+
+
+# The verdicts a state entry may record (Verdict values) and the range of last_success that
+# every renderer can show as a date (datetime's years 1970 to 9999).
+_VERDICTS = tuple(v.value for v in Verdict)
+_MAX_TIMESTAMP = 253402300799.0
+
+
+def _state_entry_error(entry: object) -> str:
+    """Why ENTRY (one target of a state file) is not what state_of wrote; "" when it is.  A
+    hand-edited file must be refused on load: a bad value found after the audit would cost
+    the whole run (and, with --changes-only, the alert)."""
+    if not isinstance(entry, dict):
+        return f"is {_json_type(entry)}, not an object with a verdict and findings"
+    for key in ("verdict", "findings"):
+        if key not in entry:
+            return f'has no "{key}"'
+    if entry["verdict"] not in _VERDICTS:
+        return f'"verdict" must be one of {", ".join(_VERDICTS)}, not {_shown(entry["verdict"])}'
+    found = entry["findings"]
+    if not isinstance(found, list):
+        return f'"findings" must be a list, not {_json_type(found)}'
+    for n, f in enumerate(found, 1):
+        if not (isinstance(f, list) and len(f) == 3 and all(isinstance(x, str) for x in f)):
+            return f'"findings" item {n} must be [finding id, subject, severity] (three strings), not {_shown(f)}'
+    if "last_success" in entry:
+        ts = entry["last_success"]
+        if isinstance(ts, bool) or not isinstance(ts, (int, float)) or not 0 <= ts <= _MAX_TIMESTAMP:
+            return f'"last_success" must be a Unix time (seconds, 0 to {int(_MAX_TIMESTAMP)}), not {_shown(ts)}'
+    return ""
+
+
+def _json_type(value: object) -> str:
+    names = {dict: "an object", list: "a list", str: "a string", bool: "true or false", type(None): "null"}
+    return names.get(type(value), "a number")
+
+
+def _shown(value: object) -> str:
+    """A short, escaped rendering of a value from the file (it may hold anything)."""
+    from deliverck.report.escape import safe
+
+    text = json.dumps(value, ensure_ascii=True) if not isinstance(value, float) else repr(value)
+    return safe(text if len(text) <= 40 else text[:37] + "...")
+
+
 def read_state(path: Path) -> dict:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
+    """The targets of a deliverck.state/1 file, every entry checked (a UsageError naming the
+    file and the problem otherwise), so that nothing read later can fail on it."""
+    from deliverck.inputfile import ReadError, read_limited
+
+    if not path.exists():
         return {}
-    except OSError as e:
-        raise UsageError(f"--state {path}: cannot read it ({e.strerror or e})") from None
     try:
-        doc = json.loads(text)
-        if doc.get("schema") != STATE_SCHEMA or not isinstance(doc.get("targets"), dict):
+        data, more = read_limited(os.path.realpath(path), MAX_STATE_BYTES)
+    except ReadError as e:
+        raise UsageError(f"--state {path}: {e}") from None
+    if more:
+        raise UsageError(f"--state {path}: larger than {MAX_STATE_BYTES // (1024 * 1024)} MiB: not a "
+                         f"{STATE_SCHEMA} document; delete it to start afresh")
+    try:
+        doc = json.loads(data.decode("utf-8"))
+        if not isinstance(doc, dict) or doc.get("schema") != STATE_SCHEMA or not isinstance(doc.get("targets"), dict):
             raise ValueError(f"not a {STATE_SCHEMA} document")
+        for name, entry in doc["targets"].items():
+            why = _state_entry_error(entry)
+            if why:
+                raise ValueError(f"not a {STATE_SCHEMA} document: the entry of {_shown(name)} {why}")
         return doc["targets"]
-    except (ValueError, AttributeError) as e:
-        raise UsageError(f"--state {path}: {e}; delete it to start afresh") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"--state {path}: not UTF-8 text, not a {STATE_SCHEMA} document; "
+                         "delete it to start afresh") from None
+    except (ValueError, RecursionError) as e:
+        why = str(e) if not isinstance(e, RecursionError) else "JSON nested too deeply"
+        if isinstance(e, json.JSONDecodeError):
+            why = f"not JSON (line {e.lineno}: {e.msg})"
+        raise UsageError(f"--state {path}: {why}; delete it to start afresh") from None
 
 
 def compare(audit: Audit, old: dict) -> dict[str, dict[str, list]]:
@@ -335,40 +425,119 @@ def render_prometheus(audit: Audit, opts) -> str:
 RENDERERS = {"table": render_table, "json": render_json, "prometheus": render_prometheus}
 
 
-# --- atomic files -------------------------------------------------------------------
+# --- writing: outputs first, the state last ---------------------------------------------
+#
+# With --changes-only the state file is the memory of what was already reported: it may
+# only move on once the report has reached its reader.  So every output is written and
+# flushed first (--output, then standard output); any failure there (a full disk, `mail`
+# gone from the other end of the pipe) leaves the state as it was, and the next run reports
+# the same changes again.  The state is written last; if that fails, the changes were
+# delivered and will be reported once more: a duplicate mail, never a lost one.
 
-def write_atomic(path: str | Path, text: str, what: str = "--output") -> None:
-    """Write to a temporary file next to PATH, fsync, rename over PATH: readers see the old or the new file."""
-    p = Path(path)
-    directory = p.parent if str(p.parent) else Path(".")
+
+class OutputError(DeliverckError):
+    """An output could not be written: the run could not complete (exit 3)."""
+
+
+def write_stdout(text: str, state: str | None = None) -> None:
+    """TEXT on standard output, flushed (and on disk when standard output is a file); an
+    OutputError naming the failure otherwise."""
+    import stat
+    import sys
+
+    kept = f"; --state {state} was left as it was, so the next run reports the same changes" if state else ""
+    stream = sys.stdout
+    try:
+        if stream is None:
+            raise OSError(9, "standard output is closed")
+        stream.write(text)
+        stream.flush()
+        fd = stream.fileno()
+        if stat.S_ISREG(os.fstat(fd).st_mode):
+            try:
+                os.fsync(fd)                # `> report.txt` on a full disk fails here at the latest
+            except OSError as e:
+                if e.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP):
+                    raise                   # (a file system without fsync is not a failure)
+    except (OSError, ValueError) as e:
+        if stream is not None:
+            _silence_stdout()
+        why = "broken pipe: the reader stopped reading" if isinstance(e, BrokenPipeError) else \
+            (getattr(e, "strerror", None) or str(e))
+        raise OutputError(f"cannot write the report to standard output ({why}){kept}") from None
+
+
+def _silence_stdout() -> None:
+    """After a failed write, what is left in sys.stdout's buffer would fail again when Python
+    flushes it at exit (a second error, with a traceback-like "Exception ignored" text): point
+    file descriptor 1 at the null device so that flush succeeds and goes nowhere."""
+    try:
+        null = os.open(os.devnull, os.O_WRONLY)
+    except OSError:
+        return
+    try:
+        os.dup2(null, 1)
+    except OSError:
+        pass
+    finally:
+        os.close(null)
+
+
+def write_atomic(path: str | Path, text: str, what: str = "--output", state: str | None = None) -> None:
+    """Write to a temporary file next to PATH, fsync, rename over PATH: readers see the old or the new file.
+
+    A symbolic link is written through: the file it points to is replaced and the link stays
+    (a link in /etc pointing into /var keeps working).  An existing file keeps its permission
+    bits, and its owner and group where the caller may set them; a new one gets what the
+    umask allows (never mkstemp's 0600, which would hide it from node_exporter).  Failures
+    while writing (a full disk, an I/O error) are OutputError (exit 3): PATH is left as it was."""
+    target = Path(os.path.realpath(path))
+    directory = target.parent
+    kept = f"; --state {state} was left as it was, so the next run reports the same changes" if state else ""
     if not directory.is_dir():
         raise UsageError(f"{what} {path}: the directory {directory} does not exist")
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=directory)
+        old = os.stat(target)
+    except FileNotFoundError:
+        old = None
     except OSError as e:
-        raise UsageError(f"{what} {path}: cannot write in {directory} ({e.strerror or e})") from None
+        raise OutputError(f"cannot write {what} {path} ({e.strerror or e}){kept}") from None
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
+    except OSError as e:
+        raise OutputError(f"cannot write {what} {path}: cannot create a file in {directory} "
+                          f"({e.strerror or e}){kept}") from None
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)   # mkstemp's 0600 would hide it from node_exporter
-        os.replace(tmp, p)
+            _keep_mode(f.fileno(), old)
+        os.replace(tmp, target)
     except BaseException as e:
         try:
             os.unlink(tmp)
         except OSError:
             pass
         if isinstance(e, OSError):
-            raise UsageError(f"{what} {path}: cannot write it ({e.strerror or e})") from None
+            raise OutputError(f"cannot write {what} {path} ({e.strerror or e}){kept}") from None
         raise
+    sync_directory(directory)
+
+
+def _keep_mode(fd: int, old: os.stat_result | None) -> None:
+    import stat
+
+    if old is None:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.fchmod(fd, 0o666 & ~umask)
+        return
     try:
-        dfd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
+        os.fchown(fd, old.st_uid, old.st_gid)
     except OSError:
-        pass
+        try:
+            os.fchown(fd, -1, old.st_gid)     # not root: keep the group at least, when ours
+        except OSError:
+            pass
+    os.fchmod(fd, stat.S_IMODE(old.st_mode))

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from pathlib import Path
 
 from deliverck.errors import UsageError
 from deliverck.model import BaselineDiff, Report, Severity, Status
@@ -30,20 +29,35 @@ class Baseline:
     findings: dict[Key, str]          # (id, subject) -> severity text
 
 
+# A report is tens of KB; a baseline larger than this is not one (or is /dev/zero).
+MAX_BASELINE_BYTES = 64 * 1024 * 1024
+
+
 def load_baseline(path: str) -> Baseline:
+    from deliverck.inputfile import ReadError, read_limited
+
+    if not path:
+        raise UsageError("--baseline is empty: give an earlier report (`deliverck TARGET --json > baseline.json`)")
     label = f"--baseline {path}"
     try:
-        text = Path(path).read_text(encoding="utf-8")
-    except IsADirectoryError:
-        raise UsageError(f"{label}: is a directory, not a JSON report") from None
-    except OSError as e:
-        raise UsageError(f"{label}: cannot be read ({e.strerror or e})") from None
+        # Read once and bounded: `--baseline <(git show main:report.json)` is a pipe.
+        data, more = read_limited(path, MAX_BASELINE_BYTES)
+    except ReadError as e:
+        what = ", not a JSON report" if "directory" in str(e) else ""
+        raise UsageError(f"{label}: {e}{what}") from None
+    if more:
+        raise UsageError(f"{label}: larger than {MAX_BASELINE_BYTES // (1024 * 1024)} MiB: not a report "
+                         "from `deliverck TARGET --json`")
+    try:
+        text = data.decode("utf-8")
     except UnicodeDecodeError:
         raise UsageError(f"{label}: not UTF-8 text (give a report from `deliverck TARGET --json`)") from None
     try:
         doc = json.loads(text)
     except json.JSONDecodeError as e:
         raise UsageError(f"{label}: not JSON: line {e.lineno}: {e.msg}") from None
+    except RecursionError:
+        raise UsageError(f"{label}: not a deliverck report (JSON nested too deeply)") from None
     schema = doc.get("schema") if isinstance(doc, dict) else None
     if not isinstance(schema, str) or not schema.startswith("deliverck.report/"):
         raise UsageError(f"{label}: not a deliverck report (no \"schema\": \"deliverck.report/1\"); "

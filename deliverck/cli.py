@@ -22,7 +22,7 @@ from deliverck.model import EXIT_INCOMPLETE, EXIT_USAGE, Severity
 from deliverck.net.addresses import is_ip
 from deliverck.net.dns import parse_resolver
 from deliverck.report import FORMATS, RenderOptions
-from deliverck.target import parse_target
+from deliverck.target import _show, parse_target, refuse_unprobeable
 
 app = typer.Typer(
     add_completion=False,
@@ -54,9 +54,13 @@ TRUST_ANCHOR_ENV = "DELIVERCK_TRUST_ANCHOR"
 # Upper bounds of numeric options.  None of them is a policy: each is far beyond any
 # useful value and keeps a typo (or inf) from turning into a run that never ends.
 MAX_SECONDS = 86400.0        # one day, for every time limit
+MIN_SECONDS = 0.001          # one millisecond: below it no answer can come (1e-320 is a typo too)
 MAX_CERT_WARN_DAYS = 3650    # ten years: longer than any certificate deliverck would judge
 MAX_ITEMS = 100              # names or addresses in one list option (more: use `deliverck bulk`)
 MAX_PORTS = 10               # --ports: submission ports, not a port scan
+MAX_CA_BYTES = 16 * 1024 * 1024       # --ca-file: a bundle of every public CA is about 250 KB
+MAX_ANCHOR_BYTES = 1024 * 1024        # --trust-anchor: a few DS or DNSKEY lines
+MAX_EXPLAIN_MB = 1024                 # explain --max-size: memory holds what is read
 
 
 def _split(values: Optional[List[str]]) -> tuple[str, ...]:
@@ -90,7 +94,7 @@ def _ips(values: Optional[List[str]], option: str = "--ip", empty_ok: bool = Fal
     out = []
     for addr in _items(values, option, "the server's outbound IPv4 or IPv6 addresses", empty_ok=empty_ok):
         if not is_ip(addr):
-            raise UsageError(f"{option}: {addr!r} is not an IP address "
+            raise UsageError(f"{option}: {_show(addr)} is not an IP address "
                              "(give the server's outbound IPv4 or IPv6 address)")
         out.append(addr)
     return tuple(out)
@@ -118,19 +122,36 @@ def _format(fmt: str, as_json: bool) -> str:
     if as_json:
         return "json"
     if fmt not in FORMATS:
-        raise UsageError(f"unknown --format {fmt!r} (use one of: {', '.join(FORMATS)})")
+        raise UsageError(f"unknown --format {_show(fmt)} (use one of: {', '.join(FORMATS)})")
     return fmt
 
 
 def _positive(value: float, option: str) -> float:
-    """A time limit in seconds: above 0, finite, at most MAX_SECONDS (inf and nan are typos, not limits)."""
+    """A time limit in seconds: finite, MIN_SECONDS to MAX_SECONDS (inf, nan and 1e-320 are typos, not limits)."""
     try:
         seconds = float(value)
     except (TypeError, ValueError, OverflowError):
         seconds = math.nan
-    if not (math.isfinite(seconds) and 0 < seconds <= MAX_SECONDS):
-        raise UsageError(f"{option} must be a positive number of seconds, at most {MAX_SECONDS:g} (not {value!r})")
+    if not (math.isfinite(seconds) and MIN_SECONDS <= seconds <= MAX_SECONDS):
+        raise UsageError(f"{option} must be a positive number of seconds, at least {MIN_SECONDS:g} and at most "
+                         f"{MAX_SECONDS:g} (not {value!r})")
     return seconds
+
+
+def _megabytes(value: float, option: str = "--max-size") -> int:
+    """A size in MB (explain --max-size) as bytes: finite, above 0, at most MAX_EXPLAIN_MB."""
+    try:
+        mb = float(value)
+    except (TypeError, ValueError, OverflowError):
+        mb = math.nan
+    if not (math.isfinite(mb) and 0 < mb <= MAX_EXPLAIN_MB):
+        raise UsageError(f"{option} must be a number of megabytes above 0, at most {MAX_EXPLAIN_MB} (not {value!r})")
+    return max(1, int(mb * 1024 * 1024))
+
+
+def _path_error(label: str, path: str, e: Exception) -> UsageError:
+    """One line for a file option that cannot be used: `--ca-file /x: is a directory`."""
+    return UsageError(f"{label} {path}: {e}" if path else f"{label} {e}")
 
 
 def _cert_warn_days(days: int, option: str = "--cert-warn-days") -> int:
@@ -156,17 +177,29 @@ def _trust_anchor(path: Optional[str]):
         return None
     from pathlib import Path
 
-    from deliverck.net.dnssec import load_anchor_file
+    from deliverck.inputfile import ReadError, read_limited, regular_file
+    from deliverck.net.dnssec import parse_anchors
 
+    # The file is read again by path when the audit starts: a regular file, checked here without
+    # opening it (a FIFO would hang, /dev/zero never end), then read once, bounded, to parse it.
     try:
-        if not load_anchor_file(path):
-            raise ValueError("it holds no DS or DNSKEY record for the root")
-    except IsADirectoryError:
-        raise UsageError(f"{label} {path}: is a directory; give a file of DS or DNSKEY records") from None
-    except OSError as e:
-        raise UsageError(f"{label} {path}: cannot be read ({e.strerror or e})") from None
-    except Exception as e:
-        raise UsageError(f"{label} {path}: {' '.join(str(e).split()) or type(e).__name__}") from None
+        regular_file(path, MAX_ANCHOR_BYTES)
+        data, _ = read_limited(path, MAX_ANCHOR_BYTES)
+    except ReadError as e:
+        what = "; give a file of DS or DNSKEY records" if "directory" in str(e) else ""
+        raise _path_error(label, path, f"{e}{what}") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise UsageError(f"{label} {path}: not UTF-8 text (byte {e.start + 1}); give DS or DNSKEY records "
+                         "as text, e.g. `. IN DS 20326 8 2 E06D...`") from None
+    try:
+        if not parse_anchors(text):
+            raise ValueError("it holds no record (only comments or blank lines); a trust anchor file holds DS or "
+                             "DNSKEY records of the root zone, one per line, e.g. `. IN DS 20326 8 2 E06D44B8...`")
+    except ValueError as e:
+        # parse_anchors names the line and the kind of problem, never the line's text (issue 14)
+        raise UsageError(f"{label} {path}: {' '.join(str(e).split())}") from None
     return Path(path)
 
 
@@ -188,12 +221,12 @@ def _sender(text: Optional[str]) -> str:
 
     s = text.strip()
     if s.count("@") != 1 or not s.split("@")[0] or any(c.isspace() or ord(c) < 32 for c in s):
-        raise UsageError(f"--sender {text!r} is not a mail address (use e.g. bounces@example.com)")
+        raise UsageError(f"--sender {_show(text)} is not a mail address (use e.g. bounces@example.com)")
     local, domain = s.split("@")
     try:
         return f"{local}@{normalise_name(domain)}"
     except UsageError as e:
-        raise UsageError(f"--sender {text!r}: {e}") from None
+        raise UsageError(f"--sender {_show(text)}: {e}") from None
 
 
 def _selector(text: str) -> str:
@@ -202,7 +235,7 @@ def _selector(text: str) -> str:
     s = text.strip().strip(".").lower()
     # A selector is one or more DNS labels (RFC 6376 3.1); it sits under _domainkey.
     if not s or not is_hostname(s + ".example"):
-        raise UsageError(f"--dkim-selector {text!r} is not a valid selector (letters, digits, hyphens, dots)")
+        raise UsageError(f"--dkim-selector {_show(text)} is not a valid selector (letters, digits, hyphens, dots)")
     return s
 
 
@@ -212,7 +245,7 @@ def _ports(text: Optional[str]) -> tuple[int, ...]:
     out = []
     for part in _split([text]):
         if not (part.isdigit() and len(part) <= 5) or not 0 < int(part) < 65536:
-            raise UsageError(f"--ports {text!r}: give port numbers separated by commas, e.g. 25,465,587")
+            raise UsageError(f"--ports {_show(text)}: give port numbers separated by commas, e.g. 25,465,587")
         if int(part) not in out:
             out.append(int(part))
     if not out:
@@ -229,7 +262,7 @@ def _ehlo_name(name: Optional[str]) -> str:
 
     n = name.strip().rstrip(".")
     if not (is_hostname(n) or (is_address_literal(n) and n.startswith("["))):
-        raise UsageError(f"--ehlo-name {name!r} is not a fully qualified host name or [address] literal "
+        raise UsageError(f"--ehlo-name {_show(name)} is not a fully qualified host name or [address] literal "
                          "(e.g. probe.example.com)")
     return n
 
@@ -239,7 +272,7 @@ def _helo(name: Optional[str]) -> str:
         return ""
     n = name.strip()
     if not n or len(n) > 255 or not n.isprintable() or " " in n:
-        raise UsageError(f"--helo {name!r}: give the single name the server sends in HELO/EHLO")
+        raise UsageError(f"--helo {_show(name)}: give the single name the server sends in HELO/EHLO")
     return n
 
 
@@ -248,7 +281,7 @@ def _realm(realm: Optional[str]) -> str:
         return ""
     r = realm.strip()
     if not r or len(r) > 255 or not r.isascii() or not r.isprintable() or any(c in r for c in " /@\\"):
-        raise UsageError(f"--realm {realm!r}: give a Kerberos realm name such as EXAMPLE.COM")
+        raise UsageError(f"--realm {_show(realm)}: give a Kerberos realm name such as EXAMPLE.COM")
     return r
 
 
@@ -269,13 +302,13 @@ def _kdc(value: str) -> tuple[str, int]:
         host, p = v.split(":")
         port = _kdc_port(p, value)
     if not (is_ip(host) or is_hostname(host.rstrip(".").lower())):
-        raise UsageError(f"--kdc {value!r}: give a KDC as HOST, HOST:PORT, IP or [IPv6]:PORT")
+        raise UsageError(f"--kdc {_show(value)}: give a KDC as HOST, HOST:PORT, IP or [IPv6]:PORT")
     return host.rstrip(".").lower(), port
 
 
 def _kdc_port(text: str, value: str) -> int:
     if not (text.isdigit() and len(text) <= 5) or not 0 < int(text) < 65536:
-        raise UsageError(f"--kdc {value!r}: the port must be a number from 1 to 65535")
+        raise UsageError(f"--kdc {_show(value)}: the port must be a number from 1 to 65535")
     return int(text)
 
 
@@ -284,7 +317,7 @@ def _principal(name: Optional[str]) -> str:
         return ""
     n = name.strip()
     if not n or len(n) > 255 or not n.isprintable() or " " in n or "@" in n:
-        raise UsageError(f"--principal {name!r}: give a client name without realm, e.g. probe or host/mx1")
+        raise UsageError(f"--principal {_show(name)}: give a client name without realm, e.g. probe or host/mx1")
     return n
 
 
@@ -310,9 +343,15 @@ def _ca_file(path: Optional[str]):
         return None
     from pathlib import Path
 
+    from deliverck.inputfile import ReadError, regular_file
     from deliverck.net.tls import load_trust_store
 
     p = Path(path)
+    try:
+        regular_file(path, MAX_CA_BYTES)     # read by path again later: no FIFO, no device, bounded
+    except ReadError as e:
+        what = "; give a PEM or DER file of CA certificates" if "directory" in str(e) else ""
+        raise _path_error(label, path, f"{e}{what}") from None
     try:
         load_trust_store(p, system=False)  # one-line UsageError when missing, unreadable or empty
     except UsageError as e:
@@ -405,8 +444,10 @@ def check_cmd(
     severity = _severity(fail_on, "--fail-on")
     recv = _receivers(receivers)
     resolvers = _resolvers(resolver)
+    parsed = parse_target(target)
+    refuse_unprobeable(parsed, probe_private)      # 127.0.0.1 and the like: nothing would be probed
     config = Config(
-        target=parse_target(target),
+        target=parsed,
         resolvers=resolvers,
         outbound_ips=_ips(ip),
         only=_check_names(only, "--only"),
@@ -472,18 +513,14 @@ def spf_cmd(
 
     Exit 0 pass, 1 any other result, 2 bad usage, 3 could not check (the resolver failed): docs/spf.md.
     """
-    import math
-
     from deliverck.spf.cli import parse_input, spf_command
 
     if not as_json and fmt not in ("table", "json"):
-        raise UsageError(f"unknown --format {fmt!r} for spf (use table or json)")
+        raise UsageError(f"unknown --format {_show(fmt)} for spf (use table or json)")
     out_format = "json" if as_json else fmt
-    seconds = _positive(dns_timeout, "--dns-timeout")
-    if not math.isfinite(seconds):
-        raise UsageError("--dns-timeout must be a positive number of seconds (not inf)")
+    seconds = _positive(dns_timeout, "--dns-timeout")       # the shared rule: finite, 0.001 to 86400
+    resolvers = list(_resolvers(resolver))
     parse_input(domain, ip, sender or "", helo or "")      # bad usage: exit 2 before any lookup
-    resolvers = [parse_resolver(r) for r in resolver or []]
     text, code = asyncio.run(spf_command(domain, ip, helo or "", sender or "", resolvers, seconds,
                                          json=out_format == "json"))
     sys.stdout.write(text if text.endswith("\n") else text + "\n")
@@ -498,7 +535,7 @@ def checks_cmd(
     from deliverck.report.checklist import render_checks
 
     if fmt not in ("table", "json", "markdown"):
-        raise UsageError(f"unknown --format {fmt!r} (use one of: table, json, markdown)")
+        raise UsageError(f"unknown --format {_show(fmt)} (use one of: table, json, markdown)")
     sys.stdout.write(render_checks(fmt))
 
 
@@ -533,7 +570,7 @@ def _explain_inputs(inputs: List[str]) -> tuple[str, list[str]]:
     return "text", [" ".join(items)]
 
 
-def _explain_run(e, resolver, dns_timeout, deadline, ca_file, trust_anchor, as_json, verbose, debug) -> int:
+def _explain_run(e, opts: dict, as_json, verbose, debug) -> int:
     from deliverck.explain.render import render_json, render_table
     from deliverck.explain.run import plan
     from deliverck.registry import check_ids
@@ -543,8 +580,15 @@ def _explain_run(e, resolver, dns_timeout, deadline, ca_file, trust_anchor, as_j
     rp = plan(e)
     known = set(check_ids())
     checks = tuple(c for c in rp.checks if c in known)
-    if not checks or not rp.target:
-        why = rp.why if not rp.target or not rp.checks else "none of its checks is installed"
+    why = ""
+    if checks and rp.target:
+        try:
+            target = parse_target(rp.target)
+            refuse_unprobeable(target, False, option=f"`deliverck {rp.target} --probe-private`")
+        except UsageError as ex:
+            why = f"cannot audit {rp.target!r}: {ex}"
+    if not checks or not rp.target or why:
+        why = why or (rp.why if not rp.target or not rp.checks else "none of its checks is installed")
         if as_json:
             doc = render_json(e)
             import json as _json
@@ -555,23 +599,18 @@ def _explain_run(e, resolver, dns_timeout, deadline, ca_file, trust_anchor, as_j
         else:
             sys.stdout.write(render_table(e, verbose=verbose) + f"\nrun: nothing to run: {why}\n")
         return e.exit_code
-    try:
-        target = parse_target(rp.target)
-    except UsageError as ex:
-        sys.stdout.write(render_table(e, verbose=verbose) + f"\nrun: cannot audit {rp.target!r}: {ex}\n")
-        return e.exit_code
     config = Config(
         target=target,
-        resolvers=tuple(parse_resolver(r) for r in resolver or []),
+        resolvers=opts["resolvers"],
         outbound_ips=rp.outbound_ips,
         only=checks,
-        dns_timeout=_positive(dns_timeout, "--dns-timeout"),
-        deadline=_positive(deadline, "--deadline"),
+        dns_timeout=opts["dns_timeout"],
+        deadline=opts["deadline"],
         debug=debug,
         helo_name=_helo(rp.helo) if rp.helo else "",
         sender=_sender(rp.sender) if rp.sender else "",
-        ca_file=_ca_file(ca_file),
-        trust_anchor=_trust_anchor(trust_anchor),
+        ca_file=opts["ca_file"],
+        trust_anchor=opts["trust_anchor"],
         kerberos=rp.kerberos,
     )
     report = asyncio.run(run_audit(config))
@@ -590,20 +629,41 @@ def _explain_run(e, resolver, dns_timeout, deadline, ca_file, trust_anchor, as_j
     return report.exit_code
 
 
+def _explain_options(ctx, run: bool, resolver, dns_timeout, deadline, ca_file, trust_anchor) -> dict:
+    """The --run options, validated before any input is read, with or without --run: a value that
+    is wrong is wrong either way.  A file named only by $DELIVERCK_CA_FILE/$DELIVERCK_TRUST_ANCHOR
+    is read only for --run (the lab sets them for every command; explaining a code reads no file)."""
+    def given(name: str) -> bool:
+        # By name: typer vendors click in some releases (see _usage_error).
+        return run or getattr(ctx.get_parameter_source(name), "name", "DEFAULT") not in ("ENVIRONMENT", "DEFAULT")
+
+    return {
+        "resolvers": _resolvers(resolver),
+        "dns_timeout": _positive(dns_timeout, "--dns-timeout"),
+        "deadline": _positive(deadline, "--deadline"),
+        "ca_file": _ca_file(ca_file) if given("ca_file") else None,
+        "trust_anchor": _trust_anchor(trust_anchor) if given("trust_anchor") else None,
+    }
+
+
 @app.command("explain")
 def explain_cmd(
+    ctx: typer.Context,
     inputs: Optional[List[str]] = typer.Argument(None, metavar="INPUT...",
                                                  help="An enhanced status code (5.7.506), a reply line, a pasted diagnostic block, "
                                                       "a bounce file (.eml, mbox), a directory of them, or - for standard input."),
     as_json: bool = typer.Option(False, "--json", help="One JSON document (schema deliverck.explain/1)."),
     jsonl: bool = typer.Option(False, "--jsonl", help="One JSON line per message, written as each is read (for directories)."),
     run: bool = typer.Option(False, "--run", help="Run the checks that test the cause against the host/IP/domain the bounce names."),
-    max_size: float = typer.Option(10.0, "--max-size", metavar="MB", help="Read at most this many MB of each file."),
+    max_size: float = typer.Option(10.0, "--max-size", metavar="MB",
+                                   help=f"Read at most this many MB of each file (above 0, at most {MAX_EXPLAIN_MB})."),
     resolver: Optional[List[str]] = typer.Option(None, "--resolver", metavar="IP[:PORT]", help="--run: DNS resolver (repeatable)."),
     dns_timeout: float = typer.Option(5.0, "--dns-timeout", metavar="SECONDS", help="--run: time limit per DNS question."),
     deadline: float = typer.Option(60.0, "--deadline", metavar="SECONDS", help="--run: time limit for the audit."),
-    ca_file: Optional[str] = typer.Option(None, "--ca-file", metavar="PEM", help="--run: extra trusted CA certificates."),
-    trust_anchor: Optional[str] = typer.Option(None, "--trust-anchor", metavar="FILE", help="--run: DNSSEC trust anchor for the root."),
+    ca_file: Optional[str] = typer.Option(None, "--ca-file", metavar="PEM", envvar=CA_FILE_ENV,
+                                          help="--run: extra trusted CA certificates."),
+    trust_anchor: Optional[str] = typer.Option(None, "--trust-anchor", metavar="FILE", envvar=TRUST_ANCHOR_ENV,
+                                               help="--run: DNSSEC trust anchor for the root."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Show all the evidence."),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks of internal errors."),
 ) -> None:
@@ -617,9 +677,8 @@ def explain_cmd(
 
     if as_json and jsonl:
         raise UsageError("explain: use either --json or --jsonl")
-    if not max_size > 0:
-        raise UsageError("--max-size must be a positive number of megabytes")
-    limit = int(max_size * 1024 * 1024)
+    limit = _megabytes(max_size)
+    opts = _explain_options(ctx, run, resolver, dns_timeout, deadline, ca_file, trust_anchor)
     mode, items = _explain_inputs(inputs or [])
     if mode in ("dir", "files") and (run and (mode == "dir" or len(items) > 1)):
         raise UsageError("explain: --run takes one bounce, not a directory or several files")
@@ -656,7 +715,7 @@ def explain_cmd(
                 code = max(code, 1 if e.exit_code else 0) if len(found) > 1 else e.exit_code
             sys.stdout.flush()
             raise typer.Exit(code)
-        raise typer.Exit(_explain_run(found[0], resolver, dns_timeout, deadline, ca_file, trust_anchor, as_json, verbose, debug))
+        raise typer.Exit(_explain_run(found[0], opts, as_json, verbose, debug))
     # Directory triage skips what is not a bounce (docs/explain.md): the table says how many and why in
     # one closing line (-v: one line per skipped input); --jsonl keeps one record per input, the
     # skipped ones with category "not_a_bounce".  Skipped inputs do not make the exit code 1, unless
@@ -682,6 +741,11 @@ def explain_cmd(
             code = 1
     if mode == "dir" and total and sum(skipped.values()) == total:
         code = 1
+    if mode == "dir" and not total:
+        # Nothing to read is not a bounce explained (docs/explain.md: exit 1 when nothing in it was a bounce).
+        note = f"{items[0]}: no file to read in it (hidden names and special files are skipped)\n"
+        (sys.stderr if jsonl else sys.stdout).write(("deliverck: explain: " if jsonl else "") + note)
+        code = 1
     if skipped and not jsonl:
         sys.stdout.write(("\n" if printed else "") + skipped_summary(skipped, total))
     raise typer.Exit(code)
@@ -701,12 +765,56 @@ from deliverck import cli_bulk as _cli_bulk  # noqa: E402,F401  (registers `deli
 _COMMANDS_HELP = ("--help", "-h", "--version")
 
 
+_CLICK: list = []
+
+
+def _click_command():
+    """The click command of the app, built once per process (typer builds it anew on each call,
+    tens of milliseconds that every run would pay two or three times)."""
+    if not _CLICK:
+        _CLICK.append(typer.main.get_command(app))
+    return _CLICK[0]
+
+
 def _with_default_command(args: list[str]) -> list[str]:
-    command = typer.main.get_command(app)
+    command = _click_command()
     names = set(getattr(command, "commands", {}))
-    if not args or args[0] in _COMMANDS_HELP or args[0] in names:
+    if not args or args[0].split("=", 1)[0] in _COMMANDS_HELP or args[0] in names:
         return args
+    _not_a_command(args[0], names)
     return ["check", *args]
+
+
+def _not_a_command(word: str, names: set[str]) -> None:
+    """`deliverck help` or `deliverck expalin 5.7.1` is a mistyped command, not a target: a target
+    has a dot (single labels are refused anyway), so say which command was meant."""
+    import difflib
+
+    w = word.strip().lower()
+    if not w or w.startswith("-") or any(c in w for c in ".:@[/"):
+        return
+    if w in ("help", "version"):
+        raise UsageError(f"{_show(word)} is not a command: use `deliverck --{w}`")
+    close = difflib.get_close_matches(w, sorted(names), n=1, cutoff=0.75)
+    if close:
+        raise UsageError(f"unknown command {_show(word)}: did you mean `deliverck {close[0]}`? "
+                         "(a target is a domain, host or address, e.g. example.com)")
+
+
+def _help_hint(ctx, args: list[str]) -> str:
+    """`deliverck lab run --help` for an error in `lab run`; click raises some errors (a flag given
+    a value) without a context, and then the command is read from the arguments."""
+    path = getattr(ctx, "command_path", "") or ""
+    if not path or path == "deliverck":
+        cmd, words = _click_command(), ["deliverck"]
+        for a in args:
+            sub = getattr(cmd, "commands", {}).get(a)
+            if sub is None:
+                break
+            words.append(a)
+            cmd = sub
+        path = " ".join(words)
+    return f"{path} --help"
 
 
 def _usage_error(e: Exception) -> bool:
@@ -721,7 +829,7 @@ def _usage_error(e: Exception) -> bool:
 def main(argv: Optional[List[str]] = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
-    command = typer.main.get_command(app)
+    command = _click_command()
     try:
         rc = command.main(args=_with_default_command(args), prog_name="deliverck", standalone_mode=False)
     except DeliverckError as e:
@@ -742,9 +850,7 @@ def main(argv: Optional[List[str]] = None) -> None:
             sys.stderr.write("deliverck: interrupted\n")
             rc = 130
         elif _usage_error(e):
-            ctx = getattr(e, "ctx", None)
-            sub = getattr(ctx, "info_name", None)
-            hint = f"deliverck {sub} --help" if sub and sub != "deliverck" else "deliverck --help"
+            hint = _help_hint(getattr(e, "ctx", None), _with_default_command(args))
             msg = " ".join(e.format_message().split())
             sys.stderr.write(f"deliverck: error: {msg} (see `{hint}`)\n")
             rc = EXIT_USAGE

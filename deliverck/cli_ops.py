@@ -31,7 +31,8 @@ def audit_cmd(
     as_json: bool = typer.Option(False, "--json", help="Same as --format json."),
     output: Optional[str] = typer.Option(None, "--output", "-o", metavar="FILE",
                                          help="Write the report to FILE atomically (temporary file, fsync, rename) "
-                                              "instead of standard output."),
+                                              "instead of standard output; a symbolic link is written through, "
+                                              "an existing file keeps its mode."),
     changes_only: bool = typer.Option(False, "--changes-only",
                                       help="Print nothing when no target changed since the last run (needs --state)."),
     state: Optional[str] = typer.Option(None, "--state", metavar="FILE",
@@ -56,16 +57,28 @@ def audit_cmd(
     out_format = "json" if as_json else fmt
     if out_format not in AUDIT_FORMATS:
         raise UsageError(f"unknown --format {fmt!r} (use one of: {', '.join(AUDIT_FORMATS)})")
-    if changes_only and not state:
+    if changes_only and state is None:
         raise UsageError("--changes-only needs --state FILE (where the last run's findings are kept)")
     if not 1 <= concurrency <= MAX_CONCURRENCY:
         raise UsageError(f"--concurrency must be 1 to {MAX_CONCURRENCY}")
+    if sys.stdout is None and (output is None or changes_only):
+        raise UsageError("standard output is closed: the report (or the change list) has nowhere to go; "
+                         "give --output FILE, and open standard output for --changes-only")
     cfg = configfile.load(config)
+    au.check_paths(output, state)            # before any lookup: bad usage writes nothing
+    state_path = Path(state) if state is not None else None
+    old = au.read_state(state_path) if state_path else {}
     if check_only:
+        # Validating the file includes saying which ignores have expired (a run would say it too).
+        import datetime as dt
+
+        today = dt.datetime.now(dt.timezone.utc).date()
+        for t in cfg.targets:
+            for ig in t.ignores:
+                if ig.expired(today):
+                    sys.stderr.write(f"deliverck: warning: {config}:{ig.line}: {au.expired_line(t.name, ig)}\n")
         sys.stdout.write(f"{config}: {len(cfg.targets)} targets: {', '.join(t.name for t in cfg.targets)}\n")
         raise typer.Exit(EXIT_PASS)
-    state_path = Path(state) if state else None
-    old = au.read_state(state_path) if state_path else {}
     result = asyncio.run(au.run_targets(cfg.targets, concurrency))
     au.with_last_success(result, old)
     # Expired ignores are said on stderr on every run, --changes-only or not, until the file is fixed.
@@ -77,17 +90,24 @@ def audit_cmd(
         result.changes = changes
     opts = RenderOptions(verbose=verbose, debug=debug)
     text = au.RENDERERS[out_format](result, opts)
+    # Every output first, flushed; the state last (deliverck.audit: "outputs first"), so that
+    # a report that did not reach its reader is never recorded as reported.
     if output:
-        au.write_atomic(output, text)
+        au.write_atomic(output, text, state=state)
+    if not output:
+        if not (changes_only and not changes):
+            au.write_stdout(text, state)
+    elif changes_only and changes:
+        au.write_stdout(au.render_changes(changes), state)
     if state_path:
         import json
 
-        au.write_atomic(state_path, json.dumps(au.new_state(result, old), indent=1, sort_keys=True) + "\n", "--state")
+        try:
+            au.write_atomic(state_path, json.dumps(au.new_state(result, old), indent=1, sort_keys=True) + "\n",
+                            "--state")
+        except au.OutputError as e:
+            raise au.OutputError(f"{e}; the report was written, so the next run reports the same changes "
+                                 "again") from None
     if changes_only and not changes:
         raise typer.Exit(EXIT_PASS)
-    if not output:
-        sys.stdout.write(text)
-    elif changes_only:
-        sys.stdout.write(au.render_changes(changes))
-    sys.stdout.flush()
     raise typer.Exit(result.exit_code)

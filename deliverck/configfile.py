@@ -169,12 +169,25 @@ class _Ctx:
         return UsageError(prefix + (f"{what}: " if what else "") + " ".join(message.split()))
 
 
+# A config file of 10,000 targets is well under 4 MiB; more is not a config file (/dev/zero).
+MAX_CONFIG_BYTES = 4 * 1024 * 1024
+
+
 def load(path: str | Path, today: dt.date | None = None) -> AuditConfig:
+    from deliverck.inputfile import ReadError, read_limited
+
+    if not str(path):
+        raise UsageError("--config is empty: give the config file (e.g. --config deliverck.toml)")
     p = Path(path)
     try:
-        raw = p.read_bytes()
-    except OSError as e:
-        raise UsageError(f"--config {path}: cannot read it ({e.strerror or e})") from None
+        raw, more = read_limited(path, MAX_CONFIG_BYTES)   # bounded; a FIFO without writer reads as empty
+    except ReadError as e:
+        raise UsageError(f"--config {path}: {e}") from None
+    if more:
+        raise UsageError(f"--config {path}: larger than {MAX_CONFIG_BYTES // (1024 * 1024)} MiB: "
+                         "not a deliverck config file (see docs/config.md)")
+    if b"\0" in raw:
+        raise UsageError(f"--config {path}: binary data (NUL bytes), not a TOML config file (see docs/config.md)")
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
@@ -203,7 +216,7 @@ def load(path: str | Path, today: dt.date | None = None) -> AuditConfig:
     ctx = _Ctx(p, _Lines(text))
     for key in data:
         if key not in TOP_LEVEL:
-            raise ctx.fail((key,), "", f"unknown top-level key {key!r} (known: [defaults], [[target]])")
+            raise ctx.fail((key,), "", f"unknown top-level key {_q(key)} (known: [defaults], [[target]])")
     defaults = data.get("defaults", {})
     if not isinstance(defaults, dict):
         raise ctx.fail(("defaults",), "", "defaults must be a table ([defaults])")
@@ -263,8 +276,17 @@ def _check_keys(ctx: _Ctx, where: tuple, label: str, table: dict, allow_name: bo
                            f"{key} must be {_KIND_TEXT[kind]}, not {_tname(value)}")
 
 
+_KEY_SHAPE = re.compile(r"[A-Za-z0-9_.-]{1,32}")
+
+
 def _q(s: str) -> str:
-    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    """A key of the user's file for an error line: whole when it looks like a key, else only a
+    short escaped prefix (a file reached by mistake, a .env through a symlink, holds secrets)."""
+    if not _KEY_SHAPE.fullmatch(s):
+        from deliverck.net.overlay import token_hint
+
+        return token_hint(s)
+    return '"' + s + '"'
 
 
 def _type_ok(kind: str, v: Any) -> bool:
@@ -294,7 +316,7 @@ def _build(ctx, label, name, o, origin, base: Path, defaults: dict, t: dict, whe
     from deliverck import cli
     from deliverck.registry import finding_specs
     from deliverck.runner import select_checks
-    from deliverck.target import parse_target
+    from deliverck.target import parse_target, refuse_unprobeable
 
     def at(key):
         return origin.get(key, where)
@@ -367,6 +389,10 @@ def _build(ctx, label, name, o, origin, base: Path, defaults: dict, t: dict, whe
         max_skew=v("max_skew", positive("max_skew"), 300.0),
         kdc_timeout=v("kdc_timeout", positive("kdc_timeout"), 5.0),
     )
+    try:
+        refuse_unprobeable(target, config.probe_private, option="probe_private = true")
+    except UsageError as e:
+        raise ctx.fail(where + ("name",), label, str(e)) from None
     try:
         select_checks(config, ("only", "skip"))
     except UsageError as e:

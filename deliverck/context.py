@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import weakref
 from dataclasses import dataclass
 from typing import Awaitable, Callable, TypeVar
@@ -22,6 +23,20 @@ from deliverck.net.addresses import Scope, scope
 from deliverck.net.dns import DnsAnswer, DnsClient, Outcome
 
 T = TypeVar("T")
+
+# Fan-out limits: how much one published name can make an audit do.  Senders bound it
+# too: Postfix tries at most 5 MX addresses and 2 SMTP sessions per delivery
+# (postconf(5) smtp_mx_address_limit = 5, smtp_mx_session_limit = 2), Exim at most 5
+# addresses (smtp transport, hosts_max_try = 5), and RFC 5321 5.1 allows "a configurable
+# limit on the number of alternate addresses" (a sender SHOULD try at least two).
+# deliverck looks further than any sender goes, but not without end: past these limits
+# a domain with 1,000 MX hosts or 500 AAAA records costs what a sane one costs, and the
+# mx, ptr and dmarc checks say what was left out.
+MX_HOST_LIMIT = 10          # MX hosts resolved, lowest preference first (then by name)
+HOST_ADDRESS_LIMIT = 5      # addresses audited per host name and per address family
+ADDRESS_LIMIT = 20          # addresses from DNS audited in all (PTR, block lists, SPF, HELO, and one
+                            # SMTP connection per address and port: the SMTP connections of an audit)
+PTR_NAME_LIMIT = 5          # PTR names of one address that are forward-confirmed
 
 _psl: PublicSuffixList | None = None
 
@@ -53,6 +68,18 @@ class HostAddresses:
         return self.ipv4 + self.ipv6
 
     @property
+    def audited(self) -> tuple[str, ...]:
+        """The addresses an audit looks at: per family the first HOST_ADDRESS_LIMIT in address
+        order (stable from run to run, whatever order the resolver hands out)."""
+        return _first(self.ipv4, HOST_ADDRESS_LIMIT) + _first(self.ipv6, HOST_ADDRESS_LIMIT)
+
+    @property
+    def over_limit(self) -> tuple[tuple[str, int], ...]:
+        """(family, published count) for each family with more addresses than are audited."""
+        return tuple((fam, len(ips)) for fam, ips in (("IPv4", self.ipv4), ("IPv6", self.ipv6))
+                     if len(ips) > HOST_ADDRESS_LIMIT)
+
+    @property
     def nxdomain(self) -> bool:
         return self.a.outcome is Outcome.NXDOMAIN and self.aaaa.outcome is Outcome.NXDOMAIN
 
@@ -72,6 +99,12 @@ class HostAddresses:
         return (self.a.describe(), self.aaaa.describe())
 
 
+def _first(ips: tuple[str, ...], limit: int) -> tuple[str, ...]:
+    if len(ips) <= limit:
+        return ips
+    return tuple(sorted(ips, key=lambda ip: ipaddress.ip_address(ip))[:limit])
+
+
 @dataclass(frozen=True)
 class MxHost:
     preference: int
@@ -85,7 +118,8 @@ class MxFacts:
     answer: DnsAnswer                 # the MX lookup itself
     apex: HostAddresses               # A/AAAA of the domain (implicit MX, host role)
     records: tuple[tuple[int, str], ...]
-    hosts: tuple[MxHost, ...]         # non-null MX targets, by preference, resolved
+    hosts: tuple[MxHost, ...]         # non-null MX targets, by preference, resolved (MX_HOST_LIMIT names)
+    unresolved: tuple[str, ...] = ()  # MX targets past MX_HOST_LIMIT: not looked up, not audited
 
     @property
     def null(self) -> bool:
@@ -116,6 +150,24 @@ class MailAddress:
     @property
     def host(self) -> str:
         return self.hosts[0] if self.hosts else ""
+
+
+@dataclass(frozen=True)
+class AddressPlan:
+    audited: tuple[MailAddress, ...]
+    left_out: tuple[str, ...] = ()    # addresses of audited hosts past ADDRESS_LIMIT, in host order
+
+
+def first_mx_hosts(records) -> tuple[str, ...]:
+    """The MX targets an audit resolves: the first MX_HOST_LIMIT distinct non-null names of
+    (preference, name) `records`, lowest preference first, as senders try them (RFC 5321 5.1)."""
+    names: dict[str, None] = {}
+    for _, ex in sorted(records):
+        if ex not in ("", ".") and ex not in names:
+            if len(names) >= MX_HOST_LIMIT:
+                break
+            names[ex] = None
+    return tuple(names)
 
 
 def split_public(check, addresses) -> tuple[list[MailAddress], list]:
@@ -173,11 +225,14 @@ class Context:
         return await asyncio.shield(task)
 
     async def close(self) -> None:
+        from deliverck.net import dnssec
+
         pending = [t for t in self._facts.values() if not t.done()]
         for t in pending:
             t.cancel()
         if pending:
             await asyncio.gather(*pending, return_exceptions=True)
+        await dnssec.close(self.dns_client)
 
     # ---- DNS facts -------------------------------------------------------
 
@@ -210,23 +265,32 @@ class Context:
                 ex = r.exchange.to_text(omit_final_dot=True).lower()
                 records.append((r.preference, "" if ex in ("", ".") else ex))
         records.sort()
-        names = []
-        for _, ex in records:
-            if ex and ex not in names:
-                names.append(ex)
+        names = first_mx_hosts(records)
+        unresolved = tuple(dict.fromkeys(ex for _, ex in records if ex and ex not in names))
         resolved = await asyncio.gather(*(self.addresses(n) for n in names))
         by_name = dict(zip(names, resolved))
-        hosts = tuple(MxHost(p, ex, by_name[ex]) for p, ex in records if ex)
-        return MxFacts(domain, answer, apex, tuple(records), hosts)
+        hosts = tuple(MxHost(p, ex, by_name[ex]) for p, ex in records if ex in by_name)
+        return MxFacts(domain, answer, apex, tuple(records), hosts, unresolved)
 
     async def mail_addresses(self) -> tuple[MailAddress, ...]:
         """Every address whose reputation and DNS the audit examines."""
         return await self.fact("mail_addresses", self._mail_addresses)
 
     async def _mail_addresses(self) -> tuple[MailAddress, ...]:
+        return (await self.address_plan()).audited
+
+    async def address_plan(self) -> AddressPlan:
+        """The addresses the audit examines, and those the fan-out limits left out."""
+        return await self.fact("address_plan", self._address_plan)
+
+    async def _address_plan(self) -> AddressPlan:
         found: dict[str, tuple[list[str], list[str]]] = {}
+        left_out: dict[str, None] = {}
 
         def add(ip: str, host: str, source: str) -> None:
+            if ip not in found and source != "--ip" and len(found) >= ADDRESS_LIMIT:
+                left_out[ip] = None
+                return
             hosts, sources = found.setdefault(ip, ([], []))
             if host and host not in hosts:
                 hosts.append(host)
@@ -239,14 +303,15 @@ class Context:
             mx = await self.mx()
             assert mx is not None
             for h in mx.hosts:
-                for ip in h.addresses.ips:
+                for ip in h.addresses.audited:
                     add(ip, h.name, "mx")
             if self.target_is_host(mx):
-                for ip in mx.apex.ips:
+                for ip in mx.apex.audited:
                     add(ip, mx.domain, "host")
-        for ip in self.config.outbound_ips:
+        for ip in self.config.outbound_ips:         # the user's own list: never cut
             add(ip, "", "--ip")
-        return tuple(MailAddress(ip, tuple(h), tuple(s)) for ip, (h, s) in found.items())
+        audited = tuple(MailAddress(ip, tuple(h), tuple(s)) for ip, (h, s) in found.items())
+        return AddressPlan(audited, tuple(ip for ip in left_out if ip not in found))
 
     def target_is_host(self, mx: MxFacts) -> bool:
         """Is the target name itself a mail host (not only a mail domain)?

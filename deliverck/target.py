@@ -4,6 +4,14 @@ Accepts a domain or host name (IDN converted to A-labels, trailing dot
 allowed), an IPv4/IPv6 literal (also in SMTP's `[...]` form), or an address
 `user@example.com`, which stands for its domain.  Everything else is refused
 with one line that says what to type instead.
+
+An address target must be one deliverck can probe (refuse_unprobeable): an
+unspecified (0.0.0.0, ::) or multicast address is never a mail server's, and
+a loopback, private, shared (CGNAT), link-local or reserved one is probed only
+with --probe-private.  Without this an audit of 127.0.0.1 probed nothing and
+passed (issue 14).  A *name* whose addresses are all such addresses is not
+refused: it is DNS data a receiver would use, and the mx check judges it
+(mx.target_private, mx.no_usable_host: a fail, exit 1).
 """
 
 from __future__ import annotations
@@ -71,6 +79,36 @@ def parse_target(text: str) -> Target:
             "(deliverck probes the standard mail ports itself)"
         )
     return Target(input=raw, name=normalise_name(s))
+
+
+def refuse_unprobeable(target: Target, probe_private: bool, option: str = "--probe-private") -> None:
+    """UsageError when the target is an address no audit would probe (see the module docstring);
+    documentation addresses (RFC 5737, RFC 3849) and public ones pass."""
+    if not target.is_ip:
+        return
+    from deliverck.net.addresses import Scope, scope
+
+    addr = ipaddress.ip_address(target.ip)
+    shown = target.input.strip() or target.ip
+    mapped = getattr(addr, "ipv4_mapped", None)
+    if mapped is not None:
+        raise UsageError(f"{shown} is an IPv4-mapped IPv6 address, which no mail server receives on: "
+                         f"give the IPv4 address {mapped} itself")
+    sc = scope(addr)
+    if sc is Scope.PUBLIC:
+        return
+    if sc is Scope.UNSPECIFIED:
+        raise UsageError(f"{shown} is an unspecified address (0.0.0.0/8, ::), not a mail server address: give "
+                         "the server's name or the address it receives mail on")
+    if sc is Scope.MULTICAST:
+        raise UsageError(f"{shown} is a multicast address, not a mail server address: give the server's name "
+                         "or the address it receives mail on")
+    if probe_private:
+        return
+    what = {Scope.LOOPBACK: "a loopback", Scope.PRIVATE: "a private", Scope.SHARED: "a shared (CGNAT)",
+            Scope.LINK_LOCAL: "a link-local"}.get(sc, "a reserved")
+    raise UsageError(f"{shown} is {what} address, not a mail server address on the internet: nothing would be "
+                     f"probed; give the server's public name or address, or {option} to probe it from here")
 
 
 def is_address_literal(text: str) -> bool:

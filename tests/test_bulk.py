@@ -19,7 +19,7 @@ BASE = Config(target=Target(input="-", name="invalid"))
 
 
 def items(text: str, **kw) -> list[bulk.Item]:
-    return list(bulk.read_items(io.StringIO(text), BASE, **kw))
+    return list(bulk.read_items(io.BytesIO(text.encode()), BASE, **kw))
 
 
 def test_lines_text_json_comments_and_bad_ones():
@@ -54,9 +54,15 @@ def test_bad_shard(text):
         bulk.parse_shard(text)
 
 
+def _line(target: str, verdict: str | None, status: str = "ok") -> str:
+    report = {"verdict": verdict} if verdict else None
+    return json.dumps({"schema": bulk.SCHEMA, "line": 1, "input": target, "status": status if report else "error",
+                       "report": report, "error": ""}, separators=(",", ":"))
+
+
 def test_resume_skips_done_and_trims_a_torn_line(tmp_path):
     out = tmp_path / "out.jsonl"
-    good = json.dumps({"schema": bulk.SCHEMA, "input": "a.example", "status": "ok"})
+    good = _line("a.example", "pass")
     other = json.dumps({"schema": "something/1", "input": "b.example"})
     out.write_text(good + "\n" + other + "\n" + '{"schema": "deliverck.bulk/1", "input": "c.exa')
     assert bulk.done_inputs(out) == {"a.example"}
@@ -66,6 +72,41 @@ def test_resume_skips_done_and_trims_a_torn_line(tmp_path):
     assert out.read_text().endswith("\n")
     left = items("a.example\nb.example\nc.example\n", done=bulk.done_inputs(out))
     assert [i.input for i in left] == ["b.example", "c.example"]
+
+
+def test_scan_counts_only_complete_lines_and_marks_retries(tmp_path):
+    """Issue 14, item 6: a last line that is complete JSON without its newline is torn (it is
+    trimmed, so it must not count); error and incomplete lines are retried, and a later line
+    of the same input supersedes them."""
+    lines = [_line("a.example", "pass"), _line("b.example", None), _line("c.example", "incomplete"),
+             _line("d.example", "fail"), _line("b.example", "pass"), _line("e.example", "pass")]
+    text = "\n".join(lines)                                    # the last line lacks its newline
+    out = tmp_path / "out.jsonl"
+    out.write_text(text)
+    with out.open("rb") as f:
+        scan = bulk.scan_output(f)
+    assert scan.end == len(text) - len(lines[-1]) and scan.size == len(text)
+    assert scan.last == {"a.example": "pass", "b.example": "pass", "c.example": "incomplete", "d.example": "fail"}
+    assert scan.done() == {"a.example", "b.example", "d.example"}
+    assert scan.done(retry=False) == {"a.example", "b.example", "c.example", "d.example"}
+    start_b = len(lines[0]) + 1
+    assert scan.superseded == [(start_b, start_b + len(lines[1]) + 1)]
+    start_c = start_b + len(lines[1]) + 1
+    assert scan.pending == {"c.example": (start_c, start_c + len(lines[2]) + 1)}
+    assert scan.counts() == {"pass": 2, "fail": 1, "incomplete": 1, "error": 0}
+    dst = tmp_path / "copy"
+    with out.open("rb") as src, dst.open("wb") as d:
+        bulk.copy_without(src.fileno(), d.fileno(), scan.end, scan.superseded + [scan.pending["c.example"]])
+    assert dst.read_text().splitlines() == [lines[0], lines[3], lines[4]]
+
+
+def test_a_line_longer_than_any_result_is_skipped_not_held(tmp_path, monkeypatch):
+    monkeypatch.setattr(bulk, "MAX_RESULT_LINE", 200)
+    out = tmp_path / "out.jsonl"
+    out.write_text(_line("a.example", "pass") + "\n" + "x" * 5000 + "\n" + _line("b.example", "fail") + "\n")
+    with out.open("rb") as f:
+        scan = bulk.scan_output(f)
+    assert scan.last == {"a.example": "pass", "b.example": "fail"} and scan.end == scan.size
 
 
 # ---------------------------------------------------------------- in the lab, through the CLI
@@ -123,7 +164,7 @@ def test_bulk_on_a_local_dask_cluster(lab, tmp_path):
 
 
 @pytest.mark.parametrize("args,fragment", [
-    (["bulk", "/nonexistent/targets"], "cannot read"),
+    (["bulk", "/nonexistent/targets"], "no such file"),
     (["bulk", "/"], "directory"),
     (["bulk", "-", "--shard", "3/2"], "--shard"),
     (["bulk", "-", "--concurrency", "0"], "--concurrency"),

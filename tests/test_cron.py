@@ -68,7 +68,7 @@ BAD = [
 
         [severity]
         "ptr.generic" = "warning"
-        """, 4, "unknown top-level key 'severity'"),
+        """, 4, 'unknown top-level key "severity"'),
     ("wrong type", """\
         [[target]]
         name = "a.test"

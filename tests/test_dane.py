@@ -489,5 +489,24 @@ def test_check_servfail_with_the_chain_broken_above_is_not_bogus(pki):
                   addr_ad=False)
     ctx._facts["dnssec-anchors"] = ()
     ctx._facts[("dane-dnssec", Q, "TLSA")] = _above_validation(Q)
+    for rdtype in ("A", "AAAA"):       # the host's addresses cannot be validated from here either
+        ctx._facts[("dane-dnssec", HOST, rdtype)] = _above_validation(HOST)
     ctx._facts[("dane-suffix-view", Q)] = _dnssec.ResolverView("ok", False, "192.0.2.1:53")
+    ctx._facts[("dane-suffix-view", HOST)] = _dnssec.ResolverView("ok", False, "192.0.2.1:53")
     assert _ids(_run(ctx)) == ["dane.cannot_validate"]
+
+
+def test_check_servfail_for_tlsa_of_an_unsigned_host_is_no_failure(pki):
+    """Issue 14: DANE senders never ask for TLSA when the host's addresses are insecure (RFC 7672
+    2.2.2), so a SERVFAIL there (a broken zone, or a resolver under load) delays nobody."""
+    from deliverck.net import dnssec as _dnssec
+    ctx = DaneCtx(HOST, "192.0.2.1", {Q: _tlsa_answer(Q, [], outcome="servfail")}, _session(pki.chain),
+                  addr_ad=False)
+    ctx._facts["dnssec-anchors"] = ()
+    for rdtype in ("A", "AAAA"):
+        ctx._facts[("dane-dnssec", HOST, rdtype)] = _dnssec.Validation(
+            HOST, rdtype, "insecure", "no DS for x.test: unsigned delegation", "x.test")
+    found = _run(ctx)
+    assert _ids(found) == ["dane.insecure"]
+    assert not found[0].inconclusive and found[0].severity.to_text() == "notice"
+    assert "never look up TLSA" in found[0].summary

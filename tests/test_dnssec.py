@@ -226,6 +226,101 @@ def test_chain_is_fetched_at_once_and_cached(world):
     assert len(world.asked) == len(set(world.asked)), "a question was asked twice in one run"
 
 
+def test_a_session_goes_with_its_client():
+    """Issue 14 item 10: the validation cache must not keep its client alive (it did through a
+    WeakKeyDictionary whose values held their keys: ~85 KB per audit, forever, in bulk)."""
+    import gc
+    import weakref
+
+    client = World()
+    assert run(dnssec.validate(client, "ok.test", "MX", client.anchors)).secure
+    gone = weakref.ref(client)
+    del client
+    gc.collect()
+    assert gone() is None, "the DNSSEC session keeps its DnsClient (and every answer of the audit) alive"
+
+
+def test_close_cancels_lookups_in_flight(world):
+    async def slow(name, rdtype):
+        await asyncio.sleep(30)
+
+    world.dnssec_query = slow
+
+    async def go():
+        task = asyncio.ensure_future(dnssec.validate(world, "ok.test", "MX", world.anchors))
+        await asyncio.sleep(0.05)
+        pending = dnssec._session(world).pending()
+        await dnssec.close(world)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        return pending
+
+    pending = run(asyncio.wait_for(go(), 5))
+    assert pending and all(f.cancelled() for f in pending)
+
+
+def test_a_dropped_query_is_sent_again_within_the_timeout():
+    """A resolver's socket buffer drops part of a burst (hundreds of validations asked at once, as
+    with 1,000 MX hosts or a bulk run): one lost datagram must not make a chain indeterminate.
+    A real UDP server on loopback ignores the first copy of each query and answers the second."""
+    from deliverck.net.dns import ResolverAddress
+
+    seen: list[int] = []
+
+    class DropFirst(asyncio.DatagramProtocol):
+        def connection_made(self, transport):
+            self.transport = transport
+
+        def datagram_received(self, data, addr):
+            q = dns.message.from_wire(data)
+            seen.append(q.id)
+            if seen.count(q.id) > 1:
+                self.transport.sendto(dns.message.make_response(q).to_wire(), addr)
+
+    async def go():
+        loop = asyncio.get_running_loop()
+        transport, _ = await loop.create_datagram_endpoint(DropFirst, local_addr=("127.0.0.1", 0))
+        try:
+            port = transport.get_extra_info("sockname")[1]
+            q = dns.message.make_query("example.test.", "DS", want_dnssec=True)
+            t0 = time.monotonic()
+            got = await dnssec._one_query(q, ResolverAddress("127.0.0.1", port), 2.0)
+            return got, time.monotonic() - t0
+        finally:
+            transport.close()
+
+    (failure, text, resp), took = run(go())
+    assert failure == "" and resp is not None, text
+    assert len(seen) == 2 and took < 2.0
+
+
+@pytest.mark.lab
+def test_an_audit_leaves_no_dns_client_behind(lab):
+    """Issue 14 item 10, in the lab: after whole audits (every default check, the dnssec one
+    included) and a collection, no DnsClient of theirs is left in the process."""
+    import gc
+    from pathlib import Path
+
+    from deliverck.config import Config
+    from deliverck.net.dns import DnsClient
+    from deliverck.runner import run_audit
+    from deliverck.target import parse_target
+
+    def clients() -> int:
+        return sum(1 for o in gc.get_objects() if isinstance(o, DnsClient))
+
+    gc.collect()
+    before = clients()
+    for domain in ("dnssec-good.test", "good-dane.test", "dnssec-bogus.test"):
+        cfg = Config(target=parse_target(domain), trust_anchor=Path(lab.trust_anchor), ca_file=Path(lab.ca_file),
+                     smtp_timeout=3, dns_timeout=2, deadline=30)
+        report = run(run_audit(cfg))
+        assert "dnssec" in {c.id for c in report.checks if c.status.value != "skipped"}
+        del report
+    gc.collect()
+    assert clients() == before, "an audit's DnsClient (with its DNSSEC session) outlived the audit"
+
+
 def test_anchor_parsing():
     sets = dnssec.parse_anchors("; comment\n. 3600 IN DS 20326 8 2 "
                                 "E06D44B80B8F1D39A95C0B0D7C65D08458E880409BBB683457104237C7F8EC8D\n")

@@ -67,7 +67,6 @@ def findings(doc: dict) -> dict[str, dict]:
     ("refused", "answered REFUSED for the root zone"),
     ("servfail-root", "answered SERVFAIL for the root zone"),
     ("servfail", "answered SERVFAIL for the root zone"),
-    ("nsd", "answered without recursion"),              # an authoritative server given as resolver
 ])
 @pytest.mark.parametrize("target", ["good.test", "example.com"])
 def test_unusable_resolver_stops_with_one_line(lab, behaviour, answered, target):
@@ -81,6 +80,24 @@ def test_unusable_resolver_stops_with_one_line(lab, behaviour, answered, target)
     assert f"{address}:53" in line and answered in line, line
     assert "--resolver" in line and "/etc/resolv.conf" in line, line
     assert "Traceback" not in r.stderr and "Do53" not in line
+
+
+@pytest.mark.lab
+def test_an_authoritative_server_as_resolver_answers_its_zones_and_never_blames_a_referral(lab):
+    """A lab with its own root often points /etc/resolv.conf straight at the authoritative server
+    (RA clear).  It speaks for the zones it holds; a name it can only refer elsewhere is "could not
+    check" for that lookup, never a missing record."""
+    nsd = resolver(lab, "nsd")
+    r = cli(lab, "good.test", "--resolver", nsd, "--only", "mx,ptr,spf,dmarc", "--json")
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr
+    # servfail.test is delegated to another server: nsd answers with a referral
+    r = cli(lab, "servfail.test", "--resolver", nsd, "--only", "mx", "--json")
+    doc = json.loads(r.stdout)
+    assert r.returncode == 3, doc
+    f = findings(doc)
+    assert "mx.lookup_failed" in f and "referral" in f["mx.lookup_failed"]["summary"] + str(f["mx.lookup_failed"]["evidence"])
+    assert not set(f) & {"mx.none", "mx.no_mail_host", "mx.domain_nxdomain"}
+    assert not blame(doc), blame(doc)
 
 
 @pytest.mark.lab

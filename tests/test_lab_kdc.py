@@ -3,6 +3,7 @@ KDCs and peers (marked `lab`: run under `deliverck lab run -- python -m pytest`)
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import email.utils
 import json
@@ -83,7 +84,7 @@ def test_kdc_schema_errors(extra, words):
 
 def test_kdc_addresses_take_part_in_clash_rules():
     a = parse('[kdc."198.51.100.253"]')
-    b = scenarios.Scenario(**{**a.__dict__, "name": "y"})
+    b = dataclasses.replace(a, name="y")
     assert any("198.51.100.253 is also used by x" in p for p in scenarios.problems((a, b)))
 
 

@@ -34,6 +34,8 @@ KNOWN_FINDINGS = {
     "smtp.tarpit", "smtp.greeting_rejected", "smtp.greeting_deferred", "smtp.not_smtp", "smtp.closed",
     "smtp.no_ehlo", "smtp.ipv6_unreachable", "smtp.no_host_accepts", "smtp.probe_failed",
     "smtp.not_probed", "smtp.other_port", "smtp.other_port_closed", "smtp.crashed", "smtp.timeout",
+    "smtp.ehlo_failed", "mx.too_many_hosts", "mx.too_many_addresses", "mx.addresses_not_audited",
+    "ptr.too_many_names",
     "helo.names", "helo.not_fqdn", "helo.localhost", "helo.address_literal", "helo.invalid",
     "helo.unresolvable", "helo.not_own_address", "helo.ptr_mismatch", "helo.is_domain_apex",
     "helo.lookup_failed", "helo.not_checked", "helo.crashed", "helo.timeout",
@@ -559,7 +561,8 @@ def test_replies_render_completely_for_real_args(fid):
     if fid == "ptr.missing":
         fs = [f, finding(fid, "2001:db8::25", ip="2001:db8::25")]
     elif fid == "smtp.no_host_accepts":   # the greeting refused, and another domain whose server closes before it
-        fs = [f, finding(fid, "other.example.test", **{**EXAMPLE[fid][1], "outcome": "closed_before_greeting"})]
+        fs = [f] + [finding(fid, f"{o}.example.test", **{**EXAMPLE[fid][1], "outcome": o})
+                    for o in ("closed_before_greeting", "ehlo_closed", "ehlo_timeout")]
     else:
         fs = [f]
     preds = predict(fs, parse_receivers("all"), domain=DOMAIN, sender="alice@example.test")

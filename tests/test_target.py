@@ -92,3 +92,71 @@ def test_parse_resolver_rejects(text):
 ])
 def test_address_scope(ip, expected):
     assert scope(ip) is expected
+
+
+# --- issue 14: an address no audit would probe is not a target -----------------------------
+
+@pytest.mark.parametrize("text,fragment", [
+    ("127.0.0.1", "127.0.0.1 is a loopback address, not a mail server address"),
+    ("[127.0.0.1]", "is a loopback address"),
+    ("127.0.0.53", "is a loopback address"),
+    ("::1", "::1 is a loopback address"),
+    ("[IPv6:::1]", "is a loopback address"),
+    ("0.0.0.0", "0.0.0.0 is an unspecified address"),
+    ("::", ":: is an unspecified address"),
+    ("10.1.2.3", "is a private address"),
+    ("192.168.1.1", "is a private address"),
+    ("fd00::25", "is a private address"),
+    ("100.64.0.1", "is a shared (CGNAT) address"),
+    ("169.254.1.1", "is a link-local address"),
+    ("fe80::1", "is a link-local address"),
+    ("240.0.0.1", "is a reserved address"),
+    ("224.0.0.25", "is a multicast address"),
+    ("::ffff:127.0.0.1", "give the IPv4 address 127.0.0.1 itself"),
+])
+def test_addresses_nothing_would_probe_are_refused(text, fragment):
+    from deliverck.target import refuse_unprobeable
+
+    with pytest.raises(UsageError) as e:
+        refuse_unprobeable(parse_target(text), probe_private=False)
+    assert fragment in str(e.value) and "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("text", ["192.0.2.1", "198.51.100.25", "203.0.113.9", "2001:db8::25", "[IPv6:2001:db8::1]",
+                                  "9.9.9.9", "2a00:1450:4001::1b", "mail.example.com", "localhost.example"])
+def test_documentation_public_addresses_and_names_stay_targets(text):
+    from deliverck.target import refuse_unprobeable
+
+    refuse_unprobeable(parse_target(text), probe_private=False)
+
+
+@pytest.mark.parametrize("text,allowed", [("127.0.0.1", True), ("::1", True), ("10.0.0.25", True),
+                                          ("0.0.0.0", False), ("::", False), ("224.0.0.25", False)])
+def test_probe_private_allows_what_it_can_probe(text, allowed):
+    """--probe-private probes loopback and private addresses; the unspecified address and
+    multicast are never probed (deliverck/context.py), so they stay refused."""
+    from deliverck.target import refuse_unprobeable
+
+    if allowed:
+        refuse_unprobeable(parse_target(text), probe_private=True)
+    else:
+        with pytest.raises(UsageError):
+            refuse_unprobeable(parse_target(text), probe_private=True)
+
+
+@pytest.mark.lab
+@pytest.mark.parametrize("args", [["127.0.0.1", "--probe-private"], ["::1", "--probe-private"], ["192.0.2.1"],
+                                  ["2001:db8::1"]])
+def test_probeable_addresses_are_audited(lab, args):
+    """Through the CLI: loopback with --probe-private, and documentation addresses, are audited (the
+    smtp check ran against them), not refused."""
+    import json
+
+    from conftest import deliverck
+
+    r = deliverck(*args, "--only", "smtp", "--json", "--smtp-timeout", "2", "--deadline", "10")
+    assert r.returncode in (0, 1, 3), r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["target"]["input"] == args[0]
+    assert [c["id"] for c in doc["checks"]] == ["smtp"]
+    assert "was not probed" not in r.stdout

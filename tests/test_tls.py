@@ -668,10 +668,11 @@ def test_ca_file_unreadable(tmp_path, ca, monkeypatch):
     if os.geteuid() != 0:
         p.chmod(0)
     else:  # root reads any file: make the read fail as it would for anyone else
-        real = type(p).read_bytes
-        monkeypatch.setattr(type(p), "read_bytes",
-                            lambda self: (_ for _ in ()).throw(PermissionError(13, "Permission denied"))
-                            if self == p else real(self))
+        import deliverck.inputfile as inputfile
+        real = inputfile.os.open
+        monkeypatch.setattr(inputfile.os, "open",
+                            lambda path, *a, **k: (_ for _ in ()).throw(PermissionError(13, "Permission denied"))
+                            if str(path) == str(p) else real(path, *a, **k))
     try:
         with pytest.raises(UsageError) as e:
             tls.load_trust_store(p, system=False)

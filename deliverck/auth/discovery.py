@@ -78,8 +78,10 @@ class DkimDiscovery:
 
 
 def txt_text(rdata) -> str:
-    """A TXT record's strings joined (RFC 6376 3.6.2.2), as text; non-ASCII kept as escapes."""
-    return b"".join(rdata.strings).decode("ascii", "backslashreplace")
+    """A TXT record's strings joined (RFC 6376 3.6.2.2), as text: UTF-8 (bytes that are not, as U+FFFD).
+
+    The text is kept as published (JSON carries it exactly); terminal and markup renderers escape it."""
+    return b"".join(rdata.strings).decode("utf-8", "replace")
 
 
 def selector_name(selector: str, domain: str) -> str:

@@ -23,6 +23,14 @@ _URI = re.compile(r"^(?P<uri>[^!]+?)(?:!(?P<size>\d+)(?P<unit>[kmgt])?)?$", re.I
 _ADDR = re.compile(r"^[^@\s]+@(?P<domain>[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?)$")
 
 
+# RFC 7489 6.2: "A report is normally sent to each listed URI in the order provided by the
+# Domain Owner.  Receivers MAY impose a limit on the number of URIs to which they will send
+# reports but MUST support the ability to send to at least two."
+RECEIVER_URI_MINIMUM = 2
+# URIs per tag (rua, ruf) whose destinations deliverck verifies: a lookup each.
+REPORT_URI_LIMIT = 5
+
+
 class DmarcSyntaxError(taglist.TagListError):
     """The text is not a valid DMARC record."""
 
@@ -206,11 +214,13 @@ def aligned(mode: str, from_domain: str, auth_domain: str,
 
 
 def external_destinations(record: DmarcRecord, policy_domain: str,
-                          org: Callable[[str], str] = _default_org) -> list[ReportUri]:
-    """mailto: report URIs whose domain is outside the policy domain's organization (RFC 7489 7.1)."""
+                          org: Callable[[str], str] = _default_org,
+                          limit: int = REPORT_URI_LIMIT) -> list[ReportUri]:
+    """mailto: report URIs whose domain is outside the policy domain's organization (RFC 7489 7.1),
+    among the first `limit` URIs of each tag (each one costs an authorization lookup)."""
     mine = org(policy_domain.rstrip(".").lower())
     out = []
-    for u in record.rua + record.ruf:
+    for u in record.rua[:limit] + record.ruf[:limit]:
         if u.scheme == "mailto" and u.domain and org(u.domain) != mine and u not in out:
             out.append(u)
     return out

@@ -19,8 +19,11 @@ from deliverck.ndr import categories
 
 _LOWER = {"high": "medium", "medium": "low", "low": "low"}
 _TOKEN_RE = re.compile(r"[a-z0-9][a-z0-9'-]*[a-z0-9]", re.I)
+# The reply of the last attempt inside an expiry text.  Every part is bounded: "(last attempt" is
+# followed by at most 300 characters before its first ':' (a date and a host), not by the rest of
+# the text, and only that first ':' is tried.
 _INNER_RE = re.compile(r"\[Message=(.{3,600}?)\](?:\s*\[|\s*$)|responded with: \"(.{3,600}?)\"|last error(?: was)?:?\s*(.{3,600})|"
-                       r"\(last attempt[^)]*?:\s*(.{3,600}?)\)|said:\s*(.{3,600})", re.I)
+                       r"\(last attempt[^):]{0,300}:\s*+(.{3,600}?)\)|said:\s*(.{3,600})", re.I)
 _CODE_MEANING = {
     421: "service not available, closing the channel", 450: "mailbox unavailable (temporary)", 451: "local error in processing",
     452: "insufficient system storage", 454: "temporary authentication failure / TLS not available",
@@ -32,6 +35,7 @@ _CODE_MEANING = {
 }
 _CODE_DEFAULTS = {521: ("no_mail_accepted", "medium"), 556: ("no_mail_accepted", "medium")}
 MAX_RULE_TEXT = 4000
+MAX_HUMAN_TEXT = 20000   # characters of a bounce's own text the rules read
 
 
 def _tokens(text: str) -> frozenset[str]:
@@ -120,6 +124,14 @@ def _owner_value(o) -> str:
 RETRY_EXPIRY = 3600.0   # seconds of retrying after which a final 4.x.x failure counts as an expiry
 
 
+@functools.lru_cache(maxsize=8)
+def _bounce_text(human: str, normalised: bool) -> tuple[str, dict[int, str | None]]:
+    """The bounce's own text as the rules read it, with what each rule found in it so far: the
+    same for each of a bounce's recipients (up to 100), so each rule runs on it once."""
+    text = human[:MAX_HUMAN_TEXT]
+    return (st.normalise_garbled(text) if normalised else text), {}
+
+
 def classify(a: Attempt, human: str = "", _inner: bool = False, retried: float | None = None) -> Result:
     """retried: seconds between the message's arrival and the last attempt, when the bounce dates them."""
     table = rules_mod.load()
@@ -130,7 +142,8 @@ def classify(a: Attempt, human: str = "", _inner: bool = False, retried: float |
     hit = table.first(text, a.status, a.code, skip) if (text or a.status) else None
     where = "the reply"
     if hit is None and human.strip():
-        hit = table.first(st.normalise_garbled(human[:20000]), a.status, a.code, skip)
+        own, memo = _bounce_text(human, True)
+        hit = table.first(own, a.status, a.code, skip, memo=memo)
         where = "the bounce's own text"
     if hit:
         rule, frag = hit
@@ -176,7 +189,8 @@ def classify(a: Attempt, human: str = "", _inner: bool = False, retried: float |
     underlying = ""
     said_expired = None
     if not _inner and category != "expired" and a.action != "delayed" and human.strip():
-        said_expired = table.first(human[:20000], only=("expired",))
+        own, memo = _bounce_text(human, False)
+        said_expired = table.first(own, only=("expired",), memo=memo)
     if said_expired is not None:
         underlying = category if category != "undetermined" else ""
         evidence.append(f"rule {said_expired[0].id}: {said_expired[1].strip()[:120]!r} in the bounce's own text")

@@ -31,17 +31,24 @@ class InputError(Exception):
 
 
 def read_file(path: str, limit: int = MAX_BYTES) -> tuple[bytes, list[str]]:
+    """At most `limit` bytes.  A FIFO nobody writes to reads as empty and /dev/zero stops at the
+    limit (deliverck.inputfile): bad input gives one line, never a hang."""
+    from deliverck.inputfile import ReadError, read_limited
+
     notes: list[str] = []
     try:
-        size = os.path.getsize(path)
-        with open(path, "rb") as f:
-            data = f.read(limit)
-    except IsADirectoryError:
-        raise InputError(f"{path} is a directory") from None
-    except OSError as e:
-        raise InputError(f"cannot read {path}: {e.strerror or e}") from None
-    if size > limit:
-        notes.append(f"file is {size} bytes: only the first {limit} were read")
+        data, more = read_limited(path, limit)
+    except ReadError as e:
+        if "directory" in str(e):
+            raise InputError(f"{path} is a directory") from None
+        raise InputError(f"cannot read {path}: {str(e).removeprefix('cannot be read ').strip('()')}") from None
+    if more:
+        try:
+            size = os.stat(path).st_size
+        except OSError:
+            size = 0
+        got = f"file is {size} bytes" if size > limit else f"file holds more than {limit} bytes"
+        notes.append(f"{got}: only the first {limit} were read")
     return data, notes
 
 

@@ -68,9 +68,13 @@ class RuleTable:
     problems: tuple[str, ...]
 
     def first(self, text: str, status: str = "", code: int = 0, skip: tuple[str, ...] = (),
-              only: tuple[str, ...] = ()) -> tuple[Rule, str] | None:
-        """The first rule matching text (and status/code conditions), with the matched fragment."""
-        for r in self.rules:
+              only: tuple[str, ...] = (), memo: dict[int, str | None] | None = None) -> tuple[Rule, str] | None:
+        """The first rule matching text (and status/code conditions), with the matched fragment.
+
+        memo: what each rule found in this same text before (rule index -> fragment or None),
+        filled as rules are tried; a bounce's text is tried once per recipient, the rules run on
+        it once."""
+        for i, r in enumerate(self.rules):
             if r.category in skip or (only and r.category not in only):
                 continue
             ok = r.status_ok(status)
@@ -82,9 +86,16 @@ class RuleTable:
                 if ok:  # a status-only rule applies only to a status it names
                     return r, status
                 continue
-            m = r.search(text)
-            if m:
-                return r, m.group(0)
+            if memo is None:
+                m = r.search(text)
+                frag = m.group(0) if m else None
+            elif i in memo:
+                frag = memo[i]
+            else:
+                m = r.search(text)
+                frag = memo[i] = m.group(0) if m else None
+            if frag is not None:
+                return r, frag
         return None
 
 

@@ -22,7 +22,10 @@ _ROMAN = {"i": 1, "ii": 2, "iii": 3, "iv": 4, "v": 5, "vi": 6, "vii": 7, "viii":
           "xi": 11, "xii": 12, "xiii": 13, "xiv": 14, "xv": 15, "xvi": 16, "xvii": 17, "xviii": 18,
           "xix": 19}
 _TOKEN = r"(?:\d{1,3}|" + "|".join(sorted(list(_WORDS) + list(_ROMAN), key=len, reverse=True)) + r")"
-_GARBLED_RE = re.compile(rf"(?<![\w.])({_TOKEN})\.({_TOKEN})\.({_TOKEN})(?![\w]|\.\w)", re.I)
+# The lookahead (every token is at most 9 word characters) lets the alternation of 70 tokens be
+# tried only where three dotted words start, not at the start of every word.
+_GARBLED_RE = re.compile(rf"(?<![\w.])(?=\w{{1,9}}\.\w{{1,9}}\.\w)({_TOKEN})\.({_TOKEN})\.({_TOKEN})(?![\w]|\.\w)", re.I)
+_LETTER_RE = re.compile(r"[^\W\d_]")
 # Reply codes garbled the same way in front of a status: "432 four.three.ii".
 _STATUS_RE = re.compile(r"(?<![\d.])([245])\.(\d{1,3})\.(\d{1,3})(?![\d]|\.\d)")
 
@@ -47,7 +50,7 @@ def normalise_garbled(text: str) -> str:
             return m.group(0)
         return ".".join(str(p) for p in parts)
 
-    if not any(c.isalpha() for c in text):
+    if not _LETTER_RE.search(text):     # digits only: nothing garbled (a quick test, not a loop per character)
         return text
     return _GARBLED_RE.sub(fix, text)
 

@@ -95,6 +95,7 @@ def inside(latency_ms: int) -> int:
     from deliverck.lab import bench_bulk
 
     bench_bulk.bench(latency_ms)                 # throughput and memory, not a ratio to a critical path
+    hostile_bench(latency_ms)
     explain_bench()
     t0 = time.perf_counter()
     cli = subprocess.run([sys.executable, "-m", "deliverck", TARGETS[0], "--only", "mx,ptr"],
@@ -264,6 +265,48 @@ def kerberos_bench(latency_ms: int) -> float:
     print(f"    audit wall time                {med * 1000:.0f} ms")
     print(f"    RATIO wall / critical path     {med / bound:.2f}")
     return med / bound
+
+
+HOSTILE_TARGETS = ("hostile-many-mx.test", "hostile-many-aaaa.test", "hostile-many-ptr.test",
+                   "hostile-many-rua.test", "good.test")
+HOSTILE_RSS_LIMIT_MB = 100
+
+
+def hostile_bench(latency_ms: int) -> None:
+    """The worst single targets of the lab (1,000 MX hosts, 500 AAAA on one host, 100 PTR names,
+    200 DMARC report destinations) audited by the CLI with every default check and the default
+    deadline, each in its own process: wall time and peak RSS (the interpreter included; good.test
+    for scale).  The fan-out limits (context.py) keep them near a sane domain's cost."""
+    import dataclasses
+    import json
+    import tempfile
+
+    from deliverck.config import Config
+    from deliverck.lab.manifest import current
+    from deliverck.lab import bench_bulk
+
+    m = current()
+    deadline = next(f.default for f in dataclasses.fields(Config) if f.name == "deadline")
+    print(f"  hostile single targets (all default checks, CLI process, deadline {deadline:g} s, "
+          f"{latency_ms} ms per DNS answer)")
+    for target in HOSTILE_TARGETS:
+        with tempfile.TemporaryFile() as out:
+            t0 = time.perf_counter()
+            proc, rss = bench_bulk.run_measured([sys.executable, "-m", "deliverck", target, "--json", "--ca-file",
+                                                 m.ca_file, "--trust-anchor", m.trust_anchor],
+                                                stdout=out, stderr=subprocess.DEVNULL, timeout=600)
+            wall = time.perf_counter() - t0
+            out.seek(0)
+            try:
+                doc = json.loads(out.read())
+            except ValueError:
+                doc = {}
+        findings = [f for c in doc.get("checks", ()) for f in c["findings"]]
+        late = sum(1 for f in findings if f["id"].endswith(".timeout"))
+        ok = wall < deadline and rss <= HOSTILE_RSS_LIMIT_MB and not late
+        print(f"    {target:<24} {wall:5.1f} s  peak RSS {rss:4.0f} MB  exit {proc.returncode}  "
+              f"{len(findings)} findings{f', {late} timed out' if late else ''}  "
+              f"{'ok' if ok else 'OVER (deadline or ' + str(HOSTILE_RSS_LIMIT_MB) + ' MB)'}")
 
 
 EXPLAIN_FILES = 10_000

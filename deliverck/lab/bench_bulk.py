@@ -1,15 +1,21 @@
-"""`make bench`, bulk part: DNS-only audits of many lab domains, deliverck vs checkdmarc.
+"""`make bench`, bulk part: audits of many lab domains, deliverck vs checkdmarc.
 
 BULK_ZONE holds N generated mail domains (d<i>.bulk.example: MX, SPF, DMARC;
 50 MX hosts on documentation addresses, no PTR), served by the lab like any
 --zone-dir zone, behind the same DNS latency as the other benches.
 
-Each run is a child process (`python -m deliverck.lab.bench_bulk N`) so that
-its peak RSS is its own: 1,000 and 10,000 domains side by side show whether
-memory stays flat as the input grows.  CPU time / wall time shows whether the
-run is bound by the concurrency budget (low) or by the CPU (near 100 %).
-checkdmarc (a widely used SPF/DMARC checker, sequential per domain) does its
-own DNS-only work on the same domains through the same resolver.
+Each run is a child process (`python -m deliverck.lab.bench_bulk N [CONCURRENCY [dns|all]]`)
+so that its peak RSS is its own: 1,000 and 10,000 domains side by side show whether
+memory stays flat as the input grows.  Two kinds of runs: DNS-only checks (CHECKS),
+and every default check (what `deliverck bulk` runs without --only: DNSSEC with
+deliverck's own validation, DANE, MTA-STS, DKIM, Kerberos discovery, and SMTP, whose
+connections are refused here: nothing listens on the generated MX addresses).  The
+second kind is where a per-audit object kept alive by a module-level cache shows up
+(issue 14: the DNSSEC sessions, ~85 KB per domain, 430 MB at 2,500 domains); it must
+stay flat and within ALL_RSS_LIMIT_MB.  CPU time / wall time shows whether the run is
+bound by the concurrency budget (low) or by the CPU (near 100 %).  checkdmarc (a
+widely used SPF/DMARC checker, sequential per domain) does its own DNS-only work on
+the same domains through the same resolver.
 """
 
 from __future__ import annotations
@@ -27,6 +33,8 @@ DOMAINS = 10_000
 MX_HOSTS = 50
 CONCURRENCY = 200
 CHECKS = ("mx", "ptr", "spf", "dmarc", "dnsbl")
+ALL_CONCURRENCY = 50        # every default check asks ~50 questions per domain: a budget the lab resolver keeps up with
+ALL_RSS_LIMIT_MB = 200
 CHECKDMARC_DOMAINS = 40
 
 
@@ -49,8 +57,11 @@ def domains(n: int) -> list[str]:
     return [f"d{i}.{ORIGIN}" for i in range(n)]
 
 
-def child(n: int, concurrency: int = CONCURRENCY) -> int:
-    """Audit n domains in this process; print wall, CPU and peak RSS as JSON."""
+def child(n: int, concurrency: int = CONCURRENCY, checks: str = "dns") -> int:
+    """Audit n domains in this process; print wall, CPU and peak RSS as JSON.
+
+    checks: "dns" for CHECKS, "all" for every default check (what `deliverck bulk` runs
+    without --only: SMTP, DNSSEC, DANE, MTA-STS, DKIM ... too)."""
     import asyncio
     import io
 
@@ -58,7 +69,8 @@ def child(n: int, concurrency: int = CONCURRENCY) -> int:
     from deliverck.config import Config
     from deliverck.target import Target
 
-    base = Config(target=Target(input="-", name="invalid"), only=CHECKS, dns_timeout=5.0)
+    only = CHECKS if checks == "dns" else ()
+    base = Config(target=Target(input="-", name="invalid"), only=only, dns_timeout=5.0)
 
     class Counting:                      # count lines, keep none (like writing to a file)
         lines = 0
@@ -70,22 +82,47 @@ def child(n: int, concurrency: int = CONCURRENCY) -> int:
             pass
 
     out = Counting()
-    text = io.StringIO("\n".join(domains(n)) + "\n")
+    text = io.BytesIO(("\n".join(domains(n)) + "\n").encode("ascii"))   # bulk reads bytes, line-bounded
     cpu0, t0 = time.process_time(), time.perf_counter()
     counts = asyncio.run(bulk.run_items(bulk.read_items(text, base), out, concurrency))
     wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
     rss_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"n": n, "concurrency": concurrency, "wall": wall, "cpu": cpu, "rss_mb": rss_kb / 1024, "lines": out.lines,
-                      "counts": counts}))
+    print(json.dumps({"n": n, "concurrency": concurrency, "checks": checks, "wall": wall, "cpu": cpu,
+                      "rss_mb": rss_kb / 1024, "lines": out.lines, "counts": counts}))
     return 0
 
 
-def _run_child(n: int, concurrency: int = CONCURRENCY) -> dict:
-    r = subprocess.run([sys.executable, "-m", "deliverck.lab.bench_bulk", str(n), str(concurrency)],
-                       capture_output=True, text=True, timeout=1800)
+# Linux carries a process's peak RSS across fork and exec: a child of a grown process reports at
+# least its parent's peak, also for itself.  A small launcher spawns the measured command, so the
+# peak reported (by wait4) is the command's own.
+_LAUNCHER = """
+import os, sys
+pid = os.posix_spawn(sys.argv[2], sys.argv[2:], os.environ)
+_, status, usage = os.wait4(pid, 0)
+with open(sys.argv[1], "w") as f:
+    f.write(str(usage.ru_maxrss))
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
+def run_measured(argv: list[str], **kw) -> tuple[subprocess.CompletedProcess, float]:
+    """subprocess.run(argv, **kw) and the command's own peak RSS in MB (argv[0] must be a path)."""
+    import tempfile
+
+    with tempfile.NamedTemporaryFile("r", prefix="deliverck-bench-rss-") as rss:
+        r = subprocess.run([sys.executable, "-c", _LAUNCHER, rss.name, *argv], **kw)
+        text = rss.read().strip()
+    return r, (int(text) / 1024 if text else 0.0)
+
+
+def _run_child(n: int, concurrency: int = CONCURRENCY, checks: str = "dns") -> dict:
+    r, peak = run_measured([sys.executable, "-m", "deliverck.lab.bench_bulk", str(n), str(concurrency), checks],
+                           capture_output=True, text=True, timeout=3600)
     if r.returncode != 0:
         raise RuntimeError(f"bulk bench child failed: {r.stderr.strip()[-300:]}")
-    return json.loads(r.stdout.strip().splitlines()[-1])
+    doc = json.loads(r.stdout.strip().splitlines()[-1])
+    doc["rss_mb"] = peak
+    return doc
 
 
 def _checkdmarc(n: int) -> tuple[float, int] | None:
@@ -115,6 +152,15 @@ def bench(latency_ms: int) -> float:
               f"verdicts {r['counts']}")
     growth = big["rss_mb"] / small["rss_mb"]
     print(f"    memory 10k / 1k                {growth:.2f} (flat = 1.0)")
+    every = [_run_child(1_000, ALL_CONCURRENCY, "all"), _run_child(DOMAINS, ALL_CONCURRENCY, "all")]
+    print("  bulk audits with every default check (SMTP refused at connect: nothing listens on the MX addresses)")
+    for r in every:
+        print(f"    {r['n']:>6} domains, concurrency {r['concurrency']:>3}  {r['wall']:.1f} s = "
+              f"{r['n'] / r['wall']:.0f} domains/s; CPU busy {100 * r['cpu'] / r['wall']:.0f} %; "
+              f"peak RSS {r['rss_mb']:.0f} MB; verdicts {r['counts']}")
+    peak = max(r["rss_mb"] for r in every)
+    print(f"    memory 10k / 1k                {every[1]['rss_mb'] / every[0]['rss_mb']:.2f} (flat = 1.0); "
+          f"peak {peak:.0f} MB ({'within' if peak <= ALL_RSS_LIMIT_MB else 'OVER'} {ALL_RSS_LIMIT_MB} MB)")
     cd = _checkdmarc(CHECKDMARC_DOMAINS)
     ours = big["n"] / big["wall"]
     if cd is None:
@@ -130,4 +176,4 @@ def bench(latency_ms: int) -> float:
 
 
 if __name__ == "__main__":
-    sys.exit(child(int(sys.argv[1]), *(int(a) for a in sys.argv[2:3])))
+    sys.exit(child(int(sys.argv[1]), *(int(a) for a in sys.argv[2:3]), *sys.argv[3:4]))

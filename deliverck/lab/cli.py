@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -27,28 +25,77 @@ UP_TIMEOUT = 15.0
 # Delay added to every DNS answer: beyond a few seconds every resolver times out,
 # so a larger value tests nothing.
 MAX_DNS_LATENCY_MS = 10000
+MAX_ZONE_BYTES = 64 * 1024 * 1024      # as --zone-file (deliverck.net.overlay)
 
 
-def _zone_dirs(dirs: Optional[List[Path]]) -> list[Path]:
+def _zone_dirs(dirs: Optional[List[str]]) -> list[Path]:
     """Check --zone-dir before anything is built: a missing directory or a zone file that
     does not parse is bad input (exit 2), said at once rather than after seconds of setup."""
     from deliverck.lab import zones
 
+    if any(not str(d).strip() for d in dirs or []):
+        raise UsageError("--zone-dir is empty: give a directory of <origin>.zone files")
     out = [Path(d) for d in dirs or []]
     for d in out:
+        if d.exists() and not d.is_dir():
+            raise UsageError(f"--zone-dir {d}: no such directory ({d} is a file; give a directory of <origin>.zone "
+                             "files)")
         if not d.is_dir():
             raise UsageError(f"--zone-dir {d}: no such directory (give a directory of <origin>.zone files)")
         if not os.access(d, os.R_OK | os.X_OK):
             raise UsageError(f"--zone-dir {d}: cannot read the directory")
         if not any(d.glob("*.zone")):
             raise UsageError(f"--zone-dir {d}: holds no <origin>.zone file (e.g. example.com.zone)")
+    from deliverck.inputfile import ReadError, regular_file
+
     try:
         for path in zones.user_zone_files(out):
-            if zones.read_user_zone(path).origin == zones.ROOT:
+            try:
+                # zones reads the file by name: a FIFO would block in open(), a directory raise
+                regular_file(path, MAX_ZONE_BYTES)
+            except ReadError as e:
+                raise UsageError(f"--zone-dir: {path} {e}") from None
+            try:
+                origin = zones.read_user_zone(path).origin
+            except LabUnavailable as e:
+                raise UsageError(f"--zone-dir: {_redacted(str(e), path)}") from None
+            if origin == zones.ROOT:
                 raise UsageError(f"--zone-dir: {path}: the lab root cannot be replaced; serve a zone below it")
     except LabUnavailable as e:
         raise UsageError(f"--zone-dir: {e}") from None
     return out
+
+
+def _redacted(message: str, path: Path) -> str:
+    """A zone file's parse error without the file's tokens (dnspython quotes them whole): the file,
+    the line and the kind of problem only (deliverck.net.overlay.redact)."""
+    from deliverck.inputfile import ReadError, read_limited
+    from deliverck.net.overlay import redact
+
+    try:
+        text = read_limited(path, MAX_ZONE_BYTES)[0].decode("utf-8", "replace")
+    except ReadError:
+        text = ""
+    mark = "\0path\0"
+    return redact(message.replace(str(path), mark), text).replace(mark, str(path))
+
+
+def _outdir(text: str) -> Path:
+    """OUTDIR before the lab is built (a lab and its Postfix take seconds): a directory, or a
+    path whose existing parent is a writable directory (it is created then)."""
+    if not text.strip():
+        raise UsageError("OUTDIR is empty: give a directory for the bounce files")
+    outdir = Path(text)
+    if outdir.exists() and not outdir.is_dir():
+        raise UsageError(f"OUTDIR {outdir}: is a file, not a directory (give a directory for the bounce files)")
+    parent = outdir.resolve()
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise UsageError(f"OUTDIR {outdir}: {parent} is a file, so the directory cannot be made")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise UsageError(f"OUTDIR {outdir}: cannot write in {parent}")
+    return outdir
 
 
 def _dns_latency(ms: int) -> int:
@@ -69,8 +116,8 @@ def _command(command: Optional[List[str]]) -> list[str]:
 @lab_app.command("run", context_settings=_PASSTHROUGH)
 def run_cmd(
     command: Optional[List[str]] = typer.Argument(None, help="The command (after --) to run inside the lab."),
-    zone_dir: Optional[List[Path]] = typer.Option(
-        None, "--zone-dir", help="Serve every <origin>.zone file in DIR too (repeatable)."),
+    zone_dir: Optional[List[str]] = typer.Option(
+        None, "--zone-dir", metavar="DIR", help="Serve every <origin>.zone file in DIR too (repeatable)."),
     dns_latency: int = typer.Option(0, "--dns-latency", metavar="MS",
                                     help=f"Delay every DNS answer by MS milliseconds (0 to {MAX_DNS_LATENCY_MS})."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress lines on stderr while the lab starts."),
@@ -88,14 +135,15 @@ def run_cmd(
 
 @lab_app.command("bounces")
 def bounces_cmd(
-    outdir: Path = typer.Argument(..., help="Directory for the DSN .eml files and labels.toml."),
+    outdir: str = typer.Argument(..., help="Directory for the DSN .eml files and labels.toml."),
 ) -> None:
     """Make real bounces in a fresh lab: a sending Postfix delivers test messages to lab servers that
     fail on purpose; write each DSN as OUTDIR/<case>.eml plus OUTDIR/labels.toml.  Lab-only: the
     test messages never leave the lab's network namespace (deliverck itself never sends mail)."""
     from deliverck.lab import run
 
-    raise typer.Exit(run([sys.executable, "-m", "deliverck.lab.bounces", str(outdir.resolve())]))
+    target = _outdir(outdir)
+    raise typer.Exit(run([sys.executable, "-m", "deliverck.lab.bounces", str(target.resolve())]))
 
 
 @lab_app.command("scenarios")
@@ -110,122 +158,211 @@ def scenarios_cmd() -> None:
 
 
 def state_file() -> Path:
-    base = os.environ.get("XDG_RUNTIME_DIR") or f"/tmp/deliverck-lab-{os.getuid()}"
-    return Path(base) / "deliverck-lab" / "state.json"
+    """Where `lab up` records the lab it leaves running (deliverck.lab.state)."""
+    from deliverck.lab.state import STATE_NAME, state_dir_path
+
+    return state_dir_path() / STATE_NAME
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+def _lab_status(sd, state) -> str:
+    from deliverck.lab.state import lab_status
+
+    return lab_status(state, sd.file)
 
 
-def _read_state() -> dict | None:
-    try:
-        state = json.loads(state_file().read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    if not _alive(state.get("pid", 0)):
-        shutil.rmtree(state.get("lab_dir", "/nonexistent"), ignore_errors=True)
-        state_file().unlink(missing_ok=True)
-        return None
-    return state
+def _forget(sd, state) -> None:
+    """The lab is stopped: remove its directory (only if it is the lab's) and the state file."""
+    from deliverck.lab.state import remove_lab_dir
+
+    remove_lab_dir(state, sd.file)
+    sd.remove()
 
 
 @lab_app.command("up", context_settings=_PASSTHROUGH)
 def up_cmd(
-    zone_dir: Optional[List[Path]] = typer.Option(None, "--zone-dir", help="Serve every <origin>.zone file in DIR too."),
+    zone_dir: Optional[List[str]] = typer.Option(None, "--zone-dir", metavar="DIR", help="Serve every <origin>.zone file in DIR too."),
     dns_latency: int = typer.Option(0, "--dns-latency", metavar="MS",
                                     help=f"Delay every DNS answer by MS milliseconds (0 to {MAX_DNS_LATENCY_MS})."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress lines on stderr while the lab starts."),
 ) -> None:
     """Start a lab in the background; use `lab exec -- CMD` to work in it, `lab down` to stop it."""
-    from deliverck.lab import describe, inner_pid, make_lab_dir, say, start_error, unshare_argv
+    from deliverck.lab import describe, inner_pid, make_lab_dir, namespace_flags, say, start_error, unshare_argv
+    from deliverck.lab.state import State, identity, manifest_digest, open_state_dir
 
     dirs, latency = _zone_dirs(zone_dir), _dns_latency(dns_latency)
-    state = _read_state()
-    if state:
-        typer.echo(f"the lab is already up (pid {state['pid']}); `deliverck lab down` stops it")
-        return
-    t0 = time.monotonic()
-    if not quiet:
-        say("preparing zones, DNSSEC keys, certificates and server configurations ...")
-    lab_dir, manifest = make_lab_dir(dirs, latency)
-    if not quiet:
-        say(f"starting {describe(manifest)} ...")
-    with open(lab_dir / "holder.log", "ab") as log:
-        proc = subprocess.Popen(unshare_argv(lab_dir, ["--hold"]), stdin=subprocess.DEVNULL, stdout=log,
-                                stderr=log, start_new_session=True)
-    deadline = time.monotonic() + UP_TIMEOUT
-    while not (lab_dir / "ready").exists():
-        error = start_error(lab_dir)
-        if error or proc.poll() is not None or time.monotonic() > deadline:
-            if proc.poll() is None:
-                proc.terminate()
-            raise LabUnavailable((error or f"the lab did not come up; see {lab_dir / 'holder.log'}")
-                                 + f" (lab files kept in {lab_dir})")
-        time.sleep(0.02)
-    pid = inner_pid(proc.pid)
-    state_file().parent.mkdir(parents=True, exist_ok=True)
-    state_file().write_text(json.dumps({
-        "pid": pid, "unshare_pid": proc.pid, "lab_dir": str(lab_dir),
-        "userns": "-rnm" in unshare_argv(lab_dir, [])}), encoding="utf-8")
+    with open_state_dir(create=True) as sd:
+        sd.lock()                          # one `lab up` or `lab down` at a time
+        state = sd.read()
+        if state is not None:
+            if _lab_status(sd, state) == "up":
+                typer.echo(f"the lab is already up (pid {state.lab.pid}); `deliverck lab down` stops it")
+                return
+            _forget(sd, state)
+        namespace_flags()                  # the lab can run here: said before seconds of preparation
+        t0 = time.monotonic()
+        if not quiet:
+            say("preparing zones, DNSSEC keys, certificates and server configurations ...")
+        lab_dir, manifest = make_lab_dir(dirs, latency)
+        if not quiet:
+            say(f"starting {describe(manifest)} ...")
+        with open(lab_dir / "holder.log", "ab") as log:
+            proc = subprocess.Popen(unshare_argv(lab_dir, ["--hold"]), stdin=subprocess.DEVNULL, stdout=log,
+                                    stderr=log, start_new_session=True)
+        deadline = time.monotonic() + UP_TIMEOUT
+        while not (lab_dir / "ready").exists():
+            error = start_error(lab_dir)
+            if error or proc.poll() is not None or time.monotonic() > deadline:
+                if proc.poll() is None:
+                    proc.terminate()
+                raise LabUnavailable((error or f"the lab did not come up; see {lab_dir / 'holder.log'}")
+                                     + f" (lab files kept in {lab_dir})")
+            time.sleep(0.02)
+        # What `lab exec` and `lab down` will check before they enter or signal (deliverck.lab.state).
+        pid = inner_pid(proc.pid)
+        lab, unshare = (identity(pid) if pid else None), identity(proc.pid)
+        if lab is None or unshare is None or min(lab.start, unshare.start) < 0:
+            proc.terminate()
+            raise LabUnavailable(f"the lab's processes cannot be identified in /proc (lab files kept in {lab_dir})")
+        sd.write(State(str(lab_dir), manifest_digest(lab_dir), "-rnm" in namespace_flags(), lab, unshare))
     if not quiet:
         say(f"ready in {time.monotonic() - t0:.1f} s")
     typer.echo(f"the lab is up (manifest {lab_dir / 'manifest.json'}); "
                "`deliverck lab exec -- CMD` runs CMD in it, `deliverck lab down` stops it")
 
 
+# Runs inside the lab's namespaces before the command: enters the caller's working directory
+# *there*.  (nsenter --wd opens the directory before it enters the mount namespace, so the
+# command's cwd stayed on the caller's mount while absolute paths resolved in the lab's:
+# renaming `tmp` to a relative `out.prom` in the same directory failed with EXDEV, "Invalid
+# cross-device link", issue 14.)  Only the standard library (python -S).
+_ENTER = """\
+import os, sys
+cwd, argv = sys.argv[1], sys.argv[2:]
+try:
+    os.chdir(cwd)
+except OSError as e:
+    sys.stderr.write(f"deliverck: error: lab exec: the working directory {cwd} cannot be entered inside the lab "
+                     f"({e.strerror}); run the command from a directory that existed when the lab came up\\n")
+    sys.exit(3)
+os.environ["PWD"] = cwd
+try:
+    os.execvp(argv[0], argv)
+except OSError as e:
+    sys.stderr.write(f"deliverck: error: lab exec: cannot run {argv[0]!r} inside the lab: {e.strerror}\\n")
+    sys.exit(3)
+"""
+
+
+def _namespace_fds(state) -> dict[str, int]:
+    """The lab's namespaces, opened from /proc/PID/ns before PID is checked: if PID is the lab's
+    process 1 after they are open, they are its (it has held that pid since `lab up`)."""
+    from deliverck.lab.state import is_ours
+
+    kinds = (["user"] if state.userns else []) + ["net", "mnt", "pid"]
+    fds: dict[str, int] = {}
+    try:
+        for kind in kinds:
+            fds[kind] = os.open(f"/proc/{state.lab.pid}/ns/{kind}", os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        for fd in fds.values():
+            os.close(fd)
+        return {}
+    if is_ours(state.lab) != "ours":
+        for fd in fds.values():
+            os.close(fd)
+        return {}
+    return fds
+
+
 @lab_app.command("exec", context_settings=_PASSTHROUGH)
 def exec_cmd(
     command: Optional[List[str]] = typer.Argument(None, help="The command (after --) to run inside the lab."),
 ) -> None:
-    """Run COMMAND inside the lab started by `lab up`; exit with its status.
+    """Run COMMAND inside the lab started by `lab up`, in the caller's working directory; exit with its status.
 
     COMMAND gets $DELIVERCK_CA_FILE and $DELIVERCK_TRUST_ANCHOR as with `lab run`."""
     from deliverck.lab import command_env, find_tool
+    from deliverck.lab.state import check_lab_dir, open_state_dir
 
     command = _command(command)
-    state = _read_state()
-    if not state:
-        raise LabUnavailable("no lab is up: start one with `deliverck lab up` (or use `deliverck lab run -- CMD`)")
-    flags = ["-U", "--preserve-credentials"] if state.get("userns") else []
-    argv = [find_tool("nsenter"), "-t", str(state["pid"]), *flags, "-n", "-m", "-p", f"--wd={os.getcwd()}",
-            *command]
     try:
-        env = command_env(Path(state["lab_dir"]) / "manifest.json")
+        cwd = os.getcwd()
     except OSError as e:
-        raise LabUnavailable(f"the lab's manifest cannot be read ({e.strerror}): `deliverck lab down`, then "
-                             "`deliverck lab up`") from None
+        raise LabUnavailable(f"the working directory cannot be used ({e.strerror}): cd to a directory first") from None
+    none_up = LabUnavailable("no lab is up: start one with `deliverck lab up` (or use `deliverck lab run -- CMD`)")
+    sd = open_state_dir(create=False)
+    if sd is None:
+        raise none_up
+    with sd:
+        sd.lock()                          # not while `lab up` or `lab down` is at work (released before CMD runs)
+        state = sd.read()
+        if state is None:
+            raise none_up
+        if _lab_status(sd, state) == "gone":
+            _forget(sd, state)
+            raise none_up
+        if not check_lab_dir(state, sd.file):
+            raise LabUnavailable(f"the lab's directory {state.lab_dir} is gone: `deliverck lab down`, then "
+                                 "`deliverck lab up`")
+        fds = _namespace_fds(state)
+        if not fds:
+            raise none_up
     try:
-        status = subprocess.call(argv, env=env)
-    except KeyboardInterrupt:
-        status = 130
+        flags = [f"--{'mount' if k == 'mnt' else k}=/proc/self/fd/{fd}" for k, fd in fds.items()]
+        if state.userns:
+            flags.append("--preserve-credentials")
+        argv = [find_tool("nsenter"), *flags, "--", sys.executable, "-S", "-c", _ENTER, cwd, *command]
+        try:
+            env = command_env(Path(state.lab_dir) / "manifest.json")
+        except OSError as e:
+            raise LabUnavailable(f"the lab's manifest cannot be read ({e.strerror}): `deliverck lab down`, then "
+                                 "`deliverck lab up`") from None
+        try:
+            status = subprocess.call(argv, env=env, pass_fds=tuple(fds.values()))
+        except KeyboardInterrupt:
+            status = 130
+    finally:
+        for fd in fds.values():
+            os.close(fd)
     raise typer.Exit(status if status >= 0 else 128 - status)
+
+
+STOP_WAIT = 5.0
 
 
 @lab_app.command("down")
 def down_cmd() -> None:
     """Stop the lab started by `lab up` and remove its files."""
-    state = _read_state()
-    if not state:
+    from deliverck.lab.state import check_lab_dir, is_ours, open_state_dir, signal_process
+
+    sd = open_state_dir(create=False)
+    if sd is None:
         typer.echo("no lab is up")
         return
-    for pid in (state["pid"], state["unshare_pid"]):
-        try:
-            os.kill(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-    deadline = time.monotonic() + 5
-    while _alive(state["unshare_pid"]) and time.monotonic() < deadline:
-        time.sleep(0.02)
-    shutil.rmtree(state["lab_dir"], ignore_errors=True)
-    state_file().unlink(missing_ok=True)
-    typer.echo("the lab is down")
+    with sd:
+        sd.lock()
+        state = sd.read()
+        if state is None:
+            typer.echo("no lab is up")
+            return
+        up = _lab_status(sd, state) == "up"
+        check_lab_dir(state, sd.file)      # a stranger's directory: exit 2 before anything is signalled
+        if up:
+            def running() -> bool:
+                return any(is_ours(p) == "ours" for p in (state.lab, state.unshare))
+
+            for p in (state.lab, state.unshare):
+                signal_process(p, signal.SIGTERM)
+            deadline = time.monotonic() + STOP_WAIT
+            while running() and time.monotonic() < deadline:
+                time.sleep(0.02)
+            if is_ours(state.lab) == "ours":
+                signal_process(state.lab, signal.SIGKILL)      # process 1: its whole pid namespace goes
+                deadline = time.monotonic() + STOP_WAIT
+                while running() and time.monotonic() < deadline:
+                    time.sleep(0.02)
+        _forget(sd, state)
+    typer.echo("the lab is down" if up else "no lab is up")
 
 
 def main() -> None:

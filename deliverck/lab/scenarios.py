@@ -6,6 +6,9 @@ scenario by name.  The schema is documented in README.md beside this file.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+
 import ipaddress
 import re
 import tomllib
@@ -36,7 +39,7 @@ def is_documentation(address: str) -> bool:
     return any(addr.version == net.version and addr in net for net in DOCUMENTATION_NETS)
 
 
-BEHAVIOURS = ("smtp", "postfix", "http", "close", "filtered")
+BEHAVIOURS = ("smtp", "postfix", "http", "close", "filtered", "ehlo-close", "ehlo-hang")
 TLS_VERSIONS = ("modern", "legacy")
 RELAY = ("denied", "open")
 PEER_KEYS = ("behaviour", "hostname", "greeting", "greeting_delay", "starttls", "tls_versions", "cert",
@@ -61,7 +64,8 @@ class Expectation:
 @dataclass(frozen=True)
 class PeerSpec:
     """How the SMTP peer on one address behaves; the defaults are a healthy server."""
-    behaviour: str = "smtp"             # smtp (aiosmtpd) | postfix (real Postfix) | http | close
+    behaviour: str = "smtp"             # smtp (aiosmtpd) | postfix (real Postfix) | http | close | filtered
+                                        # | ehlo-close | ehlo-hang (greets, then closes / goes silent)
     hostname: str | None = None         # greeting and EHLO name; None: first PTR name, else first owner name
     greeting: str | None = None         # whole greeting line, e.g. "554 No SMTP service here"
     greeting_delay: float = 0.0         # seconds before the greeting (a tarpit)
@@ -232,6 +236,12 @@ class Scenario:
         except dns.exception.SyntaxError as e:
             raise LabUnavailable(f"scenario {self.source}: records do not parse ({_shift(e)})") from None
 
+    @functools.cached_property
+    def _rdatas(self) -> tuple:
+        """(name, rdata) of the records, parsed once: the questions below ask them many times
+        during lab start (zone() stays a fresh copy, which zones.build changes)."""
+        return tuple((name, rdata) for name, _ttl, rdata in self.zone().iterate_rdatas())
+
     @property
     def default_realm(self) -> str:
         return self.domain.upper()
@@ -239,7 +249,7 @@ class Scenario:
     def published(self) -> tuple[str, ...]:
         """Every A/AAAA address in the scenario's records (canonical text), in zone order."""
         seen: dict[str, None] = {}
-        for _name, _ttl, rdata in self.zone().iterate_rdatas():
+        for _name, rdata in self._rdatas:
             if rdata.rdtype in (dns.rdatatype.A, dns.rdatatype.AAAA):
                 seen[str(ipaddress.ip_address(rdata.address))] = None
         return tuple(seen)
@@ -247,7 +257,7 @@ class Scenario:
     def addresses(self) -> tuple[str, ...]:
         """Every A/AAAA address the scenario publishes, in zone order."""
         seen: dict[str, None] = {}
-        for _name, _ttl, rdata in self.zone().iterate_rdatas():
+        for _name, rdata in self._rdatas:
             if rdata.rdtype in (dns.rdatatype.A, dns.rdatatype.AAAA):
                 seen[rdata.address] = None
         for address, _names in self.reverse:
@@ -263,10 +273,9 @@ class Scenario:
     def cert_names(self, address: str) -> tuple[str, ...]:
         """Names a healthy peer's certificate holds: every name that leads to the address (through
         one CNAME too), so the MX host name matches, then its PTR names."""
-        zone = self.zone()
-        holders = [name for name, _ttl, rdata in zone.iterate_rdatas()
+        holders = [name for name, rdata in self._rdatas
                    if rdata.rdtype in (dns.rdatatype.A, dns.rdatatype.AAAA) and rdata.address == address]
-        aliases = [name for name, _ttl, rdata in zone.iterate_rdatas()
+        aliases = [name for name, rdata in self._rdatas
                    if rdata.rdtype == dns.rdatatype.CNAME and rdata.target in holders]
         names = [n.to_text(omit_final_dot=True) for n in (*aliases, *holders)]
         names += [n.rstrip(".") for n in self.ptr_names(address)]
@@ -280,7 +289,7 @@ class Scenario:
         names = self.ptr_names(address)
         if names:
             return names[0].rstrip(".")
-        for name, _ttl, rdata in self.zone().iterate_rdatas():
+        for name, rdata in self._rdatas:
             if rdata.rdtype in (dns.rdatatype.A, dns.rdatatype.AAAA) and rdata.address == address:
                 return name.to_text(omit_final_dot=True)
         return self.domain
@@ -405,8 +414,11 @@ def parse(text: str, source: str) -> Scenario:
     doubled = sorted({k.address for k in kdcs if [x.address for x in kdcs].count(k.address) > 1})
     if doubled:
         raise LabUnavailable(f"scenario {source}: [kdc] names {doubled} more than once")
-    scenario = Scenario(**{**scenario.__dict__, "smtp": smtp, "peers": peers, "kdcs": kdcs})
-    scenario.zone()            # parse errors surface at load time
+    parsed = scenario.__dict__.get("_rdatas")
+    scenario = dataclasses.replace(scenario, smtp=smtp, peers=peers, kdcs=kdcs)
+    if parsed is not None:     # the records did not change: keep their parse
+        scenario.__dict__["_rdatas"] = parsed
+    scenario._rdatas           # parse errors surface at load time (and the parse is kept)
     return scenario
 
 

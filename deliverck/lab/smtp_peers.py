@@ -1,7 +1,9 @@
 """SMTP peers that behave well or badly on purpose; none ever accepts a message.
 
 `smtp` peers are aiosmtpd (greeting, EHLO, STARTTLS, relay policy, 554 to
-DATA); `http`, `close` and non-2xx greetings are raw asyncio servers, because
+DATA); `http`, `close`, `ehlo-close`, `ehlo-hang` (a 220 greeting, then the
+connection is closed, or nothing more is said, at the first command) and
+non-2xx greetings are raw asyncio servers, because
 aiosmtpd cannot misbehave that way.  Every connection ends as one JSON line in
 the lab's SMTP log.  Every read is bounded: line length, command count, idle
 time.
@@ -199,7 +201,8 @@ def _version(transport) -> str | None:
 
 async def _raw(peer: Peer, port: int, log: SessionLog, reader: asyncio.StreamReader,
                writer: asyncio.StreamWriter) -> None:
-    """http, close, and non-2xx greetings (RFC 5321 3.1: after 554, 503 to all but QUIT)."""
+    """http, close, ehlo-close, ehlo-hang, and non-2xx greetings (RFC 5321 3.1: after 554, 503 to all
+    but QUIT)."""
     peername = writer.get_extra_info("peername") or ("?", 0)
     session = Session(peer, port, f"{peername[0]} {peername[1]}", log)
     try:
@@ -219,7 +222,8 @@ async def _raw(peer: Peer, port: int, log: SessionLog, reader: asyncio.StreamRea
                     return                       # the client gave up
             except asyncio.TimeoutError:
                 pass
-        writer.write(greeting_line(peer).encode() + b"\r\n")
+        greeting = greeting_line(peer) or f"220 {peer.hostname} {IDENT}"
+        writer.write(greeting.encode() + b"\r\n")
         await writer.drain()
         if peer.greeting.startswith("421"):
             return
@@ -230,6 +234,14 @@ async def _raw(peer: Peer, port: int, log: SessionLog, reader: asyncio.StreamRea
                 return
             verb = line.split(b" ", 1)[0].strip().upper().decode("ascii", "replace")[:16]
             session.commands.append(verb)
+            if peer.behaviour == "ehlo-close":
+                return                           # greets, then hangs up at the first command
+            if peer.behaviour == "ehlo-hang":
+                try:                             # greets, then never answers (until the client leaves)
+                    await asyncio.wait_for(reader.read(1), IDLE_TIMEOUT)
+                except asyncio.TimeoutError:
+                    pass
+                return
             if verb == "QUIT":
                 writer.write(b"221 2.0.0 Bye\r\n")
                 await writer.drain()

@@ -133,8 +133,23 @@ def read_user_zone(path: Path) -> dns.zone.Zone:
         origin = dns.name.from_text(stem.rstrip(".") + "." if stem not in ("", ".", "root") else ".")
     except dns.exception.DNSException as e:
         raise LabUnavailable(f"zone file {path}: its name does not give a zone origin ({e})") from None
+    from deliverck.inputfile import ReadError, read_limited
+    from deliverck.net.overlay import MAX_GENERATED, MAX_ZONE_BYTES, generated_records
+
     try:
-        return dns.zone.from_file(str(path), origin=origin, relativize=False)
+        data, more = read_limited(path, MAX_ZONE_BYTES)
+    except ReadError as e:
+        raise LabUnavailable(f"zone file {path}: {e}") from None
+    if more:
+        raise LabUnavailable(f"zone file {path} is larger than {MAX_ZONE_BYTES // (1024 * 1024)} MiB")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise LabUnavailable(f"zone file {path} is not UTF-8 text") from None
+    if generated_records(text) > MAX_GENERATED:
+        raise LabUnavailable(f"zone file {path}: its $GENERATE lines make more than {MAX_GENERATED} records")
+    try:
+        return dns.zone.from_text(text, origin=origin, relativize=False, filename=str(path))
     except dns.exception.SyntaxError as e:
         raise LabUnavailable(f"zone file {path} does not parse: {e}") from None
     except (dns.zone.NoSOA, dns.zone.NoNS) as e:

@@ -359,6 +359,14 @@ class DnsClient:
         ra = bool(resp.flags & dns.flags.RA)
         canon = _norm(res.canonical_name.to_text())
         server = f"{res.nameserver}:{res.port}" if res.nameserver else ""
+        if res.rrset is None and _is_referral(resp):
+            # An authoritative-only server used as resolver answers names it does not hold with a
+            # referral; taken as NODATA it would blame the target for a record it may well have.
+            cut = next(rr.name for rr in resp.authority if rr.rdtype == dns.rdatatype.NS)
+            return self._done(qname, rdtype, start, Outcome.ERROR, canonical_name=canon, server=server,
+                              recursion_available=ra,
+                              detail=f"{server or self._names()} does not recurse: it answered with a referral to "
+                                     f"the name servers of {_norm(cut.to_text()) or '.'} instead of an answer")
         if res.rrset is None:
             return self._done(qname, rdtype, start, Outcome.NODATA, canonical_name=canon,
                               authenticated=ad, server=server, recursion_available=ra)
@@ -435,12 +443,11 @@ class DnsClient:
     def _root_problem(self, ans: DnsAnswer) -> ResolverProblem | None:
         asked = "the root zone (. NS)"
         o = ans.outcome
-        if o is Outcome.OK and ans.recursion_available:
-            return None
         if o is Outcome.OK:
-            return self._problem("answered without recursion (RA flag clear)",
-                                 "it is an authoritative server, not a resolver, and its referrals would "
-                                 "read as missing records")
+            # An authoritative server given as resolver (RA clear) is usable for the zones it holds,
+            # as in a lab with its own root; a name it would only refer elsewhere is "could not
+            # check" for that lookup (`_is_referral`), never a missing record.
+            return None
         if o is Outcome.TIMEOUT:
             return self._problem(f"did not answer within {self.timeout:g}s", "nothing can be looked up")
         if o is Outcome.UNREACHABLE:
@@ -563,6 +570,16 @@ def _plain(e: BaseException) -> str:
     """An exception as a phrase for users: its message (dnspython's default is the class docstring)."""
     text = _one_line(str(e)).rstrip(".")
     return text or type(e).__name__
+
+
+def _is_referral(resp: dns.message.Message) -> bool:
+    """A non-authoritative answer with no records and no SOA, only NS records of a zone cut below:
+    the server refers the question elsewhere instead of resolving it (RFC 1034 4.3.1)."""
+    if resp.flags & dns.flags.AA or resp.answer:
+        return False
+    if any(rr.rdtype == dns.rdatatype.SOA for rr in resp.authority):
+        return False
+    return any(rr.rdtype == dns.rdatatype.NS for rr in resp.authority)
 
 
 def _classify_errors(errors: list) -> tuple[Outcome, str]:

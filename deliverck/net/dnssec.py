@@ -12,7 +12,10 @@ name (the possible zone cuts, root down) and the RRset itself are asked all
 at once, so a validation costs about one round trip of wall time, not two
 per level.  Raw answers are cached per DnsClient (one per run) and
 single-flight, so the MX, A and AAAA validations of one audit share the
-root, TLD and zone lookups.
+root, TLD and zone lookups.  The cache lives on the client itself and holds
+it only weakly, so it goes with the client at the end of the audit (a bulk
+run audits thousands of domains in one process); `close(client)` cancels
+what is still in flight.
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ ROOT_ANCHORS: tuple[str, ...] = (
 )
 
 QUERY_TIMEOUT = 3.0       # per resolver, per query
+UDP_TRIES = 2             # sends of one query within QUERY_TIMEOUT (a lost datagram is sent again)
 PAYLOAD = 1232
 
 # What dnspython can verify here (RFC 8624 "MUST validate" set plus the ones still seen).
@@ -90,37 +94,71 @@ class Validation:
 
 
 def parse_anchors(lines: Iterable[str] | str) -> tuple[dns.rrset.RRset, ...]:
-    """DS (or DNSKEY) records in master-file form, one per line -> RRsets by owner.
+    """DS (or DNSKEY) records of the root zone in master-file form, one per line -> RRsets.
 
-    Accepts what the lab's trust_anchor file holds (`. 3600 IN DS ...`) and
-    the short form `. IN DS ...`; comments (`;`) and blank lines are skipped.
+    Accepts what the lab's trust_anchor file holds (`. 3600 IN DS ...`), the short
+    form `. IN DS ...` and unbound-anchor's root.key (`. 172800 IN DNSKEY 257 3 8 ...
+    ;{id = 20326 ...}`); comments (`;`) and blank lines are skipped.  Anything else is
+    ValueError naming the line and what is wrong with it, never its text: the path may
+    point at any file (`--trust-anchor /etc/passwd`, a secrets file), issue 14.  Only
+    the root's anchors are used (validation starts at the root), so another owner is an
+    error too, not silently nothing.
     """
     if isinstance(lines, str):
         lines = lines.splitlines()
+    what = ("a trust anchor file holds DS or DNSKEY records of the root zone, one per line, e.g. "
+            "`. IN DS 20326 8 2 E06D44B8...`")
+    forms = {dns.rdatatype.DS: "key tag, algorithm, digest type and the digest in hex",
+             dns.rdatatype.DNSKEY: "flags, protocol 3, algorithm and the public key in base64"}
     sets: dict[tuple[dns.name.Name, int], dns.rrset.RRset] = {}
-    for line in lines:
-        line = line.split(";", 1)[0].strip()
+    for number, raw in enumerate(lines, 1):
+        line = raw.split(";", 1)[0].strip()
         if not line:
             continue
         toks = line.split()
-        owner = dns.name.from_text(toks[0])
+        if toks[0] != ".":
+            raise ValueError(f"line {number} is not a record of the root zone (its owner must be '.'); {what}")
         rest = toks[1:]
-        if rest and rest[0].isdigit():
-            rest = rest[1:]
-        if rest and rest[0].upper() == "IN":
-            rest = rest[1:]
-        rdtype = dns.rdatatype.from_text(rest[0])
-        rd = dns.rdata.from_text(dns.rdataclass.IN, rdtype, " ".join(rest[1:]))
-        key = (owner, rdtype)
+        for _ in range(2):                # [TTL] [class] in either order (RFC 1035 5.1)
+            if rest and rest[0].isdigit():
+                rest = rest[1:]
+            elif rest and rest[0].upper() == "IN":
+                rest = rest[1:]
+        try:
+            rdtype = dns.rdatatype.from_text(rest[0]) if rest else None
+        except (dns.exception.DNSException, ValueError):
+            rdtype = None
+        if rdtype not in forms:
+            raise ValueError(f"line {number} is not a DS or DNSKEY record of class IN; {what}")
+        try:
+            rd = dns.rdata.from_text(dns.rdataclass.IN, rdtype, " ".join(rest[1:]))
+        except Exception:                 # dnspython's messages quote the offending token: not shown
+            name = dns.rdatatype.to_text(rdtype)
+            raise ValueError(f"line {number}: its {name} record does not parse (give {forms[rdtype]})") from None
+        key = (dns.name.root, rdtype)
         if key not in sets:
-            sets[key] = dns.rrset.RRset(owner, dns.rdataclass.IN, rdtype)
+            sets[key] = dns.rrset.RRset(dns.name.root, dns.rdataclass.IN, rdtype)
         sets[key].add(rd)
     return tuple(sets.values())
 
 
-def load_anchor_file(path: str) -> tuple[dns.rrset.RRset, ...]:
-    with open(path, encoding="utf-8") as f:
-        return parse_anchors(f.read())
+def load_anchor_file(path: str, limit: int = 1024 * 1024) -> tuple[dns.rrset.RRset, ...]:
+    """parse_anchors of a file, read once and bounded (a few records; the CLI checked it already,
+    deliverck.cli._trust_anchor).  ValueError naming the file when it cannot be used."""
+    from deliverck.inputfile import ReadError, read_limited
+
+    try:
+        data, more = read_limited(path, limit)
+    except ReadError as e:
+        raise ValueError(f"trust anchor {path}: {e}") from None
+    if more:
+        raise ValueError(f"trust anchor {path}: larger than {limit} bytes")
+    try:
+        return parse_anchors(data.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ValueError(f"trust anchor {path}: not UTF-8 text") from None
+    except ValueError as e:
+        raise ValueError(f"trust anchor {path}: {e}") from None
 
 
 DEFAULT_ANCHORS = parse_anchors(ROOT_ANCHORS)
@@ -152,12 +190,25 @@ class Raw:
 
 
 class _Session:
-    """Per-run cache of raw answers and of zone-chain results."""
+    """Per-run cache of raw answers and of zone-chain results.
+
+    It keeps what a query needs (the resolvers, the timeout) and reaches the
+    client only through a weak reference: a strong one would make the client
+    and its session keep each other alive, and every audit of a bulk run
+    would stay in memory (about 85 KB each) until the process ends.
+    """
 
     def __init__(self, client) -> None:
-        self.client = client
+        self._client = weakref.ref(client)
+        self.resolvers = tuple(getattr(client, "resolvers", ()))
+        self.timeout = max(min(QUERY_TIMEOUT, float(getattr(client, "timeout", QUERY_TIMEOUT))), 0.5)
         self.raw: dict[tuple[dns.name.Name, int], asyncio.Future] = {}
         self.chains: dict[tuple, asyncio.Future] = {}
+
+    def hook(self, name: str):
+        """A test's in-process answer function on the client (`dnssec_query`, ...), or None."""
+        client = self._client()
+        return getattr(client, name, None) if client is not None else None
 
     def ask(self, name: dns.name.Name, rdtype: int) -> asyncio.Future:
         key = (name, rdtype)
@@ -167,17 +218,13 @@ class _Session:
             self.raw[key] = fut
         return fut
 
-    @property
-    def timeout(self) -> float:
-        return max(min(QUERY_TIMEOUT, float(getattr(self.client, "timeout", QUERY_TIMEOUT))), 0.5)
-
     async def _ask(self, name: dns.name.Name, rdtype: int) -> Raw:
-        custom = getattr(self.client, "dnssec_query", None)   # tests: an in-process answer function
+        custom = self.hook("dnssec_query")   # tests: an in-process answer function
         if custom is not None:
             msg = await custom(name, rdtype)
             return Raw(msg) if msg is not None else Raw(None, "no answer", "error")
         errors: list[tuple[str, str]] = []
-        for r in self.client.resolvers:
+        for r in self.resolvers:
             q = dns.message.make_query(name, rdtype, want_dnssec=True, payload=PAYLOAD)
             q.flags = dns.flags.RD | dns.flags.CD
             errors.append(await _one_query(q, r, self.timeout))
@@ -185,20 +232,33 @@ class _Session:
                 return Raw(errors[-1][2])
         return _failed(errors)
 
+    def pending(self) -> list[asyncio.Future]:
+        return [f for f in (*self.raw.values(), *self.chains.values()) if not f.done()]
 
-_sessions: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+# The attribute that holds a client's session (one per DnsClient, i.e. per audit).
+_SESSION_ATTR = "_deliverck_dnssec_session"
 
 
 async def _one_query(q, r, timeout: float):
-    """("", "", response) for NOERROR/NXDOMAIN, else (failure, plain text, None); UDP, then TCP on TC."""
-    try:
-        resp, _tcp = await dns.asyncquery.udp_with_fallback(q, r.ip, timeout=timeout, port=r.port)
-    except dns.exception.Timeout:
-        return "timeout", f"{r} did not answer within {timeout:g}s", None
-    except OSError as e:
-        return "error", f"{r} unreachable ({e.strerror or type(e).__name__})", None
-    except dns.exception.DNSException as e:
-        return "error", f"{r} sent an unusable answer ({' '.join(str(e).split()).rstrip('.')[:120]})", None
+    """("", "", response) for NOERROR/NXDOMAIN, else (failure, plain text, None); UDP, then TCP on TC.
+
+    The query goes out again once, half-way through `timeout`, as stub resolvers do: a validation
+    asks every zone cut at once, and a burst of hundreds of datagrams (a bulk run, or a domain with
+    many MX hosts) can overflow a resolver's socket buffer, which drops queries without a word."""
+    per_try = timeout / UDP_TRIES
+    for attempt in range(UDP_TRIES):
+        try:
+            resp, _tcp = await dns.asyncquery.udp_with_fallback(q, r.ip, timeout=per_try, port=r.port)
+            break
+        except dns.exception.Timeout:
+            if attempt < UDP_TRIES - 1:
+                continue
+            return "timeout", f"{r} did not answer within {timeout:g}s", None
+        except OSError as e:
+            return "error", f"{r} unreachable ({e.strerror or type(e).__name__})", None
+        except dns.exception.DNSException as e:
+            return "error", f"{r} sent an unusable answer ({' '.join(str(e).split()).rstrip('.')[:120]})", None
     rc = resp.rcode()
     if rc in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN):
         return "", "", resp
@@ -213,11 +273,25 @@ def _failed(errors: list) -> Raw:
 
 
 def _session(client) -> _Session:
-    s = _sessions.get(client)
+    """The client's session, made on first use and stored on the client, so that it lives
+    exactly as long as the client does (no registry outside it)."""
+    s = getattr(client, _SESSION_ATTR, None)
     if s is None:
         s = _Session(client)
-        _sessions[client] = s
+        setattr(client, _SESSION_ATTR, s)
     return s
+
+
+async def close(client) -> None:
+    """Cancel the validation lookups still in flight for `client` (the audit is over)."""
+    s = getattr(client, _SESSION_ATTR, None)
+    if s is None:
+        return
+    pending = s.pending()
+    for f in pending:
+        f.cancel()
+    if pending:
+        await asyncio.gather(*pending, return_exceptions=True)
 
 
 # ---------------------------------------------------------------- signatures
@@ -636,13 +710,14 @@ async def resolver_view(client, name: str, rdtype: str) -> ResolverView:
 
 
 async def _resolver_view(client, qname, qtype) -> ResolverView:
-    custom = getattr(client, "dnssec_resolver_view", None)
+    sess = _session(client)
+    custom = sess.hook("dnssec_resolver_view")
     if custom is not None:
         return await custom(qname, qtype)
     errors = []
     ede: tuple = ()
-    timeout = _session(client).timeout
-    for r in client.resolvers:
+    timeout = sess.timeout
+    for r in sess.resolvers:
         q = dns.message.make_query(qname, qtype, use_edns=0, payload=PAYLOAD)
         q.flags = dns.flags.RD | dns.flags.AD
         failure, text, resp = await _one_query(q, r, timeout)

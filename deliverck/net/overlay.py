@@ -12,6 +12,12 @@ of an absolute SOA record, else the file name minus `.zone`.
 
 Answers from a file are never DNSSEC-authenticated: a proposed change has
 no signatures yet.
+
+Errors name the file, the line and the kind of problem, and never repeat what
+the file says beyond a short prefix (redact): a path can point at anything,
+and a dotenv file given by mistake (or through a symlink) once had its secret
+printed by dnspython's "unknown rdatatype 'TOKEN'" (issue 14).  Only names the
+file itself declares as the zone's origin are shown whole.
 """
 
 from __future__ import annotations
@@ -34,6 +40,10 @@ MAX_CNAME_CHAIN = 16
 
 # A zone file larger than this is not a proposed change to a mail domain's zone.
 MAX_ZONE_BYTES = 64 * 1024 * 1024
+# Records made by $GENERATE lines (BIND's extension, which dnspython reads): a few
+# characters can ask for 10^8 records, more memory and minutes than any zone needs.
+MAX_GENERATED = 100_000
+_GENERATE = re.compile(r"^\$GENERATE[ \t]+(\d+)-(\d+)(?:/(\d+))?", re.M | re.I)
 
 
 @dataclass(frozen=True)
@@ -170,15 +180,16 @@ def read_zone_text(spec: ZoneFileSpec) -> ZoneFileSpec:
     """The spec with the file's text: the one read of the file (UsageError when it cannot be read)."""
     if spec.text is not None:
         return spec
+    from deliverck.inputfile import ReadError, read_limited
+
     label = f"--zone-file {spec.path}"
     try:
-        with open(spec.path, "rb") as f:
-            data = f.read(MAX_ZONE_BYTES + 1)
-    except IsADirectoryError:
-        raise UsageError(f"{label}: is a directory, not a zone file") from None
-    except OSError as e:
-        raise UsageError(f"{label}: cannot be read ({e.strerror or e})") from None
-    if len(data) > MAX_ZONE_BYTES:
+        # Bounded, and a FIFO nobody writes to reads as empty instead of blocking in open().
+        data, more = read_limited(spec.path, MAX_ZONE_BYTES)
+    except ReadError as e:
+        what = ", not a zone file" if "directory" in str(e) else ""
+        raise UsageError(f"{label}: {e}{what}") from None
+    if more:
         raise UsageError(f"{label}: larger than {MAX_ZONE_BYTES // (1024 * 1024)} MiB; "
                          "give the zone of the mail domain")
     try:
@@ -188,28 +199,50 @@ def read_zone_text(spec: ZoneFileSpec) -> ZoneFileSpec:
     return replace(spec, text=text)
 
 
+def generated_records(text: str) -> int:
+    """How many records the $GENERATE lines of a master file would make (counted, not made)."""
+    generated = 0
+    for m in _GENERATE.finditer(text):
+        start, stop, step = int(m.group(1)), int(m.group(2)), int(m.group(3) or 1)
+        generated += (stop - start) // max(step, 1) + 1 if stop >= start else 0
+    return generated
+
+
 def load_zone_file(spec: ZoneFileSpec) -> LoadedZone:
     """Parse one file (read once, see read_zone_text); UsageError (one line, with the line number)
     when it cannot be used."""
     label = f"--zone-file {spec.path}"
     p = Path(spec.path)
     text = read_zone_text(spec).text or ""
+    if not text.strip():
+        raise UsageError(f"{label}: the file is empty: give the zone's records (SOA and NS at its origin first)")
+    if "\0" in text:
+        raise UsageError(f"{label}: binary data (NUL bytes), not a zone file")
+    generated = generated_records(text)
+    if generated > MAX_GENERATED:
+        raise UsageError(f"{label}: its $GENERATE lines make {generated} records, more than {MAX_GENERATED}: "
+                         "give the records of the proposed change")
     origin = _origin(spec, text, p)
+    if origin is None:
+        raise UsageError(f"{label}: cannot tell the zone's origin: give it as {spec.path}:ORIGIN, "
+                         "add $ORIGIN, or name the file ORIGIN.zone")
     try:
         zone = dns.zone.from_text(text, origin=origin, relativize=False, filename=spec.path)
     except dns.exception.SyntaxError as e:
         m = _LINE.match(str(e))
-        where = f"line {m.group(1)}: {_one_line(m.group(2))}" if m else _one_line(str(e))
+        where = f"line {m.group(1)}: {redact(m.group(2), text)}" if m else redact(str(e), text)
         raise UsageError(f"{label}: {where}") from None
     except (dns.zone.NoSOA, dns.zone.NoNS) as e:
         what = "SOA" if isinstance(e, dns.zone.NoSOA) else "NS"
+        # The origin is shown whole: the user gave it, or the file declares it as the zone's name.
         raise UsageError(f"{label}: the zone has no {what} record at its origin {_text(origin)} "
                          "(give the origin as FILE:ORIGIN if it is another one)") from None
     except dns.zone.UnknownOrigin:
         raise UsageError(f"{label}: cannot tell the zone's origin: give it as {spec.path}:ORIGIN, "
                          "add $ORIGIN, or name the file ORIGIN.zone") from None
-    except (dns.exception.DNSException, ValueError) as e:
-        raise UsageError(f"{label}: {_one_line(str(e)) or type(e).__name__}") from None
+    except (dns.exception.DNSException, ValueError, AssertionError, RecursionError) as e:
+        # dnspython asserts on some inputs it cannot place (AssertionError): still bad input, one line
+        raise UsageError(f"{label}: {redact(str(e), text) or 'not a zone file dnspython can read'}") from None
     return LoadedZone(zone, spec.path)
 
 
@@ -218,7 +251,12 @@ def _origin(spec: ZoneFileSpec, text: str, path: Path) -> dns.name.Name | None:
         return dns.name.from_text(spec.origin.rstrip(".") + ".")
     m = re.search(r"^\$ORIGIN[ \t]+(\S+)", text, re.M)
     if m:
-        return None                       # dnspython takes the first $ORIGIN
+        try:                              # the first $ORIGIN, as dnspython takes it
+            return dns.name.from_text(m.group(1))
+        except dns.exception.DNSException as e:
+            line = text.count("\n", 0, m.start()) + 1
+            raise UsageError(f"--zone-file {spec.path}: line {line}: $ORIGIN {token_hint(m.group(1))} is not a "
+                             f"domain name ({redact(str(e), text)})") from None
     soa = re.search(r"^(\S+\.)[ \t]+(?:[^;\n]*?[ \t])?SOA[ \t]", text, re.M | re.I)
     if soa:
         try:
@@ -250,6 +288,45 @@ def _text(origin) -> str:
 
 def _one_line(s: str) -> str:
     return " ".join(s.split())[:300]
+
+
+# --- what an error line may show of a user's file --------------------------------------------
+
+HINT_CHARS = 4          # at most this many characters of a token of the file, and at most half of it
+_QUOTED = re.compile(r"'([^'\n]*)'|\"([^\"\n]*)\"")
+_CAUGHT = re.compile(r"caught exception <class '[\w.]+'>: ")
+_WORD = re.compile(r"[^\s'\"]{6,}")
+_KEYWORDS = {"$INCLUDE", "$ORIGIN", "$TTL", "$GENERATE", "$UNICODE"}     # shown whole: words of the syntax
+
+
+def token_hint(token: str) -> str:
+    """A token of a user's file as an error line may show it: quoted, its first characters only
+    (HINT_CHARS, and never more than half of it), escaped, with '…' when cut.  Enough to find it
+    on the line the error names; too little to disclose a secret that happened to be there."""
+    n = min(HINT_CHARS, max(1, len(token) // 2)) if token else 0
+    shown = "".join(c if c.isascii() and c.isprintable() and c not in "'\\" else ascii(c)[1:-1]
+                    for c in token[:n])
+    return f"'{shown}{'…' if len(token) > n else ''}'"
+
+
+def redact(message: str, text: str) -> str:
+    """A parser's message about `text` (dnspython's, which quotes the offending token whole), with
+    every quoted token and every longer word that also occurs in `text` cut to a token_hint;
+    one line, at most 300 characters."""
+    message = _CAUGHT.sub("", message)
+    lowered = text.lower()
+    out, pos = [], 0
+
+    def words(part: str) -> str:
+        return _WORD.sub(lambda w: token_hint(w.group(0)) if w.group(0).lower() in lowered else w.group(0), part)
+
+    for m in _QUOTED.finditer(message):
+        out.append(words(message[pos:m.start()]))
+        token = m.group(1) if m.group(1) is not None else m.group(2)
+        out.append(f"'{token}'" if token in _KEYWORDS else token_hint(token))
+        pos = m.end()
+    out.append(words(message[pos:]))
+    return _one_line("".join(out))
 
 
 def skip_reason(client, names: Sequence[str], check: str) -> str:

@@ -105,6 +105,13 @@ class SmtpSession:
     relay: RelayResult | None = None
     first_line: str = ""             # NOT_SMTP: the first line the server sent, as received
     transcript: tuple[str, ...] = ()
+    ehlo_error: str = ""             # greeted, but EHLO got no reply: "timeout" or "closed"
+    ehlo_error_text: str = ""        # ... in plain words
+
+    @property
+    def usable(self) -> bool:
+        """Greeted and answered EHLO (or HELO): a sender can go on to hand over mail."""
+        return self.outcome is Outcome.OK and not self.ehlo_error
 
     @property
     def connected(self) -> bool:
@@ -195,6 +202,7 @@ def _chain(ssl_object) -> tuple[bytes, ...]:
 class _Recorder:
     def __init__(self) -> None:
         self.lines: list[str] = []
+        self.last_error: BaseException | None = None    # of the last command that got no reply
 
     def sent(self, text: str) -> None:
         if len(self.lines) < MAX_TRANSCRIPT:
@@ -380,6 +388,7 @@ async def _command(rec: _Recorder, line: str, call) -> Reply | None:
         reply = Reply(e.code, e.message, int((time.monotonic() - t) * 1000))
     except (aiosmtplib.SMTPException, OSError) as e:
         rec.got(None, f"{line.split()[0]} failed: {e}")
+        rec.last_error = e
         return None
     rec.got(reply)
     return reply
@@ -395,6 +404,11 @@ async def _ehlo(smtp: aiosmtplib.SMTP, opts: ProbeOptions, rec: _Recorder, facts
     name = opts.ehlo_name
     reply = await _command(rec, f"EHLO {name}", lambda: smtp.ehlo(hostname=name))
     if reply is None:
+        if key == "ehlo" and rec.last_error is not None:
+            # Greeted, then no answer to EHLO at all: no sender gets further than this.
+            timed_out = isinstance(rec.last_error, (aiosmtplib.SMTPTimeoutError, TimeoutError))
+            facts["ehlo_error"] = "timeout" if timed_out else "closed"
+            facts["ehlo_error_text"] = in_words(rec.last_error)
         return False
     facts[key] = reply
     if reply.code == 250:

@@ -44,6 +44,7 @@ from cryptography.x509.verification import (
 )
 
 from deliverck.errors import IncompleteError, UsageError
+from deliverck.inputfile import ReadError, read_limited
 
 MIN_RSA_BITS = 2048
 MIN_DSA_BITS = 2048
@@ -365,6 +366,9 @@ def _system_bundle() -> Path | None:
     return None
 
 
+MAX_CA_FILE = 16 * 1024 * 1024      # a large system bundle is about 0.2 MiB
+
+
 def _read_ca_file(path: Path) -> list[x509.Certificate]:
     label = f"--ca-file {path}"
     if not path.exists():
@@ -372,9 +376,12 @@ def _read_ca_file(path: Path) -> list[x509.Certificate]:
     if path.is_dir():
         raise UsageError(f"{label}: is a directory; give a PEM or DER file of CA certificates")
     try:
-        data = path.read_bytes()
-    except OSError as e:
-        raise UsageError(f"{label}: cannot be read ({e.strerror or e})") from None
+        data, more = read_limited(path, MAX_CA_FILE)
+    except ReadError as e:
+        raise UsageError(f"{label}: {e}") from None
+    if more:
+        raise UsageError(f"{label}: larger than {MAX_CA_FILE // (1024 * 1024)} MiB; give a PEM or DER file of CA "
+                         "certificates")
     certs = _pem_certificates(data)
     if not certs:
         try:

@@ -8,11 +8,21 @@ first with `safe()`.  With --baseline only new findings fail a test case.
 
 from __future__ import annotations
 
+import re
 import xml.etree.ElementTree as ET
 
 from deliverck.baseline import shown_findings
 from deliverck.model import Report, Severity, Status
-from deliverck.report.escape import safe
+from deliverck.report.escape import safe as _terminal_safe
+
+# Characters XML 1.0 cannot carry at all, even as references (section 2.2, Char):
+# what safe() leaves of them (noncharacters U+FFFE/U+FFFF, lone surrogates) is
+# written as \uXXXX, so a banner cannot make the document malformed.
+_NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def safe(text: object) -> str:
+    return _NOT_XML.sub(lambda m: f"\\u{ord(m.group()):04x}", _terminal_safe(text))
 
 
 def _finding_text(f) -> str:

@@ -26,6 +26,7 @@ from __future__ import annotations
 from typing import Iterable, Sequence
 
 from deliverck.model import Report, Severity, Status, Verdict
+from deliverck.report.escape import safe
 
 _HELP = {
     "deliverck_verdict": ("gauge", "1 for the verdict of the target's audit (pass, fail, incomplete), 0 otherwise."),
@@ -45,7 +46,10 @@ _HELP = {
 
 
 def escape_label(value: object) -> str:
-    return str(value).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    # Remote text (a host name from DNS) is made printable first: no control character reaches a
+    # file that people and tools read; then the exposition format's own escapes.
+    text = "\n".join(safe(part) for part in str(value).split("\n"))
+    return text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
 def _labels(**labels: object) -> str:

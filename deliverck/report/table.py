@@ -86,10 +86,13 @@ def _detail(c, verbose: bool, width: int) -> str:
         lines = _clip(lines, _DETAIL_LINES)
         if rest:
             more = f"(+{rest} more below)" if c.status in (Status.FAIL, Status.WARN) else f"(+{rest} more, -v)"
-            if len(lines[-1]) + len(more) + 1 <= width:
-                lines[-1] += " " + more
-            else:
-                lines.append(more)
+            if len(lines[-1]) + len(more) + 1 > width:
+                if len(lines) < _DETAIL_LINES:
+                    lines.append(more)
+                    return "\n".join(lines)
+                keep = max(width - len(more) - 5, 0)
+                lines[-1] = lines[-1][:keep].rstrip() + " ..."
+            lines[-1] += " " + more
     return "\n".join(lines)
 
 
