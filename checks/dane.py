@@ -18,14 +18,15 @@ ineffective or bogus on that evidence.
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
-from deliverck.context import Context, MailAddress
+from deliverck.checkcontext import CheckContext
+from deliverck.context import MailAddress
 from deliverck.model import CheckSpec, Direction, Finding, FindingSpec, Owner, Severity, Skip
-from deliverck.net import dane
-from deliverck.net.dns import DnsAnswer, Outcome
-
 from deliverck.net import dnssec as _dnssec
+from deliverck.net.dns import DnsAnswer, Outcome
+from deliverck.records import tlsa as dane
+from deliverck.smtpfacts import evidence, undecided_reason
 
 IN, NONE = Direction.INBOUND, Direction.NONE
 MAIL, DNS = Owner.MAIL_ADMIN, Owner.DNS_ADMIN
@@ -132,7 +133,7 @@ def tlsa_name(host: str, port: int = 25) -> str:
     return f"_{port}._tcp.{host.rstrip('.').lower()}"
 
 
-async def tlsa_for(ctx: Context, host: str) -> tuple[DnsAnswer, str, tuple[str, ...]]:
+async def tlsa_for(ctx: CheckContext, host: str) -> tuple[DnsAnswer, str, tuple[str, ...]]:
     """(TLSA answer, the host name it is for, reference names) for an MX host, RFC 7672 2.2.2.
 
     When the host's address lookup followed a CNAME, the TLSA of the CNAME's target is tried
@@ -159,7 +160,7 @@ def records(ans: DnsAnswer) -> list[dane.Tlsa]:
 SECURE, INSECURE, UNKNOWN = "secure", "insecure", "unknown"
 
 
-async def dnssec_status(ctx: Context, ans: DnsAnswer) -> tuple[str, str]:
+async def dnssec_status(ctx: CheckContext, ans: DnsAnswer) -> tuple[str, str]:
     """(secure | insecure | unknown, why unknown) for an answer.  The validating resolver's AD bit
     decides (deliverck asks with AD=1); without it, deliverck's own validation (net/dnssec.py, from
     the trust anchor the dnssec check uses) may still say secure.
@@ -180,38 +181,24 @@ async def dnssec_status(ctx: Context, ans: DnsAnswer) -> tuple[str, str]:
     return INSECURE, ""       # (a validating resolver's answer without AD: not signed)
 
 
-async def _resolver_validates(ctx: Context, name: str) -> bool:
+async def _resolver_validates(ctx: CheckContext, name: str) -> bool:
     """Does the resolver vouch (AD) for the public suffix above `name`?  Then its verdict on the name
     stands where deliverck's own validation cannot be done (a private root, a stripped chain)."""
-    from deliverck.checks.dnssec import suffix_view
-
     try:
-        view = await ctx.fact(("dane-suffix-view", name.lower()), lambda: suffix_view(ctx, name))
+        view = await ctx.suffix_view(name)
     except Exception:  # noqa: BLE001 - a second opinion only
         return False
     return view.authenticated
 
 
-async def _own(ctx: Context, ans: DnsAnswer):
-    from deliverck.checks.dnssec import anchors_for
-
+async def _own(ctx: CheckContext, ans: DnsAnswer):
     try:
-        anchors = await ctx.fact("dnssec-anchors", lambda: _async(anchors_for, ctx))
-        return await ctx.fact(("dane-dnssec", ans.qname.lower(), ans.rdtype),
-                              lambda: _dnssec.validate(ctx.dns_client, ans.qname, ans.rdtype, anchors))
+        return await ctx.dnssec_validation(ans.qname, ans.rdtype)
     except Exception:  # noqa: BLE001 - a second opinion only
         return None
 
 
-async def secure(ctx: Context, ans: DnsAnswer) -> bool:
-    return (await dnssec_status(ctx, ans))[0] == SECURE
-
-
-async def _async(fn, *args):
-    return fn(*args)
-
-
-async def addresses_status(ctx: Context, addrs) -> tuple[str, str]:
+async def addresses_status(ctx: CheckContext, addrs) -> tuple[str, str]:
     """The host's address RRsets that exist: all secure, any unknown, or insecure."""
     got = [a for a in (addrs.a, addrs.aaaa) if a.ok]
     if not got:
@@ -223,12 +210,7 @@ async def addresses_status(ctx: Context, addrs) -> tuple[str, str]:
     return (UNKNOWN, unknown[0]) if unknown else (INSECURE, "")
 
 
-async def addresses_secure(ctx: Context, addrs) -> bool:
-    """The host's address RRsets that exist are secure."""
-    return (await addresses_status(ctx, addrs))[0] == SECURE
-
-
-async def _bogus_is_environment(ctx: Context, ans: DnsAnswer, addrs) -> str:
+async def _bogus_is_environment(ctx: CheckContext, ans: DnsAnswer, addrs) -> str:
     """A SERVFAIL for TLSA blames the zone unless the chain breaks above it: "" or why it does.
     Evidence that the resolver validates down to the name's suffix (AD on the host's addresses)
     keeps the blame where the resolver put it."""
@@ -240,7 +222,7 @@ async def _bogus_is_environment(ctx: Context, ans: DnsAnswer, addrs) -> str:
     return ""
 
 
-async def _tlsa_servfail(ctx: Context, host: str, ans: DnsAnswer, args: dict) -> Finding:
+async def _tlsa_servfail(ctx: CheckContext, host: str, ans: DnsAnswer, args: dict) -> Finding:
     """A SERVFAIL for the TLSA RRset.  DANE senders ask for TLSA only when the host's addresses are
     secure (RFC 7672 2.2.2): for a host in an unsigned zone the failure delays nobody.  Where they
     do ask, it blames the zone only when deliverck's own validation does not show the data to be
@@ -271,18 +253,14 @@ async def _tlsa_servfail(ctx: Context, host: str, ans: DnsAnswer, args: dict) ->
     return CHECK.finding("tlsa_bogus", host, (ans.describe(),), outcome=ans.outcome.value.upper(), **args)
 
 
-async def run(ctx: Context) -> list[Finding]:
-    from deliverck.checks.smtp import evidence, sessions_for_followers, undecided_reason
-
+async def run(ctx: CheckContext) -> list[Finding]:
     targets = await ctx.smtp_targets()
     if not targets:
         raise Skip("no receiving address to probe (see the mx check)")
     hosts = sorted({h for ma in targets for h in ma.hosts})
     if not hosts:
         raise Skip("the target is an address, not a name: DANE applies to MX host names")
-    from deliverck.net.overlay import skip_reason
-
-    if why := skip_reason(ctx.dns_client, [ctx.target.name, *hosts], "DANE"):
+    if why := ctx.zone_file_reason([ctx.target.name, *hosts], "DANE"):
         raise Skip(why)
 
     out: list[Finding] = []
@@ -334,8 +312,8 @@ async def run(ctx: Context) -> list[Finding]:
 
     if not per_host:
         return out
-    greeted, undecided = await sessions_for_followers(ctx)
-    now = datetime.now(timezone.utc)
+    greeted, undecided = await ctx.greeted_sessions()
+    now = datetime.now(UTC)
     for ma, s in undecided:
         if ma.host in per_host:
             out.append(CHECK.finding("not_checked", ma.ip, evidence(s), reason=undecided_reason(s),

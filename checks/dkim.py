@@ -9,9 +9,9 @@ or guessed (a short list of common ones): discovery is never exhaustive.
 
 from __future__ import annotations
 
-from deliverck.auth.discovery import COMMON_SELECTORS, SelectorResult, dkim_keys, mail_domain
-from deliverck.context import Context
+from deliverck.checkcontext import CheckContext
 from deliverck.model import CheckSpec, Direction, Finding, FindingSpec, Owner, Severity, Skip
+from deliverck.records.dkim_discovery import COMMON_SELECTORS, SelectorResult
 
 OUT, NONE = Direction.OUTBOUND, Direction.NONE
 ADM, DNS = Owner.MAIL_ADMIN, Owner.DNS_ADMIN
@@ -124,11 +124,11 @@ def _key_findings(domain: str, r: SelectorResult) -> list[Finding]:
     return out
 
 
-async def run(ctx: Context) -> list[Finding]:
-    domain = await mail_domain(ctx)
+async def run(ctx: CheckContext) -> list[Finding]:
+    domain = await ctx.mail_domain()
     if not domain:
         raise Skip("no mail domain to look up DKIM keys for (an address, or a name that does not exist)")
-    disc = await dkim_keys(ctx, domain)
+    disc = await ctx.dkim_keys(domain)
     out: list[Finding] = []
     failed = [r for r in disc.results if r.failed]
     if failed:

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import asyncio
 
-from deliverck.auth import dmarc as dm
-from deliverck.auth.discovery import dkim_keys, mail_domain, txt_text
-from deliverck.context import Context, MailAddress, org_domain
+from deliverck.checkcontext import CheckContext
+from deliverck.context import MailAddress
 from deliverck.model import CheckSpec, Direction, Finding, FindingSpec, Owner, Severity, Skip
 from deliverck.net.dns import DnsAnswer
+from deliverck.records import dmarc as dm
+from deliverck.records.dkim_discovery import txt_text
+from deliverck.target import org_domain
 
 OUT, NONE = Direction.OUTBOUND, Direction.NONE
 ADM, DNS = Owner.MAIL_ADMIN, Owner.DNS_ADMIN
@@ -124,7 +126,7 @@ def _candidates(ans: DnsAnswer) -> list[str]:
     return [t for t in (txt_text(r) for r in ans.records) if dm.is_dmarc_candidate(t)] if ans.ok else []
 
 
-async def discover(ctx: Context, domain: str) -> tuple[str, DnsAnswer, list[str], list[str]]:
+async def discover(ctx: CheckContext, domain: str) -> tuple[str, DnsAnswer, list[str], list[str]]:
     """(policy domain, answer, candidate records, names looked up); RFC 7489 6.6.3."""
     names = [f"_dmarc.{domain}"]
     ans = await ctx.dns(names[0], "TXT")
@@ -143,18 +145,18 @@ def _spf_result(res) -> str:
     return str(getattr(res, "result", "") or "").lower()
 
 
-async def _predict(ctx: Context, domain: str, policy_domain: str, rec: dm.DmarcRecord,
+async def _predict(ctx: CheckContext, domain: str, policy_domain: str, rec: dm.DmarcRecord,
                    policy: str) -> list[Finding]:
     addresses = [a for a in await ctx.mail_addresses() if a.scope.routable or "--ip" in a.sources]
     if not addresses:
         return []
     sender = ctx.config.sender if "@" in (ctx.config.sender or "") else f"postmaster@{domain}"
     spf_domain = sender.rsplit("@", 1)[1].lower()
-    disc = await dkim_keys(ctx, domain)
+    disc = await ctx.dkim_keys(domain)
     dkim_possible = bool(disc.usable)
     dkim_unknown = bool(disc.failed) and not dkim_possible
     try:
-        import deliverck.spf  # noqa: F401  (written in parallel; the prediction needs it)
+        import deliverck.records.spf  # noqa: F401  (written in parallel; the prediction needs it)
     except ImportError as e:
         return [CHECK.finding("prediction_unknown", a.ip, ip=a.ip, domain=domain,
                               reason=f"the SPF evaluator is not available ({e})") for a in addresses]
@@ -188,8 +190,8 @@ async def _predict(ctx: Context, domain: str, policy_domain: str, rec: dm.DmarcR
     return list(await asyncio.gather(*(one(a) for a in addresses)))
 
 
-async def run(ctx: Context) -> list[Finding]:
-    domain = await mail_domain(ctx)
+async def run(ctx: CheckContext) -> list[Finding]:
+    domain = await ctx.mail_domain()
     if not domain:
         raise Skip("no mail domain to look up a DMARC policy for (an address, or a name that does not exist)")
     policy_domain, ans, found, names = await discover(ctx, domain)

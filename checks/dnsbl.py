@@ -5,7 +5,7 @@ refuse listed senders (seed 000's RBL listing, seed 004's '554 5.7.1 Rejected
 ... found in dnsbl.sorbs.net', Exchange Online's 5.7.606-649 banned sending IP
 in seed 002); domain lists (Spamhaus DBL) are queried for the sender's
 domain and the HELO name.  The lists and their return codes are data
-(deliverck/dnsbl/lists.toml).
+(deliverck/records/dnsbl-lists.toml).
 
 Every list is first verified with its RFC 5782 section 5 test entries: the
 test positive (127.0.0.2) must be listed and 127.0.0.1 must not, or the
@@ -21,10 +21,12 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 
-from deliverck import dnsbl
-from deliverck.context import Context, org_domain, split_public
+from deliverck.checkcontext import CheckContext
+from deliverck.context import split_public
 from deliverck.model import CheckSpec, Direction, Finding, FindingSpec, Owner, Severity, Skip
 from deliverck.net.dns import DnsAnswer
+from deliverck.records import dnsbl
+from deliverck.target import org_domain
 
 OUT, NONE = Direction.OUTBOUND, Direction.NONE
 ADMIN = Owner.MAIL_ADMIN
@@ -95,7 +97,7 @@ CHECK = CheckSpec(
                     ADMIN, NONE, refs=("seed 004",)),
         FindingSpec("dnsbl.unknown_list", Severity.ERROR,
                     "--dnsbl {requested!r} is neither a known list id nor a DNS zone",
-                    "Give a list id (deliverck/dnsbl/lists.toml) or a zone such as zen.spamhaus.org.",
+                    "Give a list id (deliverck/records/dnsbl-lists.toml) or a zone such as zen.spamhaus.org.",
                     ADMIN, NONE, inconclusive=True),
         FindingSpec("dnsbl.not_public", Severity.INFO,
                     "{subject} is not a public address ({scope}); block lists were not queried for it",
@@ -159,7 +161,7 @@ def _shown(lst: dnsbl.DnsList, ans: DnsAnswer) -> str:
     return text
 
 
-async def _lookups(ctx: Context, lst: dnsbl.DnsList, subject: str) -> tuple[DnsAnswer, DnsAnswer | None]:
+async def _lookups(ctx: CheckContext, lst: dnsbl.DnsList, subject: str) -> tuple[DnsAnswer, DnsAnswer | None]:
     """The A answer for subject on lst, and the TXT reason when it is a listing."""
     a = await ctx.dns(lst.query_name(subject), "A")
     txt = None
@@ -178,7 +180,7 @@ def _txt_reason(txt: DnsAnswer | None) -> str:
     return " | ".join(parts)
 
 
-def _domains(ctx: Context) -> list[tuple[str, str]]:
+def _domains(ctx: CheckContext) -> list[tuple[str, str]]:
     """(name, role) pairs for domain lists: the target and the HELO name, with their org domains."""
     out: dict[str, str] = {}
     names = []
@@ -196,7 +198,7 @@ def _domains(ctx: Context) -> list[tuple[str, str]]:
     return list(out.items())
 
 
-async def run(ctx: Context) -> list[Finding]:
+async def run(ctx: CheckContext) -> list[Finding]:
     sel = dnsbl.select(ctx.config.dnsbl_lists)
     out: list[Finding] = []
     for item in sel.unknown:
@@ -211,7 +213,7 @@ async def run(ctx: Context) -> list[Finding]:
         raise Skip("no block list selected")
 
     # The test entries go out at once, before the addresses are known.
-    tests = {lst.zone: asyncio.ensure_future(_test_entries(ctx, lst)) for lst in lists}
+    tests: dict[str, asyncio.Future] = {lst.zone: asyncio.ensure_future(_test_entries(ctx, lst)) for lst in lists}
     try:
         return await _audit(ctx, lists, tests, out)
     finally:
@@ -219,13 +221,32 @@ async def run(ctx: Context) -> list[Finding]:
             t.cancel()
 
 
-async def _test_entries(ctx: Context, lst: dnsbl.DnsList) -> tuple[DnsAnswer, DnsAnswer]:
+async def _test_entries(ctx: CheckContext, lst: dnsbl.DnsList) -> tuple[DnsAnswer, DnsAnswer]:
     pos, neg = await asyncio.gather(ctx.dns(lst.query_name(lst.positive), "A"),
                                     ctx.dns(lst.query_name(lst.negative), "A"))
     return pos, neg
 
 
-async def _audit(ctx: Context, lists: tuple[dnsbl.DnsList, ...], tests: dict[str, asyncio.Future],
+def _listed(lst: dnsbl.DnsList, subject: str, role: str, a, txt, interp) -> Finding:
+    """The finding for one listing: an address's listing by its class, a domain's as a warning
+    unless the list says spam."""
+    evidence = [_shown(lst, a)]
+    if txt is not None:
+        evidence.append(_shown(lst, txt))
+    args = dict(list=lst.id, list_name=lst.name, zone=lst.shown_zone,
+                code=", ".join(c.code for c in interp.listed), meaning=interp.meaning,
+                delist=lst.delist or "the list's web site", klass=interp.klass, reason=_txt_reason(txt),
+                qname=_mask(lst, a.qname))
+    if role == "ip":
+        fid = _LISTED_ID.get(interp.klass, "listed")
+        return CHECK.finding(fid, subject, evidence, ip=subject, **args)
+    sev = Severity.WARNING if interp.klass != "spam" else None
+    extra = {"helo": subject} if role == "helo" else {}
+    return CHECK.finding("domain_listed", subject, evidence, severity=sev, domain=subject,
+                         role=role, **extra, **args)
+
+
+async def _audit(ctx: CheckContext, lists: tuple[dnsbl.DnsList, ...], tests: dict[str, asyncio.Future],
                  out: list[Finding]) -> list[Finding]:
     public, notes = split_public(CHECK, await ctx.mail_addresses())
     out += notes
@@ -281,22 +302,7 @@ async def _audit(ctx: Context, lists: tuple[dnsbl.DnsList, ...], tests: dict[str
         if not interp.listed:
             continue
         listed_subjects.add(subject)
-        reason = _txt_reason(txt)
-        evidence = [_shown(lst, a)]
-        if txt is not None:
-            evidence.append(_shown(lst, txt))
-        args = dict(list=lst.id, list_name=lst.name, zone=lst.shown_zone,
-                    code=", ".join(c.code for c in interp.listed), meaning=interp.meaning,
-                    delist=lst.delist or "the list's web site", klass=interp.klass, reason=reason,
-                    qname=_mask(lst, a.qname))
-        if role == "ip":
-            fid = _LISTED_ID.get(interp.klass, "listed")
-            out.append(CHECK.finding(fid, subject, evidence, ip=subject, **args))
-        else:
-            sev = Severity.WARNING if interp.klass != "spam" else None
-            extra = {"helo": subject} if role == "helo" else {}
-            out.append(CHECK.finding("domain_listed", subject, evidence, severity=sev, domain=subject,
-                                     role=role, **extra, **args))
+        out.append(_listed(lst, subject, role, a, txt, interp))
     for lst, subjects, outcome in failed.values():
         out.append(CHECK.finding("lookup_failed", lst.shown_zone, list=lst.id, list_name=lst.name,
                                  zone=lst.shown_zone, outcome=outcome, subjects=", ".join(subjects)))

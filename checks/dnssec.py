@@ -26,7 +26,8 @@ from __future__ import annotations
 
 import asyncio
 
-from deliverck.context import Context, first_mx_hosts
+from deliverck.checkcontext import CheckContext
+from deliverck.context import first_mx_hosts
 from deliverck.model import (
     CheckSpec,
     Direction,
@@ -112,22 +113,6 @@ CHECK = CheckSpec(
 )
 
 
-def anchors_for(ctx: Context):
-    """The trust anchor: config `trust_anchor` (--trust-anchor, whose default the CLI reads from
-    $DELIVERCK_TRUST_ANCHOR), else the IANA root's."""
-    path = getattr(ctx.config, "trust_anchor", None)
-    if path:
-        return dnssec.load_anchor_file(str(path))
-    return dnssec.DEFAULT_ANCHORS
-
-
-async def suffix_view(ctx: Context, name: str) -> dnssec.ResolverView:
-    """The resolver's verdict (AD bit) on the public suffix above `name`: AD there shows that the
-    resolver validates the chain down to the suffix, so its SERVFAIL below is about the name."""
-    suffix = public_suffix(name) or "."
-    return await dnssec.resolver_view(ctx.dns_client, suffix.rstrip(".") + ".", "SOA")
-
-
 def _resolver_text(view: dnssec.ResolverView) -> str:
     if view.outcome in ("ok", "nodata", "nxdomain"):
         return f"{view.outcome.upper()}, AD={'1' if view.authenticated else '0'}"
@@ -173,16 +158,9 @@ def is_expired(v: dnssec.Validation) -> bool:
     return v.state == dnssec.BOGUS and " expired " in v.reason
 
 
-async def rrset_state(ctx: Context, name: str, rdtype: str, anchors=None):
-    """(own Validation, ResolverView) for one RRset; the helper DANE calls for TLSA."""
-    anchors = anchors_for(ctx) if anchors is None else anchors
-    client = ctx.dns_client
-    return await asyncio.gather(dnssec.validate(client, name, rdtype, anchors),
-                                dnssec.resolver_view(client, name, rdtype))
-
-
-async def tlsa_state(ctx: Context, mx_host: str, port: int = 25):
-    return await rrset_state(ctx, f"_{port}._tcp.{mx_host.rstrip('.')}", "TLSA")
+async def rrset_state(ctx: CheckContext, name: str, rdtype: str):
+    """(own Validation, ResolverView) for one RRset: the two sources side by side."""
+    return await asyncio.gather(ctx.dnssec_validation(name, rdtype), ctx.resolver_view(name, rdtype))
 
 
 def judge(v: dnssec.Validation, view: dnssec.ResolverView) -> list[Finding]:
@@ -218,10 +196,9 @@ def judge(v: dnssec.Validation, view: dnssec.ResolverView) -> list[Finding]:
     return out
 
 
-async def _questions(ctx: Context, anchors) -> tuple[list[tuple[str, str]], dnssec.Validation]:
+async def _questions(ctx: CheckContext) -> tuple[list[tuple[str, str]], dnssec.Validation]:
     domain = ctx.target.name
-    client = ctx.dns_client
-    mx_v = await dnssec.validate(client, domain, "MX", anchors)
+    mx_v = await ctx.dnssec_validation(domain, "MX")
     qs = [(domain, "MX")]
     # Hosts from the own (CD=1) answer: a bogus zone's MX still names them (the first
     # MX_HOST_LIMIT by preference, as the context resolves them).
@@ -234,39 +211,36 @@ async def _questions(ctx: Context, anchors) -> tuple[list[tuple[str, str]], dnss
                 hosts.append(h.name)
     if not hosts and mx_v.outcome in ("nodata", "nxdomain") and not (mx and mx.records):
         hosts = [domain]                # implicit MX: the domain's own addresses
-    for h in hosts:
-        qs += [(h, "A"), (h, "AAAA")]
+    for name in hosts:
+        qs += [(name, "A"), (name, "AAAA")]
     return qs, mx_v
 
 
-async def run(ctx: Context) -> list[Finding]:
+async def run(ctx: CheckContext) -> list[Finding]:
     if ctx.target.is_ip:
         raise Skip("an IP address has no DNSSEC-signed mail records to validate")
-    from deliverck.net.overlay import skip_reason
-
-    if why := skip_reason(ctx.dns_client, [ctx.target.name], "DNSSEC"):
+    if why := ctx.zone_file_reason([ctx.target.name], "DNSSEC"):
         raise Skip(why)
-    anchors = anchors_for(ctx)
-    questions, mx_v = await _questions(ctx, anchors)
+    questions, mx_v = await _questions(ctx)
     suffixes: dict[str, asyncio.Future] = {}
     if mx_v.broken_above:
         # Own validation cannot speak for the domain: ask the resolver about the suffix meanwhile.
-        suffixes[public_suffix(ctx.target.name)] = asyncio.ensure_future(suffix_view(ctx, ctx.target.name))
+        suffixes[public_suffix(ctx.target.name)] = asyncio.ensure_future(ctx.suffix_view(ctx.target.name))
     try:
-        states = await asyncio.gather(*(rrset_state(ctx, n, t, anchors) for n, t in questions))
+        states = await asyncio.gather(*(rrset_state(ctx, n, t) for n, t in questions))
         return await _judge_all(ctx, questions, states, suffixes)
     finally:
         for f in suffixes.values():
             f.cancel()
 
 
-async def _judge_all(ctx: Context, questions, states, suffixes: dict[str, asyncio.Future]) -> list[Finding]:
+async def _judge_all(ctx: CheckContext, questions, states, suffixes: dict[str, asyncio.Future]) -> list[Finding]:
     validating = any(view.authenticated for _, view in states)
     above = [(q, v, view) for q, (v, view) in zip(questions, states) if v.broken_above]
     for _, v, _ in above:
         key = public_suffix(v.broken_for or v.name)
         if key not in suffixes:
-            suffixes[key] = asyncio.ensure_future(suffix_view(ctx, v.broken_for or v.name))
+            suffixes[key] = asyncio.ensure_future(ctx.suffix_view(v.broken_for or v.name))
     if suffixes:
         await asyncio.gather(*suffixes.values(), return_exceptions=True)
 
@@ -279,7 +253,7 @@ async def _judge_all(ctx: Context, questions, states, suffixes: dict[str, asynci
     unanswered: list[tuple[str, str, dnssec.Validation, dnssec.ResolverView]] = []
     fell_back: list[dnssec.Validation] = []
     judged: list[tuple[tuple[str, str], dnssec.Validation, dnssec.ResolverView]] = []
-    resolver = ", ".join(str(r) for r in ctx.dns_client.resolvers)
+    resolver = ", ".join(ctx.resolvers)
     for (name, rdtype), (v, view) in zip(questions, states):
         first = (name, rdtype) == questions[0]
         if v.broken_above:

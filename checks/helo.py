@@ -16,9 +16,9 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 
-from deliverck.context import Context, org_domain
+from deliverck.checkcontext import CheckContext
 from deliverck.model import CheckSpec, Direction, Finding, FindingSpec, Owner, Severity, Skip
-from deliverck.target import is_address_literal, is_hostname
+from deliverck.target import is_address_literal, is_hostname, org_domain
 
 OUT, NONE = Direction.OUTBOUND, Direction.NONE
 MAIL, DNS = Owner.MAIL_ADMIN, Owner.DNS_ADMIN
@@ -81,7 +81,7 @@ CHECK = CheckSpec(
 _LOCAL = ("localhost", "localhost.localdomain", "localdomain")
 
 
-async def judge(ctx: Context, ip: str, helo: str, where: str, seen: tuple[str, ...] = ()) -> list[Finding]:
+async def judge(ctx: CheckContext, ip: str, helo: str, where: str, seen: tuple[str, ...] = ()) -> list[Finding]:
     """All findings for one (address, HELO name) pair; `seen` is where the name was read."""
     shown = helo
     args = dict(ip=ip, helo=shown, where=where)
@@ -112,17 +112,15 @@ async def judge(ctx: Context, ip: str, helo: str, where: str, seen: tuple[str, .
     return out
 
 
-async def run(ctx: Context) -> list[Finding]:
-    from deliverck.checks.smtp import sessions_for_followers
-
+async def run(ctx: CheckContext) -> list[Finding]:
     if ctx.config.helo_name:
         ips = [a.ip for a in await ctx.mail_addresses() if ctx.probe_allowed(a) or a.scope.routable]
         if not ips:
             raise Skip("no sending address known: give --ip ADDR with --helo")
-        seen = (f"--helo {ctx.config.helo_name}",)
+        seen: tuple[str, ...] = (f"--helo {ctx.config.helo_name}",)
         results = await asyncio.gather(*(judge(ctx, ip, ctx.config.helo_name, "--helo", seen) for ip in ips))
         return [f for r in results for f in r]
-    greeted, undecided = await sessions_for_followers(ctx)
+    greeted, undecided = await ctx.greeted_sessions()
     jobs = []
     for ma, s in greeted:
         greet = s.greeting.first_word if s.greeting else ""
@@ -130,7 +128,7 @@ async def run(ctx: Context) -> list[Finding]:
         name = greet or ehlo
         where = "greeting" if not ehlo or ehlo.lower() == greet.lower() else f"greeting; EHLO reply says {ehlo}"
         seen = tuple(x for x in (f"greeting: {s.greeting.wire()}" if s.greeting else "",
-                                 f"EHLO reply: {s.ehlo.lines[0]}" if ehlo else "") if x)
+                                 f"EHLO reply: {s.ehlo.lines[0]}" if ehlo and s.ehlo is not None else "") if x)
         jobs.append(judge(ctx, ma.ip, name, where, seen))
     results = await asyncio.gather(*jobs)
     out = [f for r in results for f in r]

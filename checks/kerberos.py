@@ -37,11 +37,13 @@ from __future__ import annotations
 
 import asyncio
 
-from deliverck.context import HOST_ADDRESS_LIMIT, Context, org_domain
+from deliverck import clocks
+from deliverck.checkcontext import CheckContext
+from deliverck.context import HOST_ADDRESS_LIMIT
 from deliverck.model import CheckSpec, Direction, Finding, FindingSpec, Owner, Severity, Skip
 from deliverck.net import kerberos as krb
 from deliverck.net.addresses import is_ip, scope
-from deliverck.net.smtp import Outcome, greeting_clock
+from deliverck.target import org_domain
 
 INTERNAL, NONE = Direction.INTERNAL, Direction.NONE
 MAIL, NET, DNS = Owner.MAIL_ADMIN, Owner.NETWORK, Owner.DNS_ADMIN
@@ -54,7 +56,6 @@ SRV_KPASSWD = ("_kpasswd._tcp",)
 SRV_ALL = SRV_KDC + SRV_DC + SRV_KPASSWD
 KDC_LIMIT = 10            # KDC hosts probed from the SRV records (each costs 3 probes per address)
 EXCHANGE_GREETING = "Microsoft ESMTP MAIL Service"     # Exchange 2007 and later, default banner
-GREETING_RESOLUTION = 1.0      # a greeting date has whole seconds
 
 TIME_FIX = ("Make every server take its time from the domain hierarchy: on each Exchange server and "
             "domain controller run `w32tm /config /syncfromflags:domhier /update` and `w32tm /resync`; "
@@ -181,7 +182,7 @@ CHECK = CheckSpec(
 
 # ---------------------------------------------------------------- discovery
 
-def _search_domains(ctx: Context) -> list[str]:
+def _search_domains(ctx: CheckContext) -> list[str]:
     """Where to look for locator records: --realm's domain, else the target and its parents
     down to the registered domain (mx1.corp.example.com -> corp.example.com, example.com)."""
     cfg = ctx.config
@@ -218,7 +219,7 @@ class Discovery:
         return bool(self.kdcs)
 
 
-async def discover(ctx: Context) -> Discovery:
+async def discover(ctx: CheckContext) -> Discovery:
     d = Discovery()
     domains = _search_domains(ctx)
     answers = await asyncio.gather(*(ctx.dns(f"{srv}.{dom}", "SRV") for dom in domains for srv in SRV_ALL),
@@ -226,7 +227,7 @@ async def discover(ctx: Context) -> Discovery:
     srv_answers = answers[:len(domains) * len(SRV_ALL)]
     txt_answers = answers[len(domains) * len(SRV_ALL):]
     chosen = 0
-    for i, dom in enumerate(domains):
+    for i, _dom in enumerate(domains):
         block = srv_answers[i * len(SRV_ALL):(i + 1) * len(SRV_ALL)]
         if any(a.ok for a in block):
             chosen = i
@@ -276,104 +277,9 @@ async def discover(ctx: Context) -> Discovery:
 
 # ---------------------------------------------------------------- clocks
 
-def _fmt(skew: float) -> str:
-    return f"{round(skew, 1) + 0.0:+.1f} s"
-
-
-def _greeting_readings(pairs) -> list[tuple[str, str, float, float, str]]:
-    """(ip, host, skew against this machine, uncertainty, the greeting as sent) from dated greetings."""
-    out = []
-    for ma, s in pairs:
-        g = s.greeting
-        if s.outcome is not Outcome.OK or g is None or not g.at:
-            continue
-        when = greeting_clock(g.text)
-        if when is None:
-            continue
-        # The date is truncated to the second: its true value lies in [when, when + 1).
-        skew = when + GREETING_RESOLUTION / 2 - g.at
-        out.append((ma.ip, ma.host or ma.ip, skew, GREETING_RESOLUTION / 2 + g.elapsed_ms / 1000, g.wire()))
-    return out
-
-
-def judge_clocks(realm: str, kdcs: list[krb.KdcProbe], mail: list[tuple],
-                 limit: float) -> list[Finding]:
-    """Blame each clock skew on the clock that disagrees with the others, once.
-
-    Every reading is "that clock minus this machine's".  When all remote clocks
-    agree with each other and not with this machine, this machine is wrong and
-    nothing is judged.  Otherwise this machine's clock is the reference: a KDC
-    more than `limit` off it is skewed (kerberos.kdc_clock_skew), and that
-    finding is the whole story of its skew: the KDCs that disagree with it
-    (kdcs_disagree) and the mail servers that agree with this machine but not
-    with it (mail_clock_skew) are its evidence, not findings of their own.  A
-    mail server is blamed when its own clock is off, or when it and a KDC that
-    nobody else blames are too far apart.
-
-    `mail` holds (ip, host, skew, uncertainty[, greeting line]) per dated greeting.
-    """
-    out: list[Finding] = []
-    mail = [(*m[:4], m[4] if len(m) > 4 else "") for m in mail]
-    timed = [k for k in kdcs if k.skew is not None]
-    readings = [k.skew for k in timed] + [m[2] for m in mail]
-    if (len(readings) >= 2 and max(readings) - min(readings) <= limit
-            and all(abs(r) > limit for r in readings)):
-        mean = sum(readings) / len(readings)
-        return [CHECK.finding("local_clock_suspect", "this machine",
-                              [f"remote clocks: {', '.join(_fmt(r) for r in readings)}"],
-                              count=len(readings), limit=f"{limit:g}", skew=_fmt(mean))]
-
-    def off(value: float, unc: float, ref: float = 0.0, ref_unc: float = 0.0) -> bool:
-        return abs(value - ref) - unc - ref_unc > limit
-
-    skewed = {k.ip for k in timed if off(k.skew, k.uncertainty)}
-    agreeing = [f"KDC {k.ip} ({k.host}): {_fmt(k.skew)}" for k in timed if k.ip not in skewed]
-    agreeing += [f"mail server {ip} ({host}) greeting: {_fmt(skew)}" for ip, host, skew, unc, _g in mail
-                 if not off(skew, unc)]
-    for k in timed:
-        ev = [p.describe() for p in k.answered]
-        if k.ip in skewed:
-            if agreeing:
-                ev.append(f"in step with this machine's clock (within {limit:g} s): {'; '.join(agreeing[:6])}")
-            out.append(CHECK.finding("kdc_clock_skew", k.ip, ev, ip=k.ip, host=k.host, skew=_fmt(k.skew),
-                                     limit=f"{limit:g}", seconds=round(k.skew, 3)))
-        else:
-            out.append(CHECK.finding("clock_ok", k.ip, ev, role="KDC", skew=_fmt(k.skew), limit=f"{limit:g}",
-                                     seconds=round(k.skew, 3)))
-    unblamed = [k for k in timed if k.ip not in skewed]
-    if len(unblamed) >= 2:
-        fast = max(unblamed, key=lambda k: k.skew)
-        slow = min(unblamed, key=lambda k: k.skew)
-        spread = fast.skew - slow.skew
-        if spread - fast.uncertainty - slow.uncertainty > limit:
-            out.append(CHECK.finding("kdcs_disagree", realm,
-                                     [f"{k.ip} ({k.host}): {_fmt(k.skew)}" for k in timed],
-                                     realm=realm, fast=f"{fast.ip} ({fast.host})", slow=f"{slow.ip} ({slow.host})",
-                                     spread=f"{spread:.1f}", limit=f"{limit:g}"))
-    for ip, host, skew, unc, greeting in mail:
-        ev = [f"greeting date of {ip}: {_fmt(skew)} from this machine's clock (+/- {unc:.1f} s)"]
-        if greeting:
-            ev.insert(0, f"greeting: {greeting}")
-        own_off = off(skew, unc)
-        apart = [k for k in timed if off(skew, unc, k.skew, k.uncertainty)]
-        # A KDC that is blamed already explains the gap, unless this server's own clock is off too.
-        against = [k for k in apart if k.ip not in skewed] or (apart if own_off else [])
-        if against:
-            worst = max(against, key=lambda k: abs(skew - k.skew))
-            diff = skew - worst.skew
-            ev.append(f"KDC {worst.ip} ({worst.host}): {_fmt(worst.skew)} from this machine's clock")
-            out.append(CHECK.finding("mail_clock_skew", ip, ev, ip=ip, host=host, skew=f"{diff:+.0f}",
-                                     kdc=f"{worst.ip} ({worst.host})", limit=f"{limit:g}",
-                                     seconds=round(diff, 1), greeting=greeting))
-        elif own_off and not timed:
-            out.append(CHECK.finding("mail_clock_off", ip, ev, ip=ip, host=host, skew=_fmt(skew),
-                                     limit=f"{limit:g}", seconds=round(skew, 1), greeting=greeting))
-        else:
-            if own_off:
-                ev.append("in step with every KDC read, so its Kerberos authentication works")
-            out.append(CHECK.finding("clock_ok", ip, ev, role=f"mail server {host}", skew=_fmt(skew),
-                                     limit=f"{limit:g}", seconds=round(skew, 1), greeting=greeting))
-    return out
+def judge_clocks(realm: str, kdcs: list[krb.KdcProbe], mail: list[tuple], limit: float) -> list[Finding]:
+    """Blame each clock skew on the clock that disagrees with the others, once (deliverck/clocks.py)."""
+    return clocks.judge_clocks(realm, kdcs, mail, limit, CHECK.finding)
 
 
 # ---------------------------------------------------------------- probes
@@ -410,7 +316,7 @@ def _port_findings(k: krb.KdcProbe, realm: str, timeout: float) -> list[Finding]
     return out
 
 
-async def _kdc_addresses(ctx: Context, hosts: dict[str, int], sources: dict[str, list[str]],
+async def _kdc_addresses(ctx: CheckContext, hosts: dict[str, int], sources: dict[str, list[str]],
                          explicit: bool) -> tuple[list[tuple[str, str, int]], list[Finding]]:
     """[(ip, host, port)] to probe, and findings for hosts that cannot be probed."""
     out: list[tuple[str, str, int]] = []
@@ -420,7 +326,7 @@ async def _kdc_addresses(ctx: Context, hosts: dict[str, int], sources: dict[str,
     for host, port in hosts.items():
         source = ", ".join(sources.get(host, ["--kdc"]))
         if is_ip(host):
-            ips = (host,)
+            ips: tuple[str, ...] = (host,)
         else:
             ha = resolved[host]
             ips = ha.ips
@@ -457,16 +363,14 @@ def _is_exchange(session) -> bool:
     return g is not None and EXCHANGE_GREETING.lower() in g.text.lower()
 
 
-async def run(ctx: Context) -> list[Finding]:
-    from deliverck.checks.smtp import sessions
-
+async def run(ctx: CheckContext) -> list[Finding]:
     cfg = ctx.config
     explicit = bool(cfg.kdcs)
     if ctx.target.is_ip and not explicit:
         raise Skip("an IP address has no Kerberos realm to look up; give --kdc (and --realm)")
     # The SMTP sessions are shared with the smtp check; their greetings tell
     # Exchange apart and carry the mail servers' clocks.
-    greetings = asyncio.create_task(sessions(ctx))
+    greetings = asyncio.create_task(ctx.smtp_sessions())
     try:
         return await _run(ctx, greetings, explicit)
     finally:
@@ -474,7 +378,7 @@ async def run(ctx: Context) -> list[Finding]:
             greetings.cancel()
 
 
-async def _run(ctx: Context, greetings: asyncio.Task, explicit: bool) -> list[Finding]:
+async def _run(ctx: CheckContext, greetings: asyncio.Task, explicit: bool) -> list[Finding]:
     cfg = ctx.config
     limit = cfg.max_skew
     d = await discover(ctx) if (ctx.target.name or cfg.realm) else Discovery()
@@ -496,7 +400,7 @@ async def _run(ctx: Context, greetings: asyncio.Task, explicit: bool) -> list[Fi
                                      error="; ".join(d.failed)))
         else:
             out.append(CHECK.finding("kdc_not_public", ma.ip, d.evidence, names=names))
-        out += judge_clocks(realm, [], _greeting_readings(pairs), limit)
+        out += judge_clocks(realm, [], clocks.greeting_readings(pairs), limit)
         out.append(CHECK.finding("not_visible", realm))
         return out
     if not kdcs:
@@ -506,7 +410,7 @@ async def _run(ctx: Context, greetings: asyncio.Task, explicit: bool) -> list[Fi
         else:
             ev = d.evidence + [f"{n} SRV: \".\" (RFC 2782: no such service)" for n in d.disabled]
             out.append(CHECK.finding("no_kdc", d.domain or realm, ev, realm=realm, names=names))
-        out += judge_clocks(realm, [], _greeting_readings(await greetings), limit)
+        out += judge_clocks(realm, [], clocks.greeting_readings(await greetings), limit)
         out.append(CHECK.finding("not_visible", realm))
         return out
     targets, notes = await _kdc_addresses(ctx, kdcs, sources, explicit)
@@ -517,7 +421,7 @@ async def _run(ctx: Context, greetings: asyncio.Task, explicit: bool) -> list[Fi
     out.append(CHECK.finding("kdcs", realm, ev, realm=realm, count=len(targets), source=source))
     out += notes
     principal = cfg.principal or krb.probe_principal()
-    probes = await asyncio.gather(*(krb.probe_kdc(ip, host, realm, principal, cfg.kdc_timeout, port)
+    probes = await asyncio.gather(*(ctx.kdc_probe(ip, host, realm, principal, port)
                                     for ip, host, port in targets))
     alive = [k for k in probes if k.alive]
     evidence = [p.describe() for k in probes for p in k.probes]
@@ -534,6 +438,6 @@ async def _run(ctx: Context, greetings: asyncio.Task, explicit: bool) -> list[Fi
             out += _port_findings(k, realm, cfg.kdc_timeout)
         if targets and not alive:
             out.append(CHECK.finding("no_kdc_reachable", realm, evidence, realm=realm, count=len(targets)))
-    out += judge_clocks(realm, alive, _greeting_readings(await greetings), limit)
+    out += judge_clocks(realm, alive, clocks.greeting_readings(await greetings), limit)
     out.append(CHECK.finding("not_visible", realm))
     return out

@@ -22,13 +22,15 @@ notice only when the domain uses MTA-STS or DANE (a TLSA RRset at
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
-from deliverck import mtasts
-from deliverck.context import Context
+from deliverck.checkcontext import CheckContext
 from deliverck.model import CheckSpec, Direction, Finding, FindingSpec, Owner, Severity, Skip
 from deliverck.net import http, tls
 from deliverck.net.addresses import scope
+from deliverck.records import mtasts
+from deliverck.smtpfacts import evidence as session_evidence
+from deliverck.smtpfacts import undecided_reason
 
 IN, NONE = Direction.INBOUND, Direction.NONE
 DNS, MAIL, NET = Owner.DNS_ADMIN, Owner.MAIL_ADMIN, Owner.NETWORK
@@ -186,11 +188,7 @@ def _txt_strings(answer) -> list[str]:
     return out
 
 
-async def _trust_store(ctx: Context):
-    return tls.load_trust_store(ctx.config.ca_file)
-
-
-async def _records(ctx: Context, name: str, looks, domain: str, out: list[Finding]):
+async def _records(ctx: CheckContext, name: str, looks, domain: str, out: list[Finding]):
     """The v=... TXT strings at name; None when the lookup failed (reported)."""
     answer = await ctx.dns(name, "TXT")
     if not answer.ok:
@@ -202,7 +200,7 @@ async def _records(ctx: Context, name: str, looks, domain: str, out: list[Findin
     return [t for t in _txt_strings(answer) if looks(t)]
 
 
-async def run(ctx: Context) -> list[Finding]:
+async def run(ctx: CheckContext) -> list[Finding]:
     if ctx.target.is_ip:
         raise Skip("MTA-STS applies to mail domains, not to an address")
     domain = ctx.target.name.rstrip(".").lower()
@@ -236,7 +234,7 @@ async def run(ctx: Context) -> list[Finding]:
     return out
 
 
-async def _policy(ctx: Context, domain: str, out: list[Finding]) -> mtasts.Policy | None:
+async def _policy(ctx: CheckContext, domain: str, out: list[Finding]) -> mtasts.Policy | None:
     host = f"mta-sts.{domain}"
     url = f"https://{host}/.well-known/mta-sts.txt"
     args = dict(domain=domain, host=host, url=url)
@@ -253,8 +251,7 @@ async def _policy(ctx: Context, domain: str, out: list[Finding]) -> mtasts.Polic
         return None
     timeout = min(float(getattr(ctx.config, "smtp_timeout", FETCH_TIMEOUT) or FETCH_TIMEOUT), FETCH_TIMEOUT)
     # The addresses this run resolved (its resolver, its zone files), never a second lookup.
-    r = await ctx.fact(("https", url), lambda: http.fetch(url, ca_file=ctx.config.ca_file, addresses=tuple(allowed),
-                                                          connect_timeout=timeout, read_timeout=timeout))
+    r = await ctx.https(url, allowed, timeout)
     ev = tuple(x for x in (f"GET {url}" + (f" from {r.address}" if r.address else ""),
                            f"HTTP {r.status}" if r.status else "",
                            f"Content-Type: {r.content_type[:100]}" if r.content_type else "",
@@ -302,7 +299,7 @@ async def _policy(ctx: Context, domain: str, out: list[Finding]) -> mtasts.Polic
 
 # ---------------------------------------------------------------- TLS-RPT
 
-async def _dane_in_use(ctx: Context) -> tuple[str, tuple[str, ...]] | None:
+async def _dane_in_use(ctx: CheckContext) -> tuple[str, tuple[str, ...]] | None:
     """("DANE", evidence) when an MX host publishes TLSA records at _25._tcp (RFC 7672 2.2), else None.
 
     The same lookups the dane check makes (the run's DNS cache answers the
@@ -349,7 +346,7 @@ def _attempt_error(text: str) -> str:
             "every other TXT record here (RFC 8460 3)")
 
 
-async def _tlsrpt(ctx: Context, domain: str, answer, uses: tuple[str, tuple[str, ...]] | None) -> list[Finding]:
+async def _tlsrpt(ctx: CheckContext, domain: str, answer, uses: tuple[str, tuple[str, ...]] | None) -> list[Finding]:
     """TLS-RPT on its own (RFC 8460 3): judged whenever a record is published; its absence is a
     notice only when `uses` names what needs it (MTA-STS, DANE)."""
     name = f"_smtp._tls.{domain}"
@@ -381,7 +378,7 @@ async def _tlsrpt(ctx: Context, domain: str, answer, uses: tuple[str, tuple[str,
 
 # ---------------------------------------------------------------- the MX hosts against the policy
 
-async def _judge_mx(ctx: Context, domain: str, policy: mtasts.Policy) -> list[Finding]:
+async def _judge_mx(ctx: CheckContext, domain: str, policy: mtasts.Policy) -> list[Finding]:
     """One finding per MX host and cause (MTA-STS matches host names, RFC 8461 4.1); the
     starttls check reports the same certificate per address, so the two never share a subject."""
     if policy.mode == "none":
@@ -402,16 +399,14 @@ async def _judge_mx(ctx: Context, domain: str, policy: mtasts.Policy) -> list[Fi
         out.append(CHECK.finding("no_mx_matched", domain, (f"mx: {patterns}",), domain=domain, mx=patterns))
     if not matched:
         return out
-    from deliverck.checks.smtp import evidence, sessions_for_followers, undecided_reason
-
     try:
-        greeted, undecided = await sessions_for_followers(ctx)
+        greeted, undecided = await ctx.greeted_sessions()
     except Skip:
         return out
     by_ip = {ma.ip: s for ma, s in greeted}
     undecided_ips = {ma.ip: s for ma, s in undecided}
-    store = await ctx.fact("trust_store", lambda: _trust_store(ctx))
-    now = datetime.now(timezone.utc)
+    store = await ctx.trust_store()
+    now = datetime.now(UTC)
     for h in matched:
         not_checked: list[tuple[str, str]] = []
         no_tls: list[str] = []
@@ -421,7 +416,7 @@ async def _judge_mx(ctx: Context, domain: str, policy: mtasts.Policy) -> list[Fi
             for ip in mh.addresses.ips:
                 if ip in undecided_ips:
                     not_checked.append((ip, undecided_reason(undecided_ips[ip])))
-                    seen += [f"{ip}: {x}" for x in evidence(undecided_ips[ip])]
+                    seen += [f"{ip}: {x}" for x in session_evidence(undecided_ips[ip])]
                     continue
                 s = by_ip.get(ip)
                 if s is None:
@@ -429,7 +424,8 @@ async def _judge_mx(ctx: Context, domain: str, policy: mtasts.Policy) -> list[Fi
                 reason = _tls_failure(s, h, store, now)
                 if reason is None:
                     continue
-                seen += [f"{ip}: {x}" for x in evidence(s, "EHLO" if reason == "no STARTTLS" else "STARTTLS")[:6]]
+                verb = "EHLO" if reason == "no STARTTLS" else "STARTTLS"
+                seen += [f"{ip}: {x}" for x in session_evidence(s, verb)[:6]]
                 if reason == "no STARTTLS":
                     no_tls.append(ip)
                 else:

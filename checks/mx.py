@@ -11,7 +11,8 @@ from __future__ import annotations
 import ipaddress
 from collections import defaultdict
 
-from deliverck.context import ADDRESS_LIMIT, HOST_ADDRESS_LIMIT, MX_HOST_LIMIT, Context, HostAddresses
+from deliverck.checkcontext import CheckContext
+from deliverck.context import ADDRESS_LIMIT, HOST_ADDRESS_LIMIT, MX_HOST_LIMIT, HostAddresses
 from deliverck.model import CheckSpec, Direction, Finding, FindingSpec, Owner, Severity, Skip
 from deliverck.net.addresses import scope
 from deliverck.net.dns import Outcome
@@ -180,7 +181,7 @@ def _host_findings(name: str, addr: HostAddresses, domain: str) -> tuple[list[Fi
     return out, "usable" if len(bad) < len(addr.ips) else "unreachable"
 
 
-async def run(ctx: Context) -> list[Finding]:
+async def run(ctx: CheckContext) -> list[Finding]:
     mx = await ctx.mx()
     if mx is None:
         raise Skip("the target is an IP address; MX records belong to domains")
@@ -278,7 +279,7 @@ def _over_limit(name: str, addr: HostAddresses) -> list[Finding]:
     return out
 
 
-async def left_out_findings(ctx: Context) -> list[Finding]:
+async def left_out_findings(ctx: CheckContext) -> list[Finding]:
     """Addresses past the audit's address limit (context.ADDRESS_LIMIT)."""
     plan = await ctx.address_plan()
     if not plan.left_out:

@@ -14,7 +14,8 @@ import asyncio
 import ipaddress
 import re
 
-from deliverck.context import PTR_NAME_LIMIT, Context, MailAddress, split_public
+from deliverck.checkcontext import CheckContext
+from deliverck.context import PTR_NAME_LIMIT, MailAddress, split_public
 from deliverck.model import CheckSpec, Direction, Finding, FindingSpec, Owner, Severity, Skip
 from deliverck.net.dns import Outcome, reverse_name
 from deliverck.target import is_hostname
@@ -120,7 +121,7 @@ def _same(ip: str, other: str) -> bool:
     return ipaddress.ip_address(ip) == ipaddress.ip_address(other)
 
 
-async def _check_address(ctx: Context, ma: MailAddress) -> list[Finding]:
+async def _check_address(ctx: CheckContext, ma: MailAddress) -> list[Finding]:
     ip = ma.ip
     rname = reverse_name(ip)
     ans = await ctx.ptr(ip)
@@ -180,7 +181,7 @@ async def _check_address(ctx: Context, ma: MailAddress) -> list[Finding]:
     return out + problems
 
 
-async def run(ctx: Context) -> list[Finding]:
+async def run(ctx: CheckContext) -> list[Finding]:
     if not ctx.target.is_ip:
         mx = await ctx.mx()
         assert mx is not None

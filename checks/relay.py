@@ -9,9 +9,10 @@ that belong to nobody, and ends with RSET: nothing is ever sent.
 
 from __future__ import annotations
 
-from deliverck.context import Context
+from deliverck.checkcontext import CheckContext
 from deliverck.model import CheckSpec, Direction, Finding, FindingSpec, Owner, Severity
 from deliverck.net.smtp import RELAY_RECIPIENT, RELAY_SENDER
+from deliverck.smtpfacts import evidence, undecided_reason
 
 CHECK = CheckSpec(
     id="relay",
@@ -38,10 +39,8 @@ CHECK = CheckSpec(
 )
 
 
-async def run(ctx: Context) -> list[Finding]:
-    from deliverck.checks.smtp import evidence, sessions_for_followers, undecided_reason
-
-    greeted, undecided = await sessions_for_followers(ctx)
+async def run(ctx: CheckContext) -> list[Finding]:
+    greeted, undecided = await ctx.greeted_sessions()
     out: list[Finding] = []
     for ma, s in undecided + greeted:
         args = dict(ip=ma.ip, host=ma.host or ma.ip, sender=RELAY_SENDER, recipient=RELAY_RECIPIENT)

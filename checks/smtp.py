@@ -13,9 +13,11 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 
-from deliverck.context import Context, MailAddress
+from deliverck.checkcontext import CheckContext
+from deliverck.context import MailAddress
 from deliverck.model import CheckSpec, Direction, Finding, FindingSpec, Owner, Severity, Skip
 from deliverck.net.smtp import Outcome, SmtpSession
+from deliverck.smtpfacts import evidence, transcript
 
 IN, NONE = Direction.INBOUND, Direction.NONE
 MAIL, NET = Owner.MAIL_ADMIN, Owner.NETWORK
@@ -122,43 +124,6 @@ _DEFINITE_FAILURES = {
 _OUTCOME_ARG = {Outcome.CLOSED: "closed_before_greeting", Outcome.TARPIT: "timeout_before_greeting"}
 
 
-def transcript(s: SmtpSession) -> tuple[str, ...]:
-    """The session's transcript, bounded: the smtp check attaches it once per address."""
-    return tuple(s.transcript[:60])
-
-
-def evidence(s: SmtpSession, *verbs: str) -> tuple[str, ...]:
-    """The lines of the shared session that bear on a follower check's finding.
-
-    The whole transcript belongs to the smtp check's finding for the address
-    (`transcript`); repeating it on every finding of every check that reads
-    the session buries the line that matters.  This gives the commands named
-    (default STARTTLS, else the first EHLO) with their replies and notes, or,
-    for a session that ended early, how it ended.
-    """
-    lines = s.transcript
-    if s.outcome is not Outcome.OK:
-        return tuple(lines[-2:])
-    if verbs:
-        return _exchanges(lines, {v.upper() for v in verbs}, first_only=False) or tuple(lines[-2:])
-    return (_exchanges(lines, {"STARTTLS"}, first_only=True) or _exchanges(lines, {"EHLO"}, first_only=True)
-            or tuple(lines[:1]))
-
-
-def _exchanges(lines, verbs: set[str], first_only: bool) -> tuple[str, ...]:
-    """Client lines whose verb is in `verbs`, each with the reply lines and notes after it."""
-    picked: list[str] = []
-    taking = False
-    for ln in lines:
-        if ln.startswith("C: "):
-            if taking and first_only:
-                break
-            taking = ln[3:].split(" ", 1)[0].upper() in verbs
-        if taking:
-            picked.append(ln)
-    return tuple(picked[:16])
-
-
 def _greeting_line(s: SmtpSession) -> str:
     """The greeting exactly as the server sent it (for a non-SMTP answer, its first line)."""
     if s.greeting is not None:
@@ -206,44 +171,7 @@ def _session_findings(ma: MailAddress, s: SmtpSession, seconds: float) -> list[F
     return [CHECK.finding("probe_failed", ma.ip, detail=s.detail, **args)]
 
 
-# Outcomes that say nothing about the server: the session could not tell.
-UNDECIDED = {Outcome.CONNECT_TIMEOUT, Outcome.UNREACHABLE, Outcome.TARPIT, Outcome.ERROR}
-
-
-async def sessions(ctx: Context) -> list[tuple[MailAddress, SmtpSession]]:
-    """Every probe-able receiving address with its (shared) session."""
-    targets = await ctx.smtp_targets()
-    found = await asyncio.gather(*(ctx.smtp_session(ma) for ma in targets))
-    return list(zip(targets, found))
-
-
-def undecided_reason(s: SmtpSession) -> str:
-    """Why a follower check could not judge a session, in words."""
-    if s.outcome is Outcome.OK and s.ehlo_error:
-        return "no answer to EHLO" if s.ehlo_error == "timeout" else "the connection was closed after EHLO"
-    return s.outcome.value.replace("_", " ")
-
-
-async def sessions_for_followers(ctx: Context) -> tuple[list[tuple[MailAddress, SmtpSession]],
-                                                         list[tuple[MailAddress, SmtpSession]]]:
-    """For checks that read a session (helo, starttls, relay): (greeted, undecided).
-
-    Addresses where SMTP definitely failed (refused, rejected, not SMTP) are
-    the smtp check's to report; there is nothing more to judge there.  When
-    no address is left at all, the check does not apply: Skip.
-    """
-    pairs = await sessions(ctx)
-    greeted = [(ma, s) for ma, s in pairs if s.usable]
-    # A session that stopped after the greeting (no answer to EHLO) leaves STARTTLS, the relay
-    # test and DANE undecided: the EHLO failure is the smtp check's finding.
-    undecided = [(ma, s) for ma, s in pairs if s.outcome in UNDECIDED or (s.outcome is Outcome.OK and not s.usable)]
-    if not greeted and not undecided:
-        raise Skip("no MX address accepts SMTP (see the smtp check)" if pairs
-                   else "no receiving address to probe (see the mx check)")
-    return greeted, undecided
-
-
-async def run(ctx: Context) -> list[Finding]:
+async def run(ctx: CheckContext) -> list[Finding]:
     addresses = [a for a in await ctx.mail_addresses() if a.receives]
     if not addresses:
         raise Skip("no receiving address to probe (see the mx check)")
@@ -251,7 +179,7 @@ async def run(ctx: Context) -> list[Finding]:
     for ma in addresses:
         if not ctx.probe_allowed(ma):
             out.append(CHECK.finding("not_probed", ma.ip, ip=ma.ip, host=ma.host or ma.ip))
-    pairs = await sessions(ctx)
+    pairs = await ctx.smtp_sessions()
     if not pairs:
         return out
     seconds = ctx.config.smtp_timeout
@@ -296,7 +224,7 @@ async def run(ctx: Context) -> list[Finding]:
     return out
 
 
-async def _other_ports(ctx: Context) -> list[Finding]:
+async def _other_ports(ctx: CheckContext) -> list[Finding]:
     ports = [p for p in ctx.config.extra_ports if p != 25]
     if not ports:
         return []

@@ -18,7 +18,7 @@ as mx.lookup_failed does for the same cause: one failed lookup cannot tell a
 dead zone from a passing outage.  Otherwise (the resolver refuses, cannot be
 reached, or fails the control questions too) it is spf.resolver_failed:
 could not check, owned by the checking network, no record blamed and no NDR
-predicted (deliverck.spf.blame).
+predicted (deliverck.records.spf.blame).
 """
 
 from __future__ import annotations
@@ -26,13 +26,14 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 
-from deliverck.context import Context, MailAddress, split_public
+from deliverck.checkcontext import CheckContext
+from deliverck.context import MailAddress, split_public
 from deliverck.model import CheckSpec, Direction, Finding, FindingSpec, Owner, Severity, Skip
 from deliverck.net.dns import Outcome
-from deliverck.spf.blame import Blame, locate
-from deliverck.spf.evaluator import SpfResult
-from deliverck.spf.lint import LOOP_SUMMARY, SpfLint, lint_domain
-from deliverck.spf.trace import LookupTrace
+from deliverck.records.spf.blame import Blame
+from deliverck.records.spf.evaluator import SpfResult
+from deliverck.records.spf.lint import LOOP_SUMMARY, SpfLint
+from deliverck.records.spf.trace import LookupTrace
 
 OUT, NONE = Direction.OUTBOUND, Direction.NONE
 DNS, MAIL = Owner.DNS_ADMIN, Owner.MAIL_ADMIN
@@ -177,7 +178,7 @@ def _trace(res) -> tuple[str, ...]:
     return tuple(lines[:80])
 
 
-def _domain(ctx: Context) -> str:
+def _domain(ctx: CheckContext) -> str:
     sender = ctx.config.sender
     if sender and "@" in sender:
         return sender.rpartition("@")[2].rstrip(".").lower()
@@ -197,14 +198,13 @@ def auth_terms(ip: str) -> dict[str, str]:
 class _Blamer:
     """One Blame per failed (name, type), and one finding per cause."""
 
-    def __init__(self, ctx: Context) -> None:
+    def __init__(self, ctx: CheckContext) -> None:
         self.ctx = ctx
         self.reported: set[tuple[str, str]] = set()
-        self.resolver = ", ".join(str(r) for r in getattr(ctx.dns_client, "resolvers", ()))
+        self.resolver = ", ".join(ctx.resolvers)
 
     async def blame(self, lk: LookupTrace) -> Blame:
-        return await self.ctx.fact(("spf.blame", lk.name, lk.rdtype, lk.outcome),
-                                   lambda: locate(self.ctx.dns_client, lk, self.resolver))
+        return await self.ctx.spf_blame(lk)
 
     def first(self, lk: LookupTrace) -> bool:
         """True the first time this failed lookup is reported."""
@@ -219,7 +219,7 @@ class _Blamer:
                              message=b.resolver_sentence())
 
 
-async def _address(ctx: Context, ma: MailAddress, domain: str, sender: str, helo: str,
+async def _address(ctx: CheckContext, ma: MailAddress, domain: str, sender: str, helo: str,
                    ) -> tuple[MailAddress, SpfResult, SpfResult | None]:
     if not helo:
         return ma, await ctx.spf(ma.ip, domain, sender=sender, helo=helo), None
@@ -319,7 +319,7 @@ async def _record_findings(domain: str, lint: SpfLint, blamer: _Blamer) -> list[
     return out
 
 
-async def run(ctx: Context) -> list[Finding]:
+async def run(ctx: CheckContext) -> list[Finding]:
     domain = _domain(ctx)
     if not domain:
         raise Skip("no domain to evaluate SPF for: give --sender ADDRESS with an IP address target")
@@ -331,7 +331,7 @@ async def run(ctx: Context) -> list[Finding]:
     sender = ctx.config.sender or f"postmaster@{domain}"
     helo = (ctx.config.helo_name or "").rstrip(".").lower()
     blamer = _Blamer(ctx)
-    lint = await lint_domain(domain, ctx.dns_client)
+    lint = await ctx.spf_lint(domain)
     public, notes = split_public(CHECK, await ctx.mail_addresses())
     evaluated = await asyncio.gather(*(_address(ctx, ma, domain, sender, helo) for ma in public))
     out = await _record_findings(domain, lint, blamer)

@@ -10,11 +10,12 @@ chain the server presented in the shared SMTP session (no second connection).
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
-from deliverck.context import Context
+from deliverck.checkcontext import CheckContext
 from deliverck.model import CheckSpec, Direction, Finding, FindingSpec, Owner, Severity
 from deliverck.net import tls
+from deliverck.smtpfacts import evidence, undecided_reason
 
 IN, NONE = Direction.INBOUND, Direction.NONE
 MAIL = Owner.MAIL_ADMIN
@@ -84,25 +85,19 @@ CHECK = CheckSpec(
 )
 
 
-async def _trust_store(ctx: Context):
-    return tls.load_trust_store(ctx.config.ca_file)
-
-
-async def run(ctx: Context) -> list[Finding]:
-    from deliverck.checks.smtp import evidence, sessions_for_followers, undecided_reason
-
-    greeted, undecided = await sessions_for_followers(ctx)
+async def run(ctx: CheckContext) -> list[Finding]:
+    greeted, undecided = await ctx.greeted_sessions()
     out: list[Finding] = []
     for ma, s in undecided:
         out.append(CHECK.finding("not_checked", ma.ip, evidence(s), reason=undecided_reason(s),
                                  ip=ma.ip, host=ma.host or ma.ip))
     if not greeted:
         return out
-    store = await ctx.fact("trust_store", lambda: _trust_store(ctx))
-    now = datetime.now(timezone.utc)
+    store = await ctx.trust_store()
+    now = datetime.now(UTC)
     for ma, s in greeted:
         host = ma.host or ""
-        args = dict(ip=ma.ip, host=host or ma.ip)
+        args: dict[str, object] = {"ip": ma.ip, "host": host or ma.ip}
         if not s.starttls_offered:
             out.append(CHECK.finding("not_offered", ma.ip, evidence(s, "EHLO", "HELO"), **args))
             continue

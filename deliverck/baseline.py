@@ -19,6 +19,7 @@ import json
 
 from deliverck.errors import UsageError
 from deliverck.model import BaselineDiff, Report, Severity, Status
+from deliverck.verdict import status_of, verdict_of
 
 Key = tuple[str, str]
 
@@ -77,9 +78,8 @@ def load_baseline(path: str) -> Baseline:
 
 
 def apply_baseline(report: Report, baseline: Baseline) -> Report:
-    """The report with statuses, verdict and exit code judged on new findings only."""
-    from deliverck.runner import status_of, verdict_of
-
+    """The report with statuses, verdict and exit code judged on new findings only (by the
+    same rules as every audit: verdict.status_of and verdict.verdict_of)."""
     seen: set[Key] = set()
     new, unchanged = [], []
     results = []

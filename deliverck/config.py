@@ -1,4 +1,9 @@
-"""Everything one audit run needs to know, built once by the CLI."""
+"""Everything one audit run needs to know, built once by deliverck.options.build_config.
+
+The field defaults below are the only place an option's default is written: the option table
+(deliverck/options.py), the flags, the config file and bulk lines all read them from here
+(tests/test_cli.py::test_each_default_is_written_once).
+"""
 
 from __future__ import annotations
 

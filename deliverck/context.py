@@ -11,16 +11,24 @@ import asyncio
 import contextlib
 import ipaddress
 import weakref
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Awaitable, Callable, TypeVar
+from typing import TypeVar
 
 import dns.rdtypes.ANY.MX
-from publicsuffixlist import PublicSuffixList
 
 from deliverck.config import Config
-from deliverck.net import smtp
+from deliverck.net import dnssec, http, overlay, smtp, tls
+from deliverck.net import kerberos as krb
 from deliverck.net.addresses import Scope, scope
-from deliverck.net.dns import DnsAnswer, DnsClient, Outcome
+from deliverck.net.dns import DnsAnswer, DnsClient, Outcome, public_suffix
+from deliverck.records import dkim_discovery as discovery
+from deliverck.records.spf.blame import Blame, locate
+from deliverck.records.spf.evaluator import SpfResult, check_host
+from deliverck.records.spf.lint import SpfLint, lint_domain
+from deliverck.records.spf.trace import LookupTrace
+from deliverck.smtpfacts import split_followers
+from deliverck.target import org_domain
 
 T = TypeVar("T")
 
@@ -37,17 +45,6 @@ HOST_ADDRESS_LIMIT = 5      # addresses audited per host name and per address fa
 ADDRESS_LIMIT = 20          # addresses from DNS audited in all (PTR, block lists, SPF, HELO, and one
                             # SMTP connection per address and port: the SMTP connections of an audit)
 PTR_NAME_LIMIT = 5          # PTR names of one address that are forward-confirmed
-
-_psl: PublicSuffixList | None = None
-
-
-def org_domain(name: str) -> str:
-    """The registrable (organizational) domain, from the bundled public suffix list."""
-    global _psl
-    if _psl is None:
-        _psl = PublicSuffixList()
-    return _psl.privatesuffix(name) or name
-
 
 @dataclass(frozen=True)
 class HostAddresses:
@@ -187,7 +184,7 @@ def split_public(check, addresses) -> tuple[list[MailAddress], list]:
 
 # Politeness across the audits of one process (deliverck bulk): at most
 # `per_address` SMTP connections to one remote address at a time, per event loop.
-_SHARED_SLOTS: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, list]]" = \
+_SHARED_SLOTS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, list]] = \
     weakref.WeakKeyDictionary()
 
 
@@ -209,6 +206,8 @@ async def _shared_slot(ip: str, limit: int):
 
 
 class Context:
+    """The facts of one run; checks see it as deliverck.checkcontext.CheckContext."""
+
     def __init__(self, config: Config, dns_client: DnsClient) -> None:
         self.config = config
         self.target = config.target
@@ -225,8 +224,6 @@ class Context:
         return await asyncio.shield(task)
 
     async def close(self) -> None:
-        from deliverck.net import dnssec
-
         pending = [t for t in self._facts.values() if not t.done()]
         for t in pending:
             t.cancel()
@@ -377,10 +374,114 @@ class Context:
 
     # ---- sender authentication facts --------------------------------------
 
-    async def spf(self, ip: str, domain: str, sender: str = "", helo: str = ""):
+    async def spf(self, ip: str, domain: str, sender: str = "", helo: str = "") -> SpfResult:
         """SPF check_host() result for (ip, domain), evaluated once per run."""
-        from deliverck.spf import check_host
-
         key = ("spf", ip, domain.lower(), sender.lower(), helo.lower())
         return await self.fact(key, lambda: check_host(ip, domain, sender=sender or f"postmaster@{domain}",
                                                        helo=helo, dns=self.dns_client))
+
+    async def spf_blame(self, lookup: LookupTrace) -> Blame:
+        """Where the delegation of a lookup SPF evaluation could not finish breaks."""
+        key = ("spf_blame", lookup.name, lookup.rdtype, lookup.outcome)
+        return await self.fact(key, lambda: locate(self.dns_client, lookup, ", ".join(self.resolvers)))
+
+    async def spf_lint(self, domain: str) -> SpfLint:
+        """Problems of the SPF record tree of `domain` that no single evaluation shows."""
+        return await self.fact(("spf_lint", domain.lower()), lambda: lint_domain(domain, self.dns_client))
+
+    async def mail_domain(self) -> str:
+        """The domain in the From address of the audited mail: --sender's domain, else the target name.
+
+        "" when there is none (an IP literal without --sender) or when the target
+        name does not exist (the mx check reports that)."""
+        sender = self.config.sender or ""
+        if "@" in sender:
+            return sender.rsplit("@", 1)[1].rstrip(".").lower()
+        if self.target.is_ip:
+            return ""
+        mx = await self.mx()
+        if mx is not None and mx.answer.outcome is Outcome.NXDOMAIN and mx.apex.nxdomain:
+            return ""
+        return self.target.name.rstrip(".").lower()
+
+    async def dkim_keys(self, domain: str) -> discovery.DkimDiscovery:
+        """The DKIM keys of `domain` under the given and the common selectors (dkim and dmarc share them)."""
+        domain = domain.rstrip(".").lower()
+        given = tuple(self.config.dkim_selectors)
+
+        async def compute() -> discovery.DkimDiscovery:
+            sels = discovery.selectors_for(given)
+            answers = await asyncio.gather(*(self.dns(discovery.selector_name(s, domain), "TXT") for s, _ in sels))
+            return discovery.DkimDiscovery(
+                domain, tuple(discovery.interpret(s, src, domain, a) for (s, src), a in zip(sels, answers)), given)
+
+        return await self.fact(("dkim_keys", domain), compute)
+
+    # ---- shared SMTP sessions ----------------------------------------------
+
+    async def smtp_sessions(self) -> list[tuple[MailAddress, smtp.SmtpSession]]:
+        """Every probe-able receiving address with its (shared) port 25 session."""
+        targets = await self.smtp_targets()
+        found = await asyncio.gather(*(self.smtp_session(ma) for ma in targets))
+        return list(zip(targets, found))
+
+    async def greeted_sessions(self) -> tuple[list[tuple[MailAddress, smtp.SmtpSession]],
+                                              list[tuple[MailAddress, smtp.SmtpSession]]]:
+        """(greeted, undecided) sessions for the checks that read them; raises Skip when neither is left."""
+        return split_followers(await self.smtp_sessions())
+
+    # ---- TLS, HTTPS, DNSSEC and Kerberos facts ------------------------------
+
+    async def trust_store(self) -> tls.Store:
+        """The system's trust anchors plus --ca-file: what senders verify MX certificates against."""
+        async def compute() -> tls.Store:
+            return tls.load_trust_store(self.config.ca_file)
+
+        return await self.fact("trust_store", compute)
+
+    async def https(self, url: str, addresses: Sequence[str], timeout: float) -> http.HttpResult:
+        """One bounded GET of `url` per run, from `addresses` (this run's own resolution of the host)."""
+        return await self.fact(("https", url), lambda: http.fetch(
+            url, ca_file=self.config.ca_file, addresses=tuple(addresses),
+            connect_timeout=timeout, read_timeout=timeout))
+
+    @property
+    def resolvers(self) -> tuple[str, ...]:
+        """The configured resolvers as "ip:port" text, for findings that name who answered."""
+        return tuple(str(r) for r in getattr(self.dns_client, "resolvers", ()))
+
+    def zone_file_reason(self, names: Sequence[str], check: str) -> str:
+        """Why `check` (DNSSEC, DANE) cannot judge names answered from a --zone-file, or ""."""
+        return overlay.skip_reason(self.dns_client, names, check)
+
+    async def dnssec_anchors(self) -> tuple:
+        """The root trust anchor: --trust-anchor (whose default the CLI takes from
+        $DELIVERCK_TRUST_ANCHOR), else the IANA root's."""
+        async def compute() -> tuple:
+            path = self.config.trust_anchor
+            return dnssec.load_anchor_file(str(path)) if path else dnssec.DEFAULT_ANCHORS
+
+        return await self.fact("dnssec_anchors", compute)
+
+    async def dnssec_validation(self, name: str, rdtype: str) -> dnssec.Validation:
+        """deliverck's own chain validation of one RRset from the trust anchor (CD=1 queries)."""
+        anchors = await self.dnssec_anchors()
+        return await self.fact(("dnssec_validation", name.rstrip(".").lower(), rdtype),
+                               lambda: dnssec.validate(self.dns_client, name, rdtype, anchors))
+
+    async def resolver_view(self, name: str, rdtype: str) -> dnssec.ResolverView:
+        """The configured resolver's own verdict on one RRset (AD bit, SERVFAIL, EDE)."""
+        return await self.fact(("resolver_view", name.rstrip(".").lower(), rdtype),
+                               lambda: dnssec.resolver_view(self.dns_client, name, rdtype))
+
+    async def suffix_view(self, name: str) -> dnssec.ResolverView:
+        """The resolver's verdict (AD bit) on the public suffix above `name`: AD there shows that the
+        resolver validates the chain down to the suffix, so its SERVFAIL below is about the name."""
+        suffix = public_suffix(name) or "."
+        return await self.resolver_view(suffix.rstrip(".") + ".", "SOA")
+
+    async def kdc_probe(self, ip: str, host: str, realm: str, principal: str, port: int) -> krb.KdcProbe:
+        """AS-REQ over UDP and TCP to ip:port, and a kpasswd connect, once per run (--kdc-timeout each)."""
+        return await self.fact(("kdc", ip, port, realm, principal), lambda: krb.probe_kdc(
+            ip, host, realm, principal, self.config.kdc_timeout, port))
+

@@ -5,8 +5,9 @@ nobody writes to, a pipe from process substitution (`--zone-file <(git show
 main:zone)`, which is how CI jobs pass a proposed file), /proc/self/mem.  Every
 reader of user files goes through here so that each of them
 
-- reads at most `limit` bytes (and says whether there was more), so /dev/zero
-  or a runaway generator costs a bounded amount of memory and time;
+- refuses devices (/dev/zero, a disk, a terminal) and sockets at once, and reads
+  at most `limit` bytes of anything else (saying whether there was more), so a
+  runaway generator behind a pipe costs a bounded amount of memory and time;
 - opens a FIFO without blocking: open(2) of a FIFO waits for a writer
   (fifo(7)), and a FIFO nobody writes to would hang the command forever.  Once
   open, a read with no writer returns end of file at once, so a FIFO without a
@@ -50,6 +51,11 @@ def _open(path: str | os.PathLike) -> tuple[int, os.stat_result]:
         st = os.fstat(fd)
         if stat.S_ISDIR(st.st_mode):
             raise ReadError("is a directory")
+        if (stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode) or stat.S_ISSOCK(st.st_mode)) \
+                and not _is_dev_null(st):
+            # /dev/zero, /dev/urandom, a disk, a terminal: never a file a user means to pass
+            # (/dev/null is: "no input", and it reads as empty)
+            raise ReadError("is a device, not a file")
         os.set_blocking(fd, True)        # reads below wait for a connected writer, as on stdin
     except ReadError:
         os.close(fd)
@@ -58,6 +64,14 @@ def _open(path: str | os.PathLike) -> tuple[int, os.stat_result]:
         os.close(fd)
         raise ReadError(f"cannot be read ({e.strerror or e})") from None
     return fd, st
+
+
+def _is_dev_null(st: os.stat_result) -> bool:
+    try:
+        null = os.stat(os.devnull)
+    except OSError:
+        return False
+    return stat.S_ISCHR(st.st_mode) and st.st_rdev == null.st_rdev
 
 
 def _first_read(fd: int, st: os.stat_result, size: int) -> bytes:
@@ -102,7 +116,7 @@ def open_stream(path: str | os.PathLike) -> BinaryIO:
     except OSError as e:
         os.close(fd)
         raise ReadError(f"cannot be read ({e.strerror or e})") from None
-    return io.BufferedReader(_Raw(first, fd), CHUNK)  # type: ignore[return-value]
+    return io.BufferedReader(_Raw(first, fd), CHUNK)
 
 
 class _Raw(io.RawIOBase):

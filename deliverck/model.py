@@ -9,8 +9,9 @@ dicts around.  The JSON form of a Report is a public interface
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 REPORT_SCHEMA = "deliverck.report/1"
 
@@ -23,7 +24,7 @@ class Severity(enum.IntEnum):
     CRITICAL = 4
 
     @classmethod
-    def from_text(cls, text: str) -> "Severity":
+    def from_text(cls, text: str) -> Severity:
         try:
             return cls[text.strip().upper()]
         except KeyError:
@@ -162,10 +163,16 @@ class CheckSpec:
         finding_id: str,
         subject: str,
         evidence: tuple[str, ...] | list[str] = (),
-        severity: Severity | None = None,
+        /,
         **args: Any,
     ) -> Finding:
-        """Build a declared finding; an undeclared id raises (and so fails tests)."""
+        """Build a declared finding; an undeclared id raises (and so fails tests).
+
+        ``severity=`` (a Severity, or None for the declared default) travels in ``args``
+        rather than as a parameter of its own: checks pass their template arguments as
+        ``**dict``, and a typed keyword would make every such call a type error.
+        """
+        severity: Severity | None = args.pop("severity", None)
         s = self.spec(finding_id)
         fmt_args = _Args(subject=subject, **args)
         return Finding(
@@ -246,7 +253,7 @@ class Report:
     tool_version: str
     schema: str = REPORT_SCHEMA
     zone_files: tuple[tuple[str, str], ...] = ()   # --zone-file: (path, origin) answered from files
-    baseline: "BaselineDiff | None" = None          # --baseline: what is new, fixed, unchanged
+    baseline: BaselineDiff | None = None          # --baseline: what is new, fixed, unchanged
 
 
 @dataclass(frozen=True)

@@ -14,10 +14,10 @@ import dataclasses
 import importlib
 import importlib.metadata
 import pkgutil
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from types import ModuleType
-from typing import Awaitable, Callable
 
 from deliverck.model import CheckSpec, Direction, Finding, FindingSpec, Owner, Severity
 

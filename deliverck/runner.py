@@ -12,8 +12,8 @@ import asyncio
 import dataclasses
 import time
 import traceback
-from datetime import datetime, timezone
-from typing import Sequence
+from collections.abc import Sequence
+from datetime import UTC, datetime
 
 from deliverck import __version__
 from deliverck.config import Config
@@ -31,7 +31,7 @@ from deliverck.model import (
 from deliverck.net import dns as dnsnet
 from deliverck.net.overlay import load_overlay
 from deliverck.registry import Check, all_checks
-from deliverck.verdict import judge, status_of, verdict_of  # noqa: F401  (status_of, verdict_of: used by audit, baseline)
+from deliverck.verdict import judge, status_of
 
 
 def select_checks(config: Config, options: tuple[str, str] = ("--only", "--skip")) -> tuple[Check, ...]:
@@ -75,17 +75,17 @@ async def attempt(check: Check, ctx: Context) -> CheckResult:
                            int((time.monotonic() - start) * 1000), reason=str(e))
     except TimeoutError:
         reason = f"did not finish within {cfg.check_timeout:g}s"
-        findings = [check.spec.finding("timeout", subject=ctx.target.label, check=check.id,
+        findings = [check.spec.finding("timeout", ctx.target.label, check=check.id,
                                        seconds=f"{cfg.check_timeout:g}")]
     except asyncio.CancelledError:
         # The run's global deadline: report what we know, never a pass.
         reason = f"the run's deadline of {cfg.deadline:g}s passed first"
-        findings = [check.spec.finding("timeout", subject=ctx.target.label, check=check.id,
+        findings = [check.spec.finding("timeout", ctx.target.label, check=check.id,
                                        seconds=f"{cfg.deadline:g}")]
     except Exception as e:  # a bug in a check must not kill the run
         tb = traceback.format_exc()
         reason = f"{type(e).__name__}: {e}"
-        findings = [check.spec.finding("crashed", subject=ctx.target.label, check=check.id,
+        findings = [check.spec.finding("crashed", ctx.target.label, check=check.id,
                                        error=f"{type(e).__name__}: {e}")]
     findings = _apply_overrides(findings, cfg.severity_overrides)
     duration = int((time.monotonic() - start) * 1000)
@@ -96,7 +96,7 @@ async def attempt(check: Check, ctx: Context) -> CheckResult:
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 async def run_audit(config: Config, checks: Sequence[Check] | None = None) -> Report:

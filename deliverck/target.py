@@ -21,10 +21,23 @@ import re
 from dataclasses import dataclass
 
 import idna
+from publicsuffixlist import PublicSuffixList
 
 from deliverck.errors import UsageError
 
 _LDH = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
+_psl: PublicSuffixList | None = None
+
+
+def org_domain(name: str) -> str:
+    """The registrable (organizational) domain, from the bundled public suffix list.
+
+    Loaded on first use: building the list costs tens of milliseconds that a
+    command which never needs it (explain, lab) should not pay."""
+    global _psl
+    if _psl is None:
+        _psl = PublicSuffixList()
+    return _psl.privatesuffix(name) or name
 
 
 @dataclass(frozen=True)

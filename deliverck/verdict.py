@@ -17,8 +17,8 @@ judgement runs in this order, for every front end (check, audit, bulk):
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Mapping, Sequence
 
 from deliverck.model import (
     EXIT_FAIL,

@@ -1,9 +1,17 @@
 """A stand-in context for unit tests of check logic (DNS answers are real
 dnspython rdata; nothing of dnspython is mocked).  Lab tests cover the real one."""
 
+from deliverck.context import Context
+
 
 class FakeCtx:
-    """Just enough of deliverck.context.Context for the dkim and dmarc checks."""
+    """Just enough of deliverck.context.CheckContext for the dkim and dmarc checks.
+
+    It answers the primitive facts (dns, mx, mail_addresses, spf) from data and
+    borrows the real Context's derived facts, which ask only those."""
+
+    mail_domain = Context.mail_domain
+    dkim_keys = Context.dkim_keys
 
     def __init__(self, domain, answers, selectors=(), sender="", addresses=(), spf=None):
         import types
@@ -40,9 +48,12 @@ class FakeCtx:
 
 
 def txt(name, *texts, outcome="ok", cname=""):
-    import dns.rdata, dns.rdataclass, dns.rdatatype
+    import dns.rdata
+    import dns.rdataclass
+    import dns.rdatatype
+
     from deliverck.net.dns import DnsAnswer, Outcome
     recs = tuple(dns.rdata.from_text(dns.rdataclass.IN, dns.rdatatype.TXT,
-                                     " ".join('"%s"' % t[i:i + 255] for i in range(0, len(t), 255)))
+                                     " ".join(f'"{t[i:i + 255]}"' for i in range(0, len(t), 255)))
                  for t in texts)
     return DnsAnswer(name, "TXT", Outcome(outcome), recs if outcome == "ok" else (), canonical_name=cname)

@@ -45,9 +45,10 @@ def _preload() -> None:
             group.commands[name].make_context(name, list(args))
         except Exception:  # noqa: BLE001 - a warm-up only
             pass
-    for name in ("deliverck.audit", "deliverck.bulk", "deliverck.bulk_dask", "deliverck.baseline", "deliverck.configfile",
+    for name in ("deliverck.fleet.audit", "deliverck.fleet.bulk", "deliverck.fleet.dask", "deliverck.baseline",
+                 "deliverck.fleet.configfile", "deliverck.fleet.output", "deliverck.report.fleet",
                  "deliverck.inputfile", "deliverck.runner", "deliverck.net.tls", "deliverck.net.dnssec",
-                 "deliverck.net.overlay", "deliverck.dnsbl", "deliverck.ndr.catalog", "deliverck.spf.cli",
+                 "deliverck.net.overlay", "deliverck.records.dnsbl", "deliverck.ndr.catalog", "deliverck.cli.spf_eval",
                  "deliverck.explain.engine", "deliverck.explain.render", "deliverck.explain.run",
                  "deliverck.report.checklist", "deliverck.lab.scenarios", "dask.distributed", "distributed.comm"):
         try:

@@ -15,6 +15,21 @@ ROOT = Path(__file__).resolve().parent.parent
 SCHEMA = json.loads((ROOT / "docs" / "report.schema.json").read_text())
 
 
+# Fixtures that need the running lab.  A test whose fixture closure holds one of them is marked
+# `lab` at collection (pytest_collection_modifyitems below), so `pytest -m "not lab"` leaves out
+# exactly the tests that cannot run outside the lab, and no test file keeps a mark by hand that
+# could drift from what the test really uses.  A new fixture that needs the lab either depends
+# on `lab` (and is then covered through the closure) or is named here.
+LAB_FIXTURES = frozenset({"lab", "lab_manifest"})
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark by fixture, not by hand: the lab mark follows what a test asks for."""
+    for item in items:
+        if LAB_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.lab)
+
+
 @pytest.fixture(scope="session")
 def lab():
     from deliverck.lab import LabUnavailable, manifest

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from deliverck import bulk
 from deliverck.config import Config
 from deliverck.errors import UsageError
+from deliverck.fleet import bulk
 from deliverck.target import Target
 from tests.conftest import deliverck, validate_report
 
@@ -181,6 +181,7 @@ def test_bulk_on_a_local_dask_cluster(lab, tmp_path):
     (["bulk", "/dev/null", "--concurrency", "1000000"], "--concurrency"),
     (["bulk", "/dev/null", "--shard", "1/" + "9" * 5000], "--shard"),
 ])
+@pytest.mark.slow
 def test_bulk_bad_usage(args, fragment):
     r = deliverck(*args)
     assert r.returncode == 2, (r.stdout, r.stderr)
@@ -214,6 +215,7 @@ async def test_audits_of_a_bulk_run_share_definite_dns_answers_only(lab):
     assert alone.stats.queries == 1                                # outside a bulk run nothing is shared
 
 
+@pytest.mark.slow
 def test_dask_without_the_extra_names_it(tmp_path):
     """The venv has dask; a blocked import plays a slim install (`import dask` fails)."""
     import subprocess

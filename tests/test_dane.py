@@ -1,4 +1,4 @@
-"""DANE: TLSA matching (deliverck/net/dane.py) and the dane check's logic.
+"""DANE: TLSA matching (deliverck/records/tlsa.py) and the dane check's logic.
 
 Unit tests run on certificates made here with cryptography; the lab tests
 judge the lab peers' certificates against the TLSA records the lab publishes
@@ -21,10 +21,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
 
-from deliverck.net import dane
-from deliverck.net.dane import Tlsa
+from deliverck.records import tlsa as dane
+from deliverck.records.tlsa import Tlsa
 
-NOW = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)   # the check judges at the real now
+NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)   # the check judges at the real now
 DAY = dt.timedelta(days=1)
 HOST = "mx.example.test"
 
@@ -104,6 +104,7 @@ def test_unknown_selectors_matching_types_and_bad_lengths_are_unusable(sel, mt, 
 @pytest.mark.parametrize("mtype", [0, 1, 2])
 def test_association_data_for_every_selector_and_matching_type(pki, selector, mtype):
     import hashlib
+
     from cryptography.hazmat.primitives.serialization import PublicFormat
     raw = (pki.leaf.public_bytes(Encoding.DER) if selector == 0 else
            pki.leaf.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo))
@@ -231,17 +232,25 @@ def _addr_answer(name, ip, *, ad=True, cname=""):
 
 
 class DaneCtx:
-    """Just enough of Context for the dane check: addresses, TLSA answers, SMTP sessions."""
+    """Just enough of CheckContext for the dane check: addresses, TLSA answers, SMTP sessions.
+
+    DNSSEC comes from the AD bit of the answers, and from the own validations and
+    suffix views a test sets; any other is unavailable, as with a resolver that
+    cannot be asked (the check must then fall back, never fail)."""
+
+    from deliverck.context import Context
+    smtp_sessions = Context.smtp_sessions
+    greeted_sessions = Context.greeted_sessions
 
     def __init__(self, host, ip, tlsa, session, *, addr_ad=True, cname=""):
         from deliverck.context import HostAddresses, MailAddress
         from deliverck.net.dns import DnsAnswer, Outcome
         self.config = types.SimpleNamespace()
-        self.dns_client = types.SimpleNamespace(overlay=None)     # no --zone-file
         self.target = types.SimpleNamespace(is_ip=False, name="example.test", label="example.test")
         self.tlsa = tlsa                       # name -> DnsAnswer
         self.asked = []
-        self._facts = {}
+        self.validations = {}                  # (name, rdtype) -> deliverck's own Validation
+        self.suffix_views = {}                 # name -> the resolver's view of its public suffix
         self.ma = MailAddress(ip, (host,), ("mx",))
         self.session = session
         self.hosts = {host: HostAddresses(host, _addr_answer(host, ip, ad=addr_ad, cname=cname),
@@ -258,13 +267,21 @@ class DaneCtx:
         self.asked.append((name, rdtype))
         return self.tlsa.get(name) or DnsAnswer(name, rdtype, Outcome.NXDOMAIN, authenticated=True)
 
-    async def fact(self, key, compute):
-        if key not in self._facts:
-            self._facts[key] = await compute()
-        return self._facts[key]
-
     async def smtp_targets(self):
         return (self.ma,)
+
+    def zone_file_reason(self, names, check):
+        return ""                              # no --zone-file
+
+    async def dnssec_validation(self, name, rdtype):
+        if (name, rdtype) in self.validations:
+            return self.validations[(name, rdtype)]
+        raise OSError("no own DNSSEC validation in this stand-in")
+
+    async def suffix_view(self, name):
+        if name in self.suffix_views:
+            return self.suffix_views[name]
+        raise OSError("no resolver to ask in this stand-in")
 
     async def smtp_session(self, ma, port=25):
         return self.session
@@ -399,7 +416,6 @@ def _lab_tlsa(name: str):
     return recs, bool(r.flags & dns.flags.AD)
 
 
-@pytest.mark.lab
 @pytest.mark.parametrize("scenario", sorted(set(LAB_EXPECT) - {"dane-bogus"}))
 def test_lab_tlsa_placeholders_hash_the_issued_certificates(lab, scenario):
     from pathlib import Path
@@ -420,7 +436,6 @@ def test_lab_tlsa_placeholders_hash_the_issued_certificates(lab, scenario):
         assert len(chain) == 2 and v.record.usage == 2     # the peer sends the lab CA along
 
 
-@pytest.mark.lab
 @pytest.mark.parametrize("scenario", sorted(LAB_EXPECT))
 def test_lab_check(lab, monkeypatch, scenario):
     """The check against the real context: DNS through the lab's unbound, the chain from the real SMTP probe."""
@@ -474,9 +489,8 @@ def test_check_chain_broken_above_is_not_the_domains_fault(pki, suffix_ad, expec
     from deliverck.net import dnssec as _dnssec
     two = [dane.record_for(pki.other, 3, 1, 1), dane.record_for(pki.other, 3, 1, 2)]
     ctx = DaneCtx(HOST, "192.0.2.1", {Q: _tlsa_answer(Q, two, ad=False)}, _session(pki.chain))
-    ctx._facts["dnssec-anchors"] = ()
-    ctx._facts[("dane-dnssec", Q, "TLSA")] = _above_validation(Q)
-    ctx._facts[("dane-suffix-view", Q)] = _dnssec.ResolverView("ok", suffix_ad, "192.0.2.1:53")
+    ctx.validations[(Q, "TLSA")] = _above_validation(Q)
+    ctx.suffix_views[Q] = _dnssec.ResolverView("ok", suffix_ad, "192.0.2.1:53")
     found = _run(ctx)
     assert _ids(found) == [expect]
     if expect == "dane.cannot_validate":
@@ -487,12 +501,11 @@ def test_check_servfail_with_the_chain_broken_above_is_not_bogus(pki):
     from deliverck.net import dnssec as _dnssec
     ctx = DaneCtx(HOST, "192.0.2.1", {Q: _tlsa_answer(Q, [], outcome="servfail")}, _session(pki.chain),
                   addr_ad=False)
-    ctx._facts["dnssec-anchors"] = ()
-    ctx._facts[("dane-dnssec", Q, "TLSA")] = _above_validation(Q)
+    ctx.validations[(Q, "TLSA")] = _above_validation(Q)
     for rdtype in ("A", "AAAA"):       # the host's addresses cannot be validated from here either
-        ctx._facts[("dane-dnssec", HOST, rdtype)] = _above_validation(HOST)
-    ctx._facts[("dane-suffix-view", Q)] = _dnssec.ResolverView("ok", False, "192.0.2.1:53")
-    ctx._facts[("dane-suffix-view", HOST)] = _dnssec.ResolverView("ok", False, "192.0.2.1:53")
+        ctx.validations[(HOST, rdtype)] = _above_validation(HOST)
+    ctx.suffix_views[Q] = _dnssec.ResolverView("ok", False, "192.0.2.1:53")
+    ctx.suffix_views[HOST] = _dnssec.ResolverView("ok", False, "192.0.2.1:53")
     assert _ids(_run(ctx)) == ["dane.cannot_validate"]
 
 
@@ -502,9 +515,8 @@ def test_check_servfail_for_tlsa_of_an_unsigned_host_is_no_failure(pki):
     from deliverck.net import dnssec as _dnssec
     ctx = DaneCtx(HOST, "192.0.2.1", {Q: _tlsa_answer(Q, [], outcome="servfail")}, _session(pki.chain),
                   addr_ad=False)
-    ctx._facts["dnssec-anchors"] = ()
     for rdtype in ("A", "AAAA"):
-        ctx._facts[("dane-dnssec", HOST, rdtype)] = _dnssec.Validation(
+        ctx.validations[(HOST, rdtype)] = _dnssec.Validation(
             HOST, rdtype, "insecure", "no DS for x.test: unsigned delegation", "x.test")
     found = _run(ctx)
     assert _ids(found) == ["dane.insecure"]

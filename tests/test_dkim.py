@@ -11,9 +11,9 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from deliverck.auth import tags as taglist
-from deliverck.auth.dkim import DkimSyntaxError, parse_key_record
-from deliverck.auth.discovery import COMMON_SELECTORS, selectors_for
+from deliverck.records import tags as taglist
+from deliverck.records.dkim import DkimSyntaxError, parse_key_record
+from deliverck.records.dkim_discovery import COMMON_SELECTORS, selectors_for
 
 
 def rsa_p(bits: int = 2048, fmt: PublicFormat = PublicFormat.SubjectPublicKeyInfo) -> str:
@@ -208,6 +208,7 @@ _tagish = st.lists(
 
 @settings(max_examples=400, deadline=None)
 @given(st.one_of(_tagchars, _tagish))
+@pytest.mark.slow
 def test_key_parser_raises_only_its_error(text):
     try:
         k = parse_key_record(text)
@@ -220,7 +221,6 @@ def test_key_parser_raises_only_its_error(text):
 
 # ------------------------------------------------------------------ the lab
 
-@pytest.mark.lab
 @pytest.mark.parametrize("scenario, finding, args", [
     ("dkim-good", "dkim.key_found", {"selector": "s1", "key_type": "rsa", "bits": 2048}),
     ("dkim-ed25519", "dkim.key_found", {"selector": "default", "key_type": "ed25519"}),
@@ -240,7 +240,6 @@ def test_lab_key_discovery(lab, scenario, finding, args):
         assert found[0]["args"][k] == v
 
 
-@pytest.mark.lab
 def test_lab_given_selector_is_probed_first_and_missing_one_reported(lab):
     from test_scenarios import audit
     r = audit(lab, "dkim-good.test", "--json", "--only", "dkim", "--dkim-selector", "nosuch")
@@ -293,7 +292,7 @@ async def test_check_without_keys_is_a_notice_not_an_error():
 
 async def test_check_failed_lookups_are_one_inconclusive_finding():
     from deliverck.checks import dkim as check
-    from deliverck.auth.discovery import selector_name
+    from deliverck.records.dkim_discovery import selector_name
     d = "example.test"
     ctx = FakeCtx(d, {selector_name(s, d): txt(selector_name(s, d), outcome="servfail") for s in COMMON_SELECTORS})
     found = await check.run(ctx)

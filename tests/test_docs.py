@@ -3,6 +3,7 @@
 import json
 
 from conftest import ROOT, SCHEMA
+
 from deliverck.report.checklist import render_checks
 
 

@@ -22,7 +22,6 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import validate_report
 
 BLAMED = {"dns_admin", "mail_admin", "ip_owner"}
@@ -61,7 +60,6 @@ def findings(doc: dict) -> dict[str, dict]:
 # -- resolvers that cannot be used at all: one line, exit 3 -------------------------------------------------
 
 
-@pytest.mark.lab
 @pytest.mark.parametrize("behaviour,answered", [
     ("nxdomain-resolver", "answered NXDOMAIN for the root zone"),
     ("refused", "answered REFUSED for the root zone"),
@@ -82,7 +80,6 @@ def test_unusable_resolver_stops_with_one_line(lab, behaviour, answered, target)
     assert "Traceback" not in r.stderr and "Do53" not in line
 
 
-@pytest.mark.lab
 def test_an_authoritative_server_as_resolver_answers_its_zones_and_never_blames_a_referral(lab):
     """A lab with its own root often points /etc/resolv.conf straight at the authoritative server
     (RA clear).  It speaks for the zones it holds; a name it can only refer elsewhere is "could not
@@ -100,7 +97,6 @@ def test_an_authoritative_server_as_resolver_answers_its_zones_and_never_blames_
     assert not blame(doc), blame(doc)
 
 
-@pytest.mark.lab
 def test_missing_real_tld_stops_but_a_private_tld_is_not_required(lab):
     # The lab's root knows no `de.`: its resolver cannot speak for names under a real TLD it lacks.
     r = cli(lab, "example.de", "--only", "mx")
@@ -116,7 +112,6 @@ def test_missing_real_tld_stops_but_a_private_tld_is_not_required(lab):
     assert r.returncode == 1 and "mx.domain_nxdomain" in findings(json.loads(r.stdout))
 
 
-@pytest.mark.lab
 def test_zone_file_target_is_audited_but_the_resolver_answers_nothing(lab, tmp_path):
     """--zone-file: the names in the file need no resolver; what leaves the file is 'could not check'
     naming the resolver, never the target's fault."""
@@ -142,7 +137,6 @@ def test_zone_file_target_is_audited_but_the_resolver_answers_nothing(lab, tmp_p
 # -- DNSSEC above the domain -----------------------------------------------------------------------------------
 
 
-@pytest.mark.lab
 @pytest.mark.parametrize("behaviour", ["strip-dnssec", "unsigned-root"])
 @pytest.mark.parametrize("target", ["good-dane.test", "good.test"])
 def test_no_dnssec_from_here_is_could_not_check(lab, behaviour, target):
@@ -168,7 +162,6 @@ def test_no_dnssec_from_here_is_could_not_check(lab, behaviour, target):
     assert ". has a DS in its parent" not in r.stdout
 
 
-@pytest.mark.lab
 def test_root_keys_not_the_anchor_fall_back_to_the_resolver(lab):
     """The lab root is signed with its own keys: under the IANA anchor deliverck cannot validate, the
     lab's validating resolver answers instead, and a notice says so."""
@@ -183,7 +176,6 @@ def test_root_keys_not_the_anchor_fall_back_to_the_resolver(lab):
     assert "resolver" in got["dnssec.secure"]["summary"]
 
 
-@pytest.mark.lab
 def test_root_keys_not_the_anchor_still_blame_a_bogus_zone(lab):
     """The fallback does not excuse the domain: the validating resolver authenticates test. and
     fails dnssec-bogus.test below it, while handing its records over with checking disabled."""
@@ -193,7 +185,6 @@ def test_root_keys_not_the_anchor_still_blame_a_bogus_zone(lab):
     assert "below test." in got["dnssec.bogus"]["summary"]
 
 
-@pytest.mark.lab
 def test_resolver_that_drops_dnssec_queries_is_not_bogus(lab):
     """DO=1 queries never come back (a middlebox dropping DNSSEC-sized traffic): deliverck cannot
     walk the chain, the resolver's own AD bit answers, nothing is bogus."""
@@ -209,7 +200,6 @@ def test_resolver_that_drops_dnssec_queries_is_not_bogus(lab):
 # -- the sanity costs no serial round trip, and failures read as plain text -----------------------------------
 
 
-@pytest.mark.lab
 def test_sanity_queries_go_out_together(lab):
     from deliverck.net.dns import DnsClient
 
@@ -228,7 +218,6 @@ def test_sanity_queries_go_out_together(lab):
     assert max(starts) < min(ends), log            # all three were out before the first answer came
 
 
-@pytest.mark.lab
 def test_failure_details_are_plain_text(lab):
     from deliverck.net.dns import DnsClient, Outcome, parse_resolver
 

@@ -10,8 +10,8 @@ import tomllib
 from pathlib import Path
 
 import pytest
-
 from conftest import ROOT, deliverck
+
 from deliverck.ndr import categories
 
 CORPUS = ROOT / "tests" / "bounces"
@@ -51,6 +51,7 @@ def test_corpus_is_big_and_varied():
 
 
 @pytest.mark.parametrize("sample", SAMPLES, ids=[s["file"] for s in SAMPLES])
+@pytest.mark.slow
 def test_corpus_sample(corpus_results, sample):
     doc = corpus_results[sample["file"]]
     assert doc["schema"] == "deliverck.explain/1"
@@ -86,6 +87,7 @@ def _catalog_lines() -> list[tuple[str, str, str]]:
     return out
 
 
+@pytest.mark.slow
 def test_every_catalog_entry_gets_its_category(tmp_path):
     """`explain "<code> <status> <text>"` of every catalog entry gives that entry's category.
 
@@ -93,7 +95,7 @@ def test_every_catalog_entry_gets_its_category(tmp_path):
     records neither are a reply's words alone, explained when named on the command line (a
     directory needs a code, DSN fields or bounce wording: docs/explain.md).  A success status
     (2.x.x) is not a bounce."""
-    from deliverck.explain.formats import reply_head
+    from deliverck.explain.replies import reply_head
 
     lines = _catalog_lines()
     (tmp_path / "dir").mkdir()
@@ -131,6 +133,7 @@ def test_every_catalog_entry_gets_its_category(tmp_path):
     ("5.7.23", "auth_spf"), ("5.7.509", "auth_dmarc"), ("5.7.620", "blocked_ip"), ("4.4.7", "expired"),
     ("five.seven.twenty-three", None), ("v.7.506", "bad_helo"), ("5.3.4", "message_too_large"),
 ])
+@pytest.mark.slow
 def test_status_codes(code, category):
     r = deliverck("explain", code, "--json")
     if category is None:  # not a status once normalised: explained as text, and honest about it
@@ -140,6 +143,7 @@ def test_status_codes(code, category):
     assert r.returncode == 0 and doc["category"] == category, doc
 
 
+@pytest.mark.slow
 def test_reply_line_table_output_and_exit_code():
     r = deliverck("explain", "550 5.7.1 Service unavailable; client [203.0.113.9] blocked using zen.spamhaus.org")
     assert r.returncode == 0, r.stderr
@@ -149,6 +153,7 @@ def test_reply_line_table_output_and_exit_code():
     assert json.loads(r2.stdout)["category"] == "user_unknown"
 
 
+@pytest.mark.slow
 def test_undetermined_is_exit_1_with_evidence():
     r = deliverck("explain", "550 5.7.1 Message refused", "--json")
     assert r.returncode == 1
@@ -216,6 +221,7 @@ def bad(tmp_path_factory):
     ("huge", 0, "user_unknown"), ("nested", 0, "user_unknown"), ("nested_multipart", 1, "not_a_bounce"),
     ("long_line", 0, "user_unknown"), ("utf16", 0, "user_unknown"),
 ])
+@pytest.mark.slow
 def test_bad_input_never_a_traceback(bad, name, exit_code, category):
     r = deliverck("explain", str(bad[name]), "--json", timeout=30)
     assert "Traceback" not in r.stderr and "internal error" not in r.stderr
@@ -228,16 +234,19 @@ def test_bad_input_never_a_traceback(bad, name, exit_code, category):
         assert json.loads(r.stdout)["category"] == category
 
 
+@pytest.mark.slow
 def test_huge_file_is_read_only_up_to_the_limit(bad):
     doc = explain_json(str(bad["huge"]))
     assert any("only the first" in n for n in doc["notes"])
 
 
+@pytest.mark.slow
 def test_forwarded_bounce_is_found():
     doc = explain_json(str(CORPUS / "forwarded-bounce.eml"))
     assert doc["category"] == "user_unknown" and any("forwarded" in n for n in doc["notes"])
 
 
+@pytest.mark.slow
 def test_mbox_of_several_bounces(tmp_path):
     a = (CORPUS / "postfix-user-unknown.eml").read_text()
     b = (CORPUS / "postfix-size.eml").read_text()
@@ -251,6 +260,7 @@ def test_mbox_of_several_bounces(tmp_path):
     assert r.returncode == 2 and "--jsonl" in r.stderr
 
 
+@pytest.mark.slow
 def test_directory_jsonl_one_line_per_file_bad_ones_flagged(tmp_path, bad):
     for name in ("binary", "empty", "truncated", "utf16"):
         (tmp_path / bad[name].name).write_bytes(bad[name].read_bytes())
@@ -267,6 +277,7 @@ def test_directory_jsonl_one_line_per_file_bad_ones_flagged(tmp_path, bad):
     assert all(d["schema"] == "deliverck.explain/1" for d in docs)
 
 
+@pytest.mark.slow
 def test_directory_table_and_usage_errors(tmp_path):
     (tmp_path / "a.txt").write_text("550 5.1.1 user unknown\n")
     r = deliverck("explain", str(tmp_path))
@@ -280,6 +291,7 @@ def test_directory_table_and_usage_errors(tmp_path):
         assert len(lines) == 1 and lines[0].startswith("deliverck: error:") and frag in lines[0], (args, r.stderr)
 
 
+@pytest.mark.slow
 def test_stdin(tmp_path):
     import subprocess
     import sys
@@ -289,6 +301,7 @@ def test_stdin(tmp_path):
     assert r.returncode == 0 and json.loads(r.stdout)["category"] == "user_unknown"
 
 
+@pytest.mark.slow
 def test_run_without_a_target_says_so():
     r = deliverck("explain", "550 5.1.1 user unknown", "--run")
     assert r.returncode == 0 and "nothing to run" in r.stdout
@@ -341,7 +354,6 @@ def _scenario_address(name: str) -> str:
     return load(SCENARIO_DIR / f"{name}.toml").addresses()[0]
 
 
-@pytest.mark.lab
 def test_run_reverse_dns_audits_the_quoted_address(lab):
     ip = _scenario_address("no-ptr")
     r = deliverck("explain", f"550 5.7.25 Client host rejected: cannot find your reverse hostname, [{ip}]", "--run", "--json")
@@ -353,7 +365,6 @@ def test_run_reverse_dns_audits_the_quoted_address(lab):
     assert r.returncode == doc["audit"]["exit_code"] == 1
 
 
-@pytest.mark.lab
 def test_run_host_unknown_audits_the_recipient_domain(lab):
     dsn = ("Final-Recipient: rfc822; someone@mx-nxdomain.test\nAction: failed\nStatus: 5.4.4\n"
            "Diagnostic-Code: X-Postfix; Host or domain name not found. Name service error for "
@@ -364,7 +375,6 @@ def test_run_host_unknown_audits_the_recipient_domain(lab):
     assert r.returncode == 1
 
 
-@pytest.mark.lab
 def test_run_on_a_healthy_domain_passes(lab):
     r = deliverck("explain", "550 5.7.25 Client host rejected: cannot find your reverse hostname, "
                   f"[{_scenario_address('good')}]", "--run")

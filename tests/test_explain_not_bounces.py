@@ -18,7 +18,9 @@ import tomllib
 from collections import Counter
 from pathlib import Path
 
+import pytest
 from conftest import ROOT, deliverck
+
 from deliverck.explain.evidence import KINDS
 from deliverck.ndr import categories
 
@@ -85,6 +87,7 @@ def test_directory_triage_gives_no_category(tmp_path):
     assert r.returncode == 1                    # nothing in it was a bounce
 
 
+@pytest.mark.slow
 def test_each_file_alone_is_one_line_and_exit_1():
     """Every file named on its own, through the CLI's entry point (one process for all of them,
     a fresh CLI invocation per file): table = exactly one line, --json = no category, exit 1."""
@@ -121,6 +124,7 @@ def test_each_file_alone_is_one_line_and_exit_1():
     assert r.returncode == 1 and len(lines) == 3 and all("not a bounce (confidence low)" in ln for ln in lines)
 
 
+@pytest.mark.slow
 def test_named_files_and_stdin_give_no_category(tmp_path):
     r = deliverck("explain", *(str(p) for p in FILES), "--jsonl", timeout=120)
     assert r.returncode == 1
@@ -134,6 +138,7 @@ def test_named_files_and_stdin_give_no_category(tmp_path):
     _assert_not_a_bounce(json.loads(r.stdout))
 
 
+@pytest.mark.slow
 def test_the_inputs_named_in_the_issue():
     """README.md was auth_kerberos with exit 0; pyproject.toml's "2.9.2" was a status code."""
     for name in ("README.md", "pyproject.toml"):
@@ -150,6 +155,7 @@ def test_the_inputs_named_in_the_issue():
     assert r.returncode == 1 and r.stdout.count("\n") == 1 and "not a bounce" in r.stdout
 
 
+@pytest.mark.slow
 def test_json_of_a_non_bounce_has_the_same_fields_as_a_bounce():
     """deliverck.explain/1 stays compatible: the same keys in both, only values added."""
     a = json.loads(deliverck("explain", str(BOUNCES / "postfix-user-unknown.eml"), "--json").stdout)
@@ -213,6 +219,7 @@ def test_a_code_counts_only_in_reply_context(tmp_path):
     assert r.returncode == 0                    # the non-bounces were skipped
 
 
+@pytest.mark.slow
 def test_a_whole_argument_is_a_reply_only_if_it_is_a_failure():
     """A bare code or reply given as the whole argument keeps working (`deliverck explain
     5.7.506`); a success code, an HTTP status or a note is not a bounce."""
@@ -249,6 +256,7 @@ def test_a_whole_argument_is_a_reply_only_if_it_is_a_failure():
 
 # ------------------------------------------------------------------ delayed DSNs, triage, regressions
 
+@pytest.mark.slow
 def test_a_delayed_dsn_is_explained_and_says_it_is_not_final():
     r = deliverck("explain", str(BOUNCES / "postfix-delayed-refused.eml"))
     assert r.returncode == 0 and "network" in r.stdout
@@ -261,6 +269,7 @@ def test_a_delayed_dsn_is_explained_and_says_it_is_not_final():
     assert "not final" not in r.stdout
 
 
+@pytest.mark.slow
 def test_mixed_directory_table_explains_bounces_and_counts_the_rest(tmp_path):
     for name in ("postfix-user-unknown.eml", "exim-quota.eml", "pasted-exchange-seed001.txt"):
         shutil.copy(BOUNCES / name, tmp_path / name)
@@ -283,6 +292,7 @@ def test_mixed_directory_table_explains_bounces_and_counts_the_rest(tmp_path):
     assert sum(d["category"] == "not_a_bounce" for d in docs) == len(FILES) + 2
 
 
+@pytest.mark.slow
 def test_bounce_corpus_keeps_every_category():
     """tests/bounces (with lab-postfix) triaged as a directory: every labelled bounce gets its
     expected category (zero regressions), and only the two label files are skipped."""

@@ -15,7 +15,7 @@ import time
 import pytest
 from minikerberos.protocol import asn1_structs as asn1
 
-from checks import kerberos as check  # noqa: F401  (the package is also importable as deliverck.checks)
+from deliverck.checks import kerberos as check  # noqa: F401
 from deliverck.net import kerberos as krb
 from deliverck.net.smtp import greeting_clock
 from tests.conftest import deliverck, validate_report
@@ -48,7 +48,7 @@ def test_service_style_principal_is_split_on_slash():
 
 
 def test_krb_error_gives_code_realm_and_clock_with_microseconds():
-    when = dt.datetime(2026, 11, 23, 22, 0, 5, tzinfo=dt.timezone.utc)
+    when = dt.datetime(2026, 11, 23, 22, 0, 5, tzinfo=dt.UTC)
     reply = krb.parse_reply(krb_error(25, when, susec=250000, realm="AD.EXAMPLE.TEST"))
     assert (reply.kind, reply.error_code, reply.error, reply.realm) == (
         "KRB-ERROR", 25, "KDC_ERR_PREAUTH_REQUIRED", "AD.EXAMPLE.TEST")
@@ -69,10 +69,10 @@ def test_unknown_error_codes_are_named_by_number():
 
 @pytest.mark.parametrize("text,expected", [
     ("mx.example Microsoft ESMTP MAIL Service ready at Mon, 23 Nov 2026 14:22:11 -0800",
-     dt.datetime(2026, 11, 23, 22, 22, 11, tzinfo=dt.timezone.utc)),
+     dt.datetime(2026, 11, 23, 22, 22, 11, tzinfo=dt.UTC)),
     ("mx ESMTP Sendmail 8.17.1/8.17.1; Mon, 23 Nov 2026 22:22:11 GMT",
-     dt.datetime(2026, 11, 23, 22, 22, 11, tzinfo=dt.timezone.utc)),
-    ("mx ESMTP Exim 4.96 23 Nov 2026 23:22:11 +0100", dt.datetime(2026, 11, 23, 22, 22, 11, tzinfo=dt.timezone.utc)),
+     dt.datetime(2026, 11, 23, 22, 22, 11, tzinfo=dt.UTC)),
+    ("mx ESMTP Exim 4.96 23 Nov 2026 23:22:11 +0100", dt.datetime(2026, 11, 23, 22, 22, 11, tzinfo=dt.UTC)),
     ("mx ESMTP Postfix", None),
     ("mx ready at Mon, 23 Nov 2026 22:22:11 -0000", None),      # RFC 5322 3.3: zone unknown
     ("mx ready at Mon, 31 Feb 2026 22:22:11 +0000", None),
@@ -116,7 +116,7 @@ class TcpKdc:
 
 async def test_tcp_probe_reads_a_framed_krb_error_and_the_skew():
     offset = 600.0
-    now = lambda: dt.datetime.fromtimestamp(time.time() + offset, dt.timezone.utc)  # noqa: E731
+    now = lambda: dt.datetime.fromtimestamp(time.time() + offset, dt.UTC)  # noqa: E731
     async with TcpKdc(lambda req: krb_error(6, now().replace(microsecond=0), now().microsecond)) as kdc:
         p = await krb.probe_tcp("127.0.0.1", kdc.port, krb.build_as_req("EXAMPLE.TEST", "x"), 2)
     assert p.outcome is krb.PortOutcome.ANSWERED and p.reply.error_code == 6
@@ -186,7 +186,7 @@ async def test_udp_probe_answer_and_refusal():
             self.transport = transport
 
         def datagram_received(self, data, addr):
-            self.transport.sendto(krb_error(68, dt.datetime.now(dt.timezone.utc).replace(microsecond=0),
+            self.transport.sendto(krb_error(68, dt.datetime.now(dt.UTC).replace(microsecond=0),
                                             realm="OTHER.TEST"), addr)
 
     loop = asyncio.get_running_loop()

@@ -88,6 +88,7 @@ def test_scenario_addresses_stay_in_the_lab(all_scenarios):
             assert not scenarios.is_documentation(address)
 
 
+@pytest.mark.slow
 def test_mx_private_is_published_only(all_scenarios, tree):
     s = {x.name: x for x in all_scenarios}["mx-private"]
     assert set(s.never_contacted) == {"10.0.0.25", "192.168.1.25"}
@@ -158,7 +159,7 @@ def test_certificates(tmp_path):
 
     from deliverck.lab import certs
 
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     ca = certs.make_ca(tmp_path)
     assert ca.cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
 
@@ -191,6 +192,7 @@ def test_certificates(tmp_path):
         assert names(sha1) == ["mx.t.test"]
 
 
+@pytest.mark.slow
 def test_prepare_writes_certificates_and_smtp_manifest(tmp_path):
     from cryptography import x509
 
@@ -227,6 +229,7 @@ def test_postfix_log_parsing(tmp_path):
     assert s["peer"] == "203.0.113.27 40000" and s["time"] > 0
 
 
+@pytest.mark.slow
 def test_problems_catches_bad_data():
     bad = scenarios.parse(textwrap.dedent('''
         name = "bad"
@@ -326,6 +329,7 @@ USER_ZONE = """\
     """
 
 
+@pytest.mark.slow
 def test_user_zone_is_served_delegated_and_stubbed(tmp_path, all_scenarios):
     _write_zone(tmp_path / "z", "example.com.zone", USER_ZONE)
     tree = zones.build(all_scenarios, [tmp_path / "z"])
@@ -339,6 +343,7 @@ def test_user_zone_is_served_delegated_and_stubbed(tmp_path, all_scenarios):
     assert 'stub-zone:\n  name: "example.com."\n  stub-addr: 192.0.2.53' in conf
 
 
+@pytest.mark.slow
 def test_user_zone_replaces_a_lab_zone(tmp_path, all_scenarios):
     _write_zone(tmp_path, "good.test.zone", """\
         $TTL 60
@@ -353,6 +358,7 @@ def test_user_zone_replaces_a_lab_zone(tmp_path, all_scenarios):
     assert {r.to_text() for r in tree.zones[zones.TEST].zone.get_rdataset("good.test.", "NS")} == {"ns.test."}
 
 
+@pytest.mark.slow
 def test_bad_user_zone_names_file_and_line(tmp_path, all_scenarios):
     p = _write_zone(tmp_path, "broken.test.zone", """\
         $TTL 60
@@ -369,12 +375,14 @@ def test_bad_user_zone_names_file_and_line(tmp_path, all_scenarios):
         zones.build(all_scenarios, [tmp_path / "nope"])
 
 
+@pytest.mark.slow
 def test_user_zone_without_soa(tmp_path, all_scenarios):
     _write_zone(tmp_path, "nosoa.test.zone", "$TTL 60\n@ NS ns.test.\n")
     with pytest.raises(LabUnavailable, match="nosoa.test.zone"):
         zones.build(all_scenarios, [tmp_path])
 
 
+@pytest.mark.slow
 def test_prepare_writes_a_consistent_lab_dir(tmp_path):
     m = plan.prepare(tmp_path, dns_latency_ms=40)
     assert manifest.from_json((tmp_path / "manifest.json").read_text()) == m
@@ -391,6 +399,7 @@ def test_prepare_writes_a_consistent_lab_dir(tmp_path):
             assert r.returncode == 0, r.stdout + r.stderr
 
 
+@pytest.mark.slow
 def test_signing_chain(tmp_path, all_scenarios):
     from deliverck.lab import signing
 
@@ -437,6 +446,7 @@ def test_preflight_is_one_line_or_none():
     assert reason is None or (isinstance(reason, str) and "\n" not in reason)
 
 
+@pytest.mark.slow
 def test_run_rejects_bad_zone_before_starting(tmp_path):
     _write_zone(tmp_path, "x.test.zone", "garbage\n")
     with pytest.raises(LabUnavailable, match="x.test.zone"):
@@ -462,14 +472,12 @@ def _lo_addresses() -> set[str]:
     return {line.split()[3].split("/")[0] for line in out.splitlines()}
 
 
-@pytest.mark.lab
 def test_namespace_has_only_lo(lab_manifest):
     assert [name for _i, name in socket.if_nameindex()] == ["lo"]
     links = subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True, check=True).stdout
     assert [line.split(":")[1].strip() for line in links.splitlines()] == ["lo"]
 
 
-@pytest.mark.lab
 def test_lo_holds_only_lab_addresses(lab_manifest):
     present = _lo_addresses()
     assert set(lab_manifest.lo_addresses) <= present
@@ -479,12 +487,10 @@ def test_lo_holds_only_lab_addresses(lab_manifest):
         assert not (set(s.never_contacted) - {"127.0.0.1", "::1"}) & present
 
 
-@pytest.mark.lab
 def test_system_resolver_is_the_lab(lab_manifest):
     assert Path("/etc/resolv.conf").read_text().split() == ["nameserver", lab_manifest.resolver]
 
 
-@pytest.mark.lab
 def test_mx_of_good(lab_manifest):
     good = lab_manifest.scenario("good")
     res = dns.resolver.Resolver()        # /etc/resolv.conf: the lab's unbound
@@ -496,14 +502,12 @@ def test_mx_of_good(lab_manifest):
     assert (a | aaaa) <= _lo_addresses()
 
 
-@pytest.mark.lab
 def test_ptr_of_good(lab_manifest):
     for entry in lab_manifest.scenario("good").reverse:
         answer = dns.resolver.resolve_address(entry.address)
         assert {r.target.to_text() for r in answer} == set(entry.names)
 
 
-@pytest.mark.lab
 def test_resolver_validates(lab_manifest):
     import dns.flags
 
@@ -515,7 +519,6 @@ def test_resolver_validates(lab_manifest):
         assert r.flags & dns.flags.AD, (name, rdtype)
 
 
-@pytest.mark.lab
 def test_broken_scenarios(lab_manifest):
     assert _query(lab_manifest.resolver, "servfail.test.", "MX").rcode() == dns.rcode.SERVFAIL
     assert _query(lab_manifest.resolver, "refused.test.", "MX").rcode() == dns.rcode.SERVFAIL
@@ -528,7 +531,6 @@ def test_broken_scenarios(lab_manifest):
         _query(lab_manifest.server("blackhole").addresses[0], "slow.test.", "MX", timeout=0.5)
 
 
-@pytest.mark.lab
 def test_smtp_peer_greets_and_refuses_data(lab_manifest):
     peer = lab_manifest.scenario("good").smtp[0]
     with smtplib.SMTP(peer.address, 25, timeout=5) as s:
@@ -563,7 +565,6 @@ sys.exit(7)
 """
 
 
-@pytest.mark.lab
 def test_nested_run_with_a_user_zone(lab_manifest, tmp_path):
     _write_zone(tmp_path / "zones", "example.com.zone", USER_ZONE)
     status = run([sys.executable, "-c", NESTED, os.getcwd()], zone_dirs=[tmp_path / "zones"])
@@ -591,7 +592,6 @@ sys.exit(0 if udp >= 0.8 * m.dns_latency_ms / 1000 and tcp >= 0.8 * m.dns_latenc
 """
 
 
-@pytest.mark.lab
 def test_latency_proxy_delays_answers(lab_manifest):
     assert run([sys.executable, "-c", LATENCY], dns_latency_ms=200) == 0
 
@@ -629,7 +629,6 @@ def _served_cert(lab_manifest, name: str, verify: bool = False):
         return s.sock.version(), x509.load_der_x509_certificate(der)
 
 
-@pytest.mark.lab
 def test_good_peers_serve_a_trusted_certificate(lab_manifest):
     assert Path(lab_manifest.ca_file).is_file()
     for name in ("good", "smtp-good", "ipv6-good"):
@@ -637,12 +636,11 @@ def test_good_peers_serve_a_trusted_certificate(lab_manifest):
         assert version in ("TLSv1.2", "TLSv1.3")
 
 
-@pytest.mark.lab
 def test_broken_certificates_are_really_broken(lab_manifest):
     import datetime
     import ssl
 
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     _v, expired = _served_cert(lab_manifest, "expired-cert")
     assert expired.not_valid_after_utc < now
     _v, future = _served_cert(lab_manifest, "not-yet-valid")
@@ -660,7 +658,6 @@ def test_broken_certificates_are_really_broken(lab_manifest):
             s.starttls(context=ctx)
 
 
-@pytest.mark.lab
 def test_weak_tls_serves_only_old_protocols(lab_manifest):
     import ssl
     import warnings
@@ -685,7 +682,6 @@ def test_weak_tls_serves_only_old_protocols(lab_manifest):
         assert s.sock.version() in ("TLSv1", "TLSv1.1")
 
 
-@pytest.mark.lab
 def test_no_starttls_and_helo_names(lab_manifest):
     with smtplib.SMTP(lab_manifest.scenario("no-starttls").smtp[0].address, 25, timeout=5) as s:
         s.ehlo("probe.test")
@@ -705,7 +701,6 @@ def test_no_starttls_and_helo_names(lab_manifest):
     assert {r.address for r in res.resolve("other.helo-mismatch.test", "A")} == {"203.0.113.12"}
 
 
-@pytest.mark.lab
 def test_odd_greetings_and_non_smtp(lab_manifest):
     def addr(name):
         return lab_manifest.scenario(name).smtp[0].address
@@ -728,7 +723,6 @@ def test_odd_greetings_and_non_smtp(lab_manifest):
     assert _greeting(v4).startswith(b"220 ")
 
 
-@pytest.mark.lab
 def test_tarpit_withholds_its_greeting(lab_manifest):
     for address in (lab_manifest.scenario("tarpit").smtp[0].address, "203.0.113.25"):
         start = time.monotonic()
@@ -739,7 +733,6 @@ def test_tarpit_withholds_its_greeting(lab_manifest):
         assert time.monotonic() - start >= 1.9
 
 
-@pytest.mark.lab
 def test_relay_policy_and_data_refused(lab_manifest):
     for name, foreign in (("smtp-good", 554), ("open-relay", 250)):
         sc = lab_manifest.scenario(name)
@@ -751,7 +744,6 @@ def test_relay_policy_and_data_refused(lab_manifest):
             assert s.docmd("DATA")[0] == 554
 
 
-@pytest.mark.lab
 def test_submission_ports(lab_manifest):
     import ssl
 
@@ -764,7 +756,6 @@ def test_submission_ports(lab_manifest):
             assert tls.recv(512).startswith(b"220 ")
 
 
-@pytest.mark.lab
 def test_session_log_records_each_connection(lab_manifest):
     peer = lab_manifest.scenario("ipv6-good").smtp[1]
     since = time.time() - 1
@@ -781,7 +772,6 @@ def test_session_log_records_each_connection(lab_manifest):
     assert session["port"] == 25 and session["address"] == peer.address and session["tls"] is None
 
 
-@pytest.mark.lab
 def test_postfix_peers(lab_manifest):
     import ssl
 
@@ -817,7 +807,6 @@ def test_postfix_peers(lab_manifest):
     assert sessions[-1]["tls"] in ("TLSv1.2", "TLSv1.3")
 
 
-@pytest.mark.lab
 def test_one_audit_opens_one_session_per_address_and_never_data(lab_manifest):
     sc = lab_manifest.scenario("ipv6-good")
     since = time.time() - 0.001
@@ -846,7 +835,7 @@ def _throwaway_ca(path: Path) -> Path:
 
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "not the lab CA")])
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
             .serial_number(1).not_valid_before(now).not_valid_after(now + dt.timedelta(days=1))
             .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
@@ -860,7 +849,6 @@ SAME_WITHOUT_OPTIONS = ("good", "good-dane", "mta-sts-good", "dane-ta", "dnssec-
                         "expired-cert", "dane-bogus")
 
 
-@pytest.mark.lab
 def test_lab_run_hands_its_ca_and_anchor_to_the_command(lab_manifest):
     # This test process is the command of `deliverck lab run` (make test).
     assert os.environ.get("DELIVERCK_CA_FILE") == lab_manifest.ca_file
@@ -874,7 +862,6 @@ def test_lab_run_hands_its_ca_and_anchor_to_the_command(lab_manifest):
     assert env[manifest.ENV] == str(Path(lab_manifest.lab_dir) / "manifest.json")
 
 
-@pytest.mark.lab
 @pytest.mark.parametrize("name", SAME_WITHOUT_OPTIONS)
 def test_scenarios_judge_the_same_without_ca_file_and_trust_anchor(lab_manifest, name):
     """`lab run -- deliverck X` as a user types it (no --ca-file, no --trust-anchor, default limits)
@@ -892,7 +879,6 @@ def test_scenarios_judge_the_same_without_ca_file_and_trust_anchor(lab_manifest,
     assert "starttls.cert_untrusted" not in ids and "dnssec.anchor_mismatch" not in ids
 
 
-@pytest.mark.lab
 def test_an_explicit_ca_file_wins_over_the_lab(lab_manifest, tmp_path):
     import json
 
@@ -913,7 +899,6 @@ print(json.dumps({"ca": os.environ.get("DELIVERCK_CA_FILE"), "anchor": os.enviro
 """
 
 
-@pytest.mark.lab
 def test_lab_run_command_line_progress_and_environment(lab_manifest):
     """`deliverck lab run -- CMD`, nested in this lab: progress lines on stderr, then CMD with the
     nested lab's own CA and anchor (not this lab's)."""
@@ -932,7 +917,6 @@ def test_lab_run_command_line_progress_and_environment(lab_manifest):
     assert (quiet.returncode, quiet.stderr) == (0, "")
 
 
-@pytest.mark.lab
 def test_lab_up_exec_down_hands_the_same_environment(lab_manifest, tmp_path):
     """`lab exec` as `lab run`; the lab's state file goes to a private XDG_RUNTIME_DIR, so no
     other lab on this machine is touched."""
@@ -959,6 +943,7 @@ def test_lab_up_exec_down_hands_the_same_environment(lab_manifest, tmp_path):
     (["--dns-latency", "100000"], "--dns-latency must be 0 to 10000"),
     (["--dns-latency", "-1"], "--dns-latency"),
 ])
+@pytest.mark.slow
 def test_lab_arguments_are_checked_before_the_lab_is_built(args, fragment):
     t0 = time.monotonic()
     r = _cli("lab", "run", *args, "--", "true", timeout=120)
@@ -967,6 +952,7 @@ def test_lab_arguments_are_checked_before_the_lab_is_built(args, fragment):
     assert "lab: preparing" not in r.stderr and time.monotonic() - t0 < 10
 
 
+@pytest.mark.slow
 def test_lab_zone_dir_contents_are_checked_first(tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
@@ -976,3 +962,140 @@ def test_lab_zone_dir_contents_are_checked_first(tmp_path):
     r = _cli("lab", "run", "--zone-dir", str(tmp_path / "bad"), "--", "true")
     assert r.returncode == 2 and "x.test.zone" in r.stderr and r.stderr.count("\n") == 1, r.stderr
     assert "lab: preparing" not in r.stderr
+
+
+# --- block lists: the shipped file holds real lists; the lab hands its fixtures to commands (issue 15)
+
+REPO = Path(__file__).resolve().parents[1]
+LISTS_ENV = "DELIVERCK_DNSBL_LISTS"
+
+
+def _shipped_lists():
+    from deliverck.records import dnsbl
+
+    # The file itself, not dnsbl.load(): inside the lab, load() adds the lab's lists.
+    return dnsbl.from_toml((REPO / "deliverck" / "records" / "dnsbl-lists.toml").read_text(encoding="utf-8"))
+
+
+def test_shipped_lists_hold_real_lists_only():
+    from deliverck.records import dnsbl
+
+    shipped = _shipped_lists()
+    assert shipped.problems() == []
+    assert not [x.id for x in shipped.lists if x.lab or x.zone.endswith(".test")]
+    lab = dnsbl.from_toml((REPO / "deliverck" / "lab" / "dnsbl-lists.toml").read_text(encoding="utf-8"))
+    assert lab.load_problems == () and lab.lists and all(x.lab and x.zone.endswith(".test") for x in lab.lists)
+    served = {p.name[: -len(".zone")] for p in (REPO / "deliverck" / "lab" / "zones").glob("*.zone")}
+    assert {x.zone for x in lab.lists} - served == {"dead.dnsbl.test"}    # absent on purpose: a dead list
+    assert not [z for z in served if "bench" in z]                          # bench zones live in bench/zones
+
+
+@pytest.mark.slow
+def test_bench_lives_outside_the_package():
+    import ast
+
+    assert not [str(p) for p in (REPO / "deliverck").rglob("*bench*") if "__pycache__" not in p.parts]
+    for path in [*(REPO / "deliverck").rglob("*.py"), *(REPO / "checks").rglob("*.py")]:
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            assert not [n for n in names if n.split(".")[0] == "bench"], path
+    from deliverck.records import dnsbl
+
+    bench = dnsbl.from_toml((REPO / "bench" / "dnsbl-lists.toml").read_text(encoding="utf-8"))
+    zones = {p.name[: -len(".zone")] for p in (REPO / "bench" / "zones").glob("*.zone")}
+    assert len(bench.lists) == 13 and {x.zone for x in bench.lists} == zones
+
+
+_EXTRA = """\
+schema = 1
+[[list]]
+id = "{id}"
+name = "A private list"
+zone = "{zone}"
+kind = "ip"
+class = "spam"
+delist = "https://bl.example/"
+source = "our own list"
+codes = [{{ code = "127.0.0.2", meaning = "listed" }}]
+"""
+
+
+def test_extra_lists_file_joins_the_shipped_lists(tmp_path, monkeypatch):
+    from deliverck.records import dnsbl
+
+    mine = tmp_path / "mine.toml"
+    mine.write_text(_EXTRA.format(id="ours", zone="bl.example"))
+    monkeypatch.setenv(LISTS_ENV, f"{mine}{os.pathsep}{mine}")       # named twice: read once
+    lists = dnsbl.load()
+    assert lists.by_id("ours").zone == "bl.example" and lists.by_id("spamhaus-zen") is not None
+    assert [x.id for x in dnsbl.select(["ours"]).lists] == ["ours"]
+    mine.write_text(_EXTRA.format(id="spamcop", zone="bl2.example"))
+    monkeypatch.setenv(LISTS_ENV, str(tmp_path / "other.toml"))
+    with pytest.raises(dnsbl.ListsFileError, match="no such file"):
+        dnsbl.load()
+    (tmp_path / "other.toml").write_text(_EXTRA.format(id="spamcop", zone="bl2.example"))
+    with pytest.raises(dnsbl.ListsFileError, match="duplicate list id 'spamcop'"):
+        dnsbl.load()
+
+
+@pytest.mark.slow
+def test_an_unusable_lists_file_is_bad_input(tmp_path):
+    r = _cli("good.test", "--only", "mx", env={LISTS_ENV: str(tmp_path / "missing.toml")}, timeout=60)
+    assert r.returncode == 2 and r.stdout == ""
+    assert r.stderr.count("\n") == 1 and LISTS_ENV in r.stderr and "no such file" in r.stderr, r.stderr
+
+
+def test_lab_hands_its_fixture_lists_to_commands(lab_manifest, tmp_path):
+    from deliverck.lab import DNSBL_LISTS, command_env
+
+    # This test process is the command of `deliverck lab run` (make test).
+    assert os.environ.get(LISTS_ENV, "").split(os.pathsep)[0] == str(DNSBL_LISTS)
+    env = command_env(Path(lab_manifest.lab_dir) / "manifest.json",
+                      {LISTS_ENV: f"/outer/mine.toml{os.pathsep}{DNSBL_LISTS}"})
+    assert env[LISTS_ENV].split(os.pathsep) == [str(DNSBL_LISTS), "/outer/mine.toml"]   # kept, each once
+    # Without the lab's variable the fixtures do not exist: they are not shipped.
+    r = _cli("dnsbl-clean.test", "--only", "dnsbl", "--dnsbl", "lab-everything", env={LISTS_ENV: ""})
+    assert r.returncode == 2 and "unknown DNSBL 'lab-everything'" in r.stderr, r.stderr
+    assert "lab-everything" not in r.stderr.split("give a list id")[1]
+
+
+MANY_LISTS = """\
+import json, subprocess, sys
+ids = sys.argv[2:]
+args = [a for i in ids for a in ("--dnsbl", i)]
+r = subprocess.run([sys.executable, "-m", "deliverck", "dnsbl-clean.test", "--only", "dnsbl", "--json",
+                    "--dns-timeout", "2", *args], capture_output=True, text=True, timeout=120)
+open(sys.argv[1], "w").write(json.dumps({"status": r.returncode, "stdout": r.stdout, "stderr": r.stderr}))
+"""
+
+
+def test_twenty_lists_from_a_users_lists_file_in_one_round(lab_manifest, tmp_path, monkeypatch):
+    """A user's lists file and zones reach a lab (nested here) like the bench's: the lab keeps the
+    caller's $DELIVERCK_DNSBL_LISTS and adds its own; 20 lists are queried in one round."""
+    import json
+
+    from deliverck.records import dnsbl
+
+    zones, entries = tmp_path / "zones", []
+    for i in range(1, 14):
+        zone = f"l{i:02d}.many.dnsbl.test"
+        _write_zone(zones, f"{zone}.zone", f"""\
+            $ORIGIN {zone}.
+            $TTL 60
+            @          SOA ns.test. hostmaster.test. 1 3600 600 86400 60
+            @          NS  ns.test.
+            2.0.0.127  A   127.0.0.2
+            """)
+        entries.append(_EXTRA.format(id=f"many-{i:02d}", zone=zone).replace("schema = 1\n", ""))
+    (tmp_path / "many.toml").write_text("schema = 1\n" + "".join(entries))
+    monkeypatch.setenv(LISTS_ENV, str(tmp_path / "many.toml"))
+    ids = [x.id for x in dnsbl.load().defaults()] + [f"many-{i:02d}" for i in range(1, 14)]
+    out = tmp_path / "out.json"
+    assert run([sys.executable, "-c", MANY_LISTS, str(out), *ids[:20]], zone_dirs=[zones]) == 0
+    res = json.loads(out.read_text())
+    assert res["status"] == 0 and res["stderr"] == "", res["stderr"]
+    fs = [f for c in json.loads(res["stdout"])["checks"] for f in c["findings"]]
+    v4 = next(f for f in fs if f["subject"] == "192.0.2.210")
+    ip_lists = len([x for x in dnsbl.load().defaults() if x.kind == "ip"]) + 13
+    assert v4["id"] == "dnsbl.clean" and v4["args"]["count"] == min(ip_lists, 19)

@@ -18,8 +18,8 @@ import tomllib
 from pathlib import Path
 
 import pytest
-
 from conftest import ROOT
+
 from deliverck.lab import bounces
 from deliverck.ndr.categories import CATEGORIES
 
@@ -141,18 +141,17 @@ def dsns(lab):
     return bounces.run_in_lab()
 
 
-@pytest.mark.lab
 @pytest.mark.parametrize("case", bounces.CASES, ids=lambda c: c.name)
 def test_lab_bounce(dsns, case):
     assert case.name in dsns, f"no DSN for {case.name} within {bounces.DEADLINE:.0f}s"
     check_dsn(dsns[case.name], case)
 
 
-@pytest.mark.lab
 def test_lab_bounces_stay_in_the_lab(lab, dsns):
     """The sender connected only to lab addresses (its log names every relay it tried)."""
-    from deliverck.lab.scenarios import is_documentation
     import re
+
+    from deliverck.lab.scenarios import is_documentation
 
     log = (Path(lab.lab_dir) / "bounce-sender" / "maillog").read_text()
     relays = re.findall(r"\[(\d+\.\d+\.\d+\.\d+)\]:25", log)
@@ -160,7 +159,6 @@ def test_lab_bounces_stay_in_the_lab(lab, dsns):
     assert all(is_documentation(a) for a in relays), relays
 
 
-@pytest.mark.lab
 @pytest.mark.parametrize("case", bounces.CASES, ids=lambda c: c.name)
 def test_explain_lab_bounce(dsns, case):
     why = _explain_available()
@@ -189,6 +187,7 @@ def test_corpus_is_complete_and_consistent():
 
 
 @pytest.mark.parametrize("name", sorted(p.name for p in CORPUS.glob("*.eml")))
+@pytest.mark.slow
 def test_explain_corpus(name):
     why = _explain_available()
     if why:

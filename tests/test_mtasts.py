@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from deliverck import mtasts
-from deliverck.mtasts import MtaStsError
+from deliverck.records import mtasts
+from deliverck.records.mtasts import MtaStsError
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -200,7 +200,6 @@ def _url(name: str) -> str:
     return f"https://mta-sts.{name}.test/.well-known/mta-sts.txt"
 
 
-@pytest.mark.lab
 @pytest.mark.parametrize("scenario,kind", [
     ("mta-sts-good", "ok"), ("mta-sts-404", "status"), ("mta-sts-wrong-cert", "tls"),
     ("mta-sts-redirect", "redirect"), ("mta-sts-oversize", "too_big"),
@@ -222,7 +221,6 @@ def _policy_address(lab, scenario: str) -> str:
     return next(s.address for s in https_peer.load_specs() if s.scenario == scenario)
 
 
-@pytest.mark.lab
 def test_fetch_from_the_resolved_addresses_with_the_host_in_sni(lab):
     """The policy is fetched from the addresses the run resolved, the host name in SNI and Host (the
     certificate names only the host); an address with no route is skipped for the next one."""
@@ -242,7 +240,6 @@ def test_fetch_from_the_resolved_addresses_with_the_host_in_sni(lab):
     assert r.kind == "no_route" and "no route" in r.error, r
 
 
-@pytest.mark.lab
 @pytest.mark.parametrize("scenario,kind,words", [
     ("mta-sts-refused", "connect", "refused"),
     ("mta-sts-filtered", "connect_timeout", "no answer to the connection"),
@@ -257,7 +254,6 @@ def test_fetch_tells_a_refusal_from_silence(lab, scenario, kind, words):
     assert "Errno" not in r.error                        # plain words; the library's text is in `detail`
 
 
-@pytest.mark.lab
 def test_fetch_without_the_lab_ca_is_a_tls_failure(lab):
     from deliverck.net import http
 
@@ -288,7 +284,6 @@ def _scenario(name: str) -> dict:
 MTA_STS_SCENARIOS = sorted(p.stem for p in (ROOT / "deliverck" / "lab" / "scenarios").glob("mta-sts-*.toml"))
 
 
-@pytest.mark.lab
 @pytest.mark.parametrize("name", MTA_STS_SCENARIOS)
 def test_check_on_scenario(lab, name):
     results = _run_check(lab, name)
@@ -305,9 +300,13 @@ def test_check_on_scenario(lab, name):
 # --- the check's logic, on a stand-in context (no network) ---------------------------------------
 
 class _Ctx:
-    """Just enough of deliverck.context.Context for the mta_sts check."""
+    """Just enough of deliverck.context.CheckContext for the mta_sts check."""
 
-    def __init__(self, domain, txt, policy_ip="203.0.113.99", mx_hosts=(), fetch_result=None, tlsa=()):
+    from deliverck.context import Context
+    smtp_sessions = Context.smtp_sessions
+    greeted_sessions = Context.greeted_sessions
+
+    def __init__(self, domain, txt, policy_ip="203.0.113.99", mx_hosts=(), tlsa=()):
         import types
         self.config = types.SimpleNamespace(ca_file=None, smtp_timeout=5.0, probe_private=False)
         self.target = types.SimpleNamespace(is_ip=False, name=domain)
@@ -316,15 +315,10 @@ class _Ctx:
         self.asked: list[tuple[str, str]] = []
         self.policy_ip = policy_ip
         self.mx_hosts = mx_hosts
-        self._facts = {}
-
-    async def fact(self, key, compute):
-        if key not in self._facts:
-            self._facts[key] = await compute()
-        return self._facts[key]
 
     async def dns(self, name, rdtype):
         import dns.rdata
+
         from deliverck.net.dns import DnsAnswer, Outcome
         self.asked.append((name, rdtype))
         if rdtype == "TLSA":
@@ -352,9 +346,14 @@ class _Ctx:
     async def smtp_targets(self):
         return ()
 
+    async def https(self, url, addresses, timeout):
+        from deliverck.net import http  # looked up per call: _check() replaces http.fetch
+        return await http.fetch(url, addresses=tuple(addresses), connect_timeout=timeout, read_timeout=timeout)
+
 
 def _host(name, ip):
     import dns.rdata
+
     from deliverck.context import HostAddresses
     from deliverck.net.dns import DnsAnswer, Outcome
     a = (DnsAnswer(name, "A", Outcome.OK, (dns.rdata.from_text("IN", "A", ip),)) if ip
@@ -446,10 +445,6 @@ def test_check_fetch_failures(monkeypatch, kind, fid):
     assert "no MTA-STS policy" in hits[0].summary and "cached" in hits[0].summary
 
 
-def _tlsrpt_ids(monkeypatch, ctx):
-    return [f.id for f in _check(monkeypatch, ctx) if f.id.startswith("mta_sts.tlsrpt")]
-
-
 RPT = f"_smtp._tls.{D}"
 
 
@@ -536,6 +531,7 @@ def test_policy_is_fetched_from_the_addresses_the_run_resolved(monkeypatch):
 
 def _mock(handler):
     import httpx
+
     from deliverck.net import http
 
     return asyncio.run(http.fetch("https://mta-sts.example.test/.well-known/mta-sts.txt",

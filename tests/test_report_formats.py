@@ -8,8 +8,19 @@ import re
 
 import pytest
 
-from deliverck.model import (CheckResult, Direction, Finding, Likelihood, NdrPrediction, Owner, Report, Severity,
-                             Status, TargetInfo, Verdict)
+from deliverck.model import (
+    CheckResult,
+    Direction,
+    Finding,
+    Likelihood,
+    NdrPrediction,
+    Owner,
+    Report,
+    Severity,
+    Status,
+    TargetInfo,
+    Verdict,
+)
 from deliverck.report import FORMATS, RenderOptions
 
 
@@ -135,7 +146,7 @@ def test_certificate_days_round_toward_zero():
 
     from deliverck.net import tls
 
-    now = dt.datetime(2026, 12, 5, 12, 0, tzinfo=dt.timezone.utc)
+    now = dt.datetime(2026, 12, 5, 12, 0, tzinfo=dt.UTC)
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "mx.example.test")])
     cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())

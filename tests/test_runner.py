@@ -5,11 +5,11 @@ import asyncio
 import pytest
 
 from deliverck.config import Config
-from deliverck.model import (CheckResult, CheckSpec, Direction, FindingSpec, Owner, Severity, Skip, Status,
-                             Verdict)
+from deliverck.model import CheckResult, CheckSpec, Direction, FindingSpec, Owner, Severity, Skip, Status, Verdict
 from deliverck.registry import Check, runner_findings
-from deliverck.runner import attempt, status_of, verdict_of
+from deliverck.runner import attempt
 from deliverck.target import parse_target
+from deliverck.verdict import status_of, verdict_of
 
 SPEC = CheckSpec(
     id="demo", title="demo", cause="test double", findings=(

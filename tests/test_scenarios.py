@@ -8,15 +8,13 @@ import json
 import os
 
 import pytest
-
 from conftest import ROOT, deliverck, validate_report
+
 from deliverck.ndr.catalog import load as load_catalog
 from deliverck.registry import all_checks, finding_specs
 
 SCENARIOS = sorted(p.stem for p in (ROOT / "deliverck" / "lab" / "scenarios").glob("*.toml"))
 EXIT = {"pass": 0, "fail": 1, "incomplete": 3}
-
-pytestmark = pytest.mark.lab
 
 
 def audit(lab, *args: str):

@@ -20,8 +20,8 @@ import json
 import ssl
 
 import pytest
-
 from conftest import deliverck, validate_report
+
 from deliverck.net.smtp import Outcome, ProbeOptions, probe
 
 LIBRARY_WORDS = ("Malformed SMTP response line", "[SSL:", "_ssl.c", "Errno", "SMTPServerDisconnected")
@@ -141,7 +141,6 @@ def every(doc: dict, fid: str | None = None) -> list[dict]:
     return [f for c in doc["checks"] for f in c["findings"] if fid is None or f["id"] == fid]
 
 
-@pytest.mark.lab
 def test_rejecting_greeting_carries_the_exact_line(lab):
     doc = audit(lab, lab.scenario("greeting-554").domain)
     peer = lab.scenario("greeting-554").smtp[0]
@@ -152,7 +151,6 @@ def test_rejecting_greeting_carries_the_exact_line(lab):
                                                                               peer.address)
 
 
-@pytest.mark.lab
 def test_closing_before_the_greeting_is_distinguishable(lab):
     doc = audit(lab, lab.scenario("closed").domain)
     (f,) = every(doc, "smtp.closed")
@@ -161,7 +159,6 @@ def test_closing_before_the_greeting_is_distinguishable(lab):
     assert n["args"]["outcome"] == "closed_before_greeting" and n["args"]["greeting"] == ""
 
 
-@pytest.mark.lab
 def test_no_library_text_in_summaries_or_arguments(lab):
     doc = audit(lab, lab.scenario("not-smtp").domain)
     for f in every(doc):
@@ -175,7 +172,6 @@ def test_no_library_text_in_summaries_or_arguments(lab):
         assert not any(w in p["reply"] for w in LIBRARY_WORDS), p
 
 
-@pytest.mark.lab
 @pytest.mark.parametrize("name", ["good", "smtp-good"])
 def test_the_transcript_is_attached_once_per_address(lab, name):
     sc = lab.scenario(name)
@@ -192,7 +188,6 @@ def test_the_transcript_is_attached_once_per_address(lab, name):
             "C: MAIL FROM:<deliverck-relay-test@example.org>", "C: RCPT TO:<deliverck-relay-test@example.net>"]
 
 
-@pytest.mark.lab
 def test_the_table_shows_each_transcript_once_under_verbose(lab):
     sc = lab.scenario("smtp-good")
     r = deliverck("--ca-file", lab.ca_file, "--trust-anchor", lab.trust_anchor, "--smtp-timeout", "3",
@@ -201,7 +196,6 @@ def test_the_table_shows_each_transcript_once_under_verbose(lab):
     assert r.stdout.count("C: QUIT") == len(sc.smtp), r.stdout
 
 
-@pytest.mark.lab
 def test_weak_signature_and_the_untrust_it_causes_are_one_error(lab):
     doc = audit(lab, lab.scenario("weak-signature").domain)
     errors = [f for f in every(doc) if f["id"].startswith("starttls.") and f["severity"] == "error"]
@@ -210,7 +204,6 @@ def test_weak_signature_and_the_untrust_it_causes_are_one_error(lab):
     assert any(e.startswith("certificate: ") and "sha1WithRSAEncryption" in e for e in errors[0]["evidence"])
 
 
-@pytest.mark.lab
 def test_ipv6_refused_while_ipv4_works_is_one_finding(lab):
     sc = lab.scenario("ipv6-down")
     doc = audit(lab, sc.domain)

@@ -8,7 +8,7 @@ import asyncio
 import pytest
 
 from deliverck.net.smtp import Outcome, ProbeOptions, probe
-from deliverck.report.escape import safe
+from deliverck.text import safe
 
 
 class Peer:

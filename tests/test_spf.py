@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from deliverck.spf import ParseError, SpfRecord, check_host, parse_macro_string, parse_record
-from deliverck.spf.memdns import MemoryDns
+from deliverck.net.memdns import MemoryDns
+from deliverck.records.spf import ParseError, SpfRecord, check_host, parse_macro_string, parse_record
 
 IP = "192.0.2.10"
 
@@ -396,7 +396,7 @@ async def test_a_loop_reached_after_a_match_does_not_matter():
 
 
 async def test_lint_and_evaluator_word_a_loop_alike():
-    from deliverck.spf.lint import lint_domain
+    from deliverck.records.spf.lint import lint_domain
 
     zone = {"example.com": [("TXT", "v=spf1 include:loop.example.com -all")],
             "loop.example.com": [("TXT", "v=spf1 include:example.com -all")]}
@@ -449,8 +449,9 @@ async def test_labels_with_any_octets_are_asked_exactly():
 
 
 def test_query_name_escapes_only_what_it_must():
-    from deliverck.spf.evaluator import query_name
     import dns.name
+
+    from deliverck.records.spf.names import query_name
 
     assert query_name("mail.example.com") == ("mail.example.com", "")
     text, why = query_name('"a b".example.com')

@@ -9,8 +9,8 @@ import pytest
 from deliverck.config import Config
 from deliverck.context import Context
 from deliverck.model import Severity
-from deliverck.spf.lint import lint_domain
-from deliverck.spf.memdns import MemoryDns
+from deliverck.net.memdns import MemoryDns
+from deliverck.records.spf.lint import lint_domain
 from deliverck.target import parse_target
 
 IP = "192.0.2.10"
@@ -84,7 +84,7 @@ async def test_helo_identity():
     assert "spf.helo_none" in await run_check(z, helo_name="mx.example.com")
 
 
-# The resolver answers for the root and for the TLD: control questions of deliverck.spf.blame.
+# The resolver answers for the root and for the TLD: control questions of deliverck.records.spf.blame.
 ROOT = {".": [("NS", "a.root-servers.example.")], "com": [("SOA", "a.nic.com. hostmaster.nic.com. 1 2 3 4 5")],
         "net": [("SOA", "a.nic.net. hostmaster.nic.net. 1 2 3 4 5")]}
 

@@ -11,19 +11,18 @@ import sys
 
 import dns.rcode
 import pytest
-
 from conftest import deliverck
-from deliverck.errors import UsageError
-from deliverck.spf.cli import SPF_SCHEMA, spf_command, validate_args
-from deliverck.spf.memdns import MemoryDns
 from test_spf_suite import SuiteDnsServer, SuiteZone
+
+from deliverck.cli.spf_eval import SPF_SCHEMA, spf_command, validate_args
+from deliverck.errors import UsageError
+from deliverck.net.memdns import MemoryDns
 
 
 def _mx_ip(lab, name):
     return lab.scenario(name).reverse[0].address
 
 
-@pytest.mark.lab
 @pytest.mark.parametrize("scenario,result,code", [
     ("spf-pass", "pass", 0), ("spf-fail", "fail", 1), ("spf-softfail", "softfail", 1), ("spf-none", "none", 1),
     ("spf-multiple", "permerror", 1), ("spf-deep", "pass", 0), ("spf-over-limit", "permerror", 1),
@@ -41,14 +40,12 @@ async def test_spf_command_in_the_lab(lab, scenario, result, code):
         assert d["cause"] == "loop" and "the SPF record tree of spf-loop.test loops: " in d["reason"]
 
 
-@pytest.mark.lab
 async def test_deep_tree_uses_ten_lookups_and_shows_the_tree(lab):
     text, rc = await spf_command("spf-deep.test", _mx_ip(lab, "spf-deep"), timeout=2)
     assert rc == 0 and "lookups: 10/10" in text
     assert "include c.spf-deep.test => fail" in text
 
 
-@pytest.mark.lab
 async def test_exp_explanation(lab):
     ip = _mx_ip(lab, "spf-exp")
     text, rc = await spf_command("spf-exp.test", ip, timeout=2)
@@ -56,14 +53,12 @@ async def test_exp_explanation(lab):
     assert f"explanation: {ip} is not one of the designated mail servers of spf-exp.test" in text
 
 
-@pytest.mark.lab
 async def test_helo_identity(lab):
     ip = _mx_ip(lab, "spf-pass")
     text, rc = await spf_command("spf-pass.test", ip, helo="mx.spf-pass.test", timeout=2)
     assert rc == 0 and "HELO identity: SPF NONE" in text
 
 
-@pytest.mark.lab
 def test_typer_command_exit_codes(lab):
     from deliverck import cli
 
@@ -190,10 +185,10 @@ def test_ipv6_address_literal_as_ip(port):
 
 
 async def test_loop_reads_as_the_check_says_it(port):
+    from deliverck.checks import spf as spf_check
     from deliverck.config import Config
     from deliverck.context import Context
     from deliverck.target import parse_target
-    from deliverck.checks import spf as spf_check
 
     doc = spf(port, "--ip", "192.0.2.9", "--", "example.org")
     assert doc["result"] == "permerror" and doc["cause"] == "loop"
@@ -209,6 +204,7 @@ async def test_loop_reads_as_the_check_says_it(port):
     assert "loops back to example.org" in findings["spf.permerror"].summary
 
 
+@pytest.mark.slow
 def test_zone_that_does_not_answer_is_temperror(port):
     doc = spf(port, "--ip", "192.0.2.9", "--", "slow.example.com")
     assert doc["result"] == "temperror" and doc["cause"] == "dns_failure"
@@ -231,6 +227,7 @@ class _Every(SuiteZone):
 @pytest.mark.parametrize("zone,said", [
     (_Every(dns.rcode.SERVFAIL), "SERVFAIL"), (_Every(dns.rcode.REFUSED), "REFUSED"), (SuiteZone({}, apexes=False), "NXDOMAIN"),
 ])
+@pytest.mark.slow
 def test_a_broken_resolver_is_could_not_check(zone, said):
     with SuiteDnsServer([zone]) as server:
         p = server.ports[0]
@@ -248,6 +245,7 @@ def test_a_broken_resolver_is_could_not_check(zone, said):
     ["--ip", "192.0.2.1", "--", ""], ["--ip", "192.0.2.1", "--dns-timeout", "inf", "--", "example.net"],
     ["--ip", "192.0.2.1", "--format", "xml", "--", "example.net"], ["--ip", "192.0.2.1", "--", "a" * 600],
 ])
+@pytest.mark.slow
 def test_bad_usage_is_exit_2_and_one_line(args):
     r = deliverck("spf", "--resolver", "127.0.0.1:9", *args, timeout=60)
     assert r.returncode == 2 and r.stdout == "", (args, r.stdout)

@@ -144,7 +144,6 @@ def test_probe_private_allows_what_it_can_probe(text, allowed):
             refuse_unprobeable(parse_target(text), probe_private=True)
 
 
-@pytest.mark.lab
 @pytest.mark.parametrize("args", [["127.0.0.1", "--probe-private"], ["::1", "--probe-private"], ["192.0.2.1"],
                                   ["2001:db8::1"]])
 def test_probeable_addresses_are_audited(lab, args):

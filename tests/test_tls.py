@@ -10,7 +10,7 @@ import dataclasses
 import datetime as dt
 import ipaddress
 import os
-from functools import lru_cache
+from functools import cache
 
 import pytest
 from cryptography import x509
@@ -21,19 +21,19 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from deliverck.errors import IncompleteError, UsageError
 from deliverck.net import tls
 
-NOW = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.timezone.utc)
+NOW = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC)
 DAY = dt.timedelta(days=1)
 HOST = "mx1.example.com"
 
 
 # --- a small certificate factory ----------------------------------------------
 
-@lru_cache(maxsize=None)
+@cache
 def rsa_key(bits: int = 2048, n: int = 0):
     return rsa.generate_private_key(public_exponent=65537, key_size=bits)
 
 
-@lru_cache(maxsize=None)
+@cache
 def ec_key(n: int = 0, curve: type = ec.SECP256R1):
     return ec.generate_private_key(curve())
 

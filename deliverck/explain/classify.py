@@ -15,6 +15,7 @@ import re
 from deliverck.explain import rules as rules_mod
 from deliverck.explain import status as st
 from deliverck.explain.model import Attempt, Result
+from deliverck.explain.replies import parse_reply
 from deliverck.ndr import categories
 
 _LOWER = {"high": "medium", "medium": "low", "low": "low"}
@@ -187,15 +188,27 @@ def classify(a: Attempt, human: str = "", _inner: bool = False, retried: float |
         else:
             evidence.append("no rule, catalog entry or status code says what the cause is")
     underlying = ""
+    if not _inner:
+        category, confidence, rule, underlying = _expiry(a, human, retried, (category, confidence, rule), evidence, table)
+    return _result(a, category, confidence, evidence, rule, entry, underlying, table)
+
+
+def _expiry(a: Attempt, human: str, retried: float | None, found: tuple, evidence: list[str], table) -> tuple:
+    """A message that expired says so in its own text or by failing on a temporary status after
+    long retries; the cause found so far then becomes the underlying one (and for an expiry read
+    from the status alone, the last attempt's reply gives it).  Returns (category, confidence,
+    rule, underlying)."""
+    category, confidence, rule = found
+    underlying = ""
     said_expired = None
-    if not _inner and category != "expired" and a.action != "delayed" and human.strip():
+    if category != "expired" and a.action != "delayed" and human.strip():
         own, memo = _bounce_text(human, False)
         said_expired = table.first(own, only=("expired",), memo=memo)
     if said_expired is not None:
         underlying = category if category != "undetermined" else ""
         evidence.append(f"rule {said_expired[0].id}: {said_expired[1].strip()[:120]!r} in the bounce's own text")
         category, confidence, rule = "expired", "high", said_expired[0]
-    elif not _inner and category != "expired" and a.action == "failed" and a.status.startswith("4."):
+    elif category != "expired" and a.action == "failed" and a.status.startswith("4."):
         if retried is not None and retried >= RETRY_EXPIRY:
             underlying = category if category != "undetermined" else ""
             evidence.append(f"Action: failed with the temporary status {a.status} after {retried / 3600:.0f} h of retries: "
@@ -205,19 +218,17 @@ def classify(a: Attempt, human: str = "", _inner: bool = False, retried: float |
             span = "without retrying for long" if retried is not None else "(how long it retried is not stated)"
             evidence.append(f"Action: failed with the temporary status {a.status}: the sender gave up {span}; "
                             "the cause is the last reply's")
-    elif not _inner and category == "expired":
+    elif category == "expired":
         inner = _inner_reply(a)
         if inner is not None:
             r = classify(inner, _inner=True)
             if r.category != "undetermined":
                 underlying = r.category
                 evidence.append(f"last attempt: {inner.reply[:200]!r} -> {r.category}")
-    return _result(a, category, confidence, evidence, rule, entry, underlying, table)
+    return category, confidence, rule, underlying
 
 
 def _inner_reply(a: Attempt) -> Attempt | None:
-    from deliverck.explain.formats import parse_reply
-
     for m in _INNER_RE.finditer(a.diagnostic):
         frag = next(g for g in m.groups() if g)
         code, status, rest = parse_reply(frag)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Iterator
+from collections.abc import Iterator
+from datetime import UTC
 
-from deliverck.explain import evidence, formats, reader, systems
+from deliverck.explain import dsn, evidence, formats, reader, replies, systems
 from deliverck.explain.classify import classify
 from deliverck.explain.mime import parse_message
 from deliverck.explain.model import Attempt, Bounce, Explanation, Party
@@ -35,22 +36,22 @@ def parse_text(text: str, explicit: bool = True) -> Bounce:
             b.reject("success_reply", f"{t} is a success status (RFC 3463 class 2), not a delivery failure")
         return b
     one_line = "\n" not in t
-    code, status, rest = formats.parse_reply(t) if formats.reply_head(t) else (0, "", "")
+    code, status, rest = replies.parse_reply(t) if replies.reply_head(t) else (0, "", "")
     lines = t.count("\n") + 1
     if (code or status) and (one_line or (len(t) < 2000 and not formats.detected_format(t) and (
-            (code and (status or formats.all_reply_lines(t, code))) or lines <= SHORT_LINES))):
+            (code and (status or replies.all_reply_lines(t, code))) or lines <= SHORT_LINES))):
         b.kind, b.format, b.evidence = "reply", "reply", "an SMTP reply given on its own"
-        b.attempts = [Attempt(code=code, status=status, diagnostic=rest, recipient=formats.first_addr(rest), source="argument")]
+        b.attempts = [Attempt(code=code, status=status, diagnostic=rest, recipient=replies.first_addr(rest), source="argument")]
         if not evidence.is_failure(code, status):
             b.reject("success_reply", f"{code or status} is a success reply, not a delivery failure")
         return b
-    blocks = formats.field_blocks(t)
-    if formats.has_dsn_fields(blocks):
-        pm, atts = formats.dsn_attempts(blocks)
+    blocks = dsn.field_blocks(t)
+    if dsn.has_dsn_fields(blocks):
+        pm, atts = dsn.dsn_attempts(blocks)
         if atts:
             b.format, b.evidence = "rfc3464-text", "delivery-status fields (RFC 3464)"
             b.attempts = atts
-            b.reporting_mta = formats._typed(pm.get("reporting-mta", ""))
+            b.reporting_mta = dsn.typed(pm.get("reporting-mta", ""))
             if not any(formats.failed(a) for a in atts):
                 b.reject("delivered", "a delivery report whose recipients were all " + _actions(atts) + ", not a failure")
             return b
@@ -124,7 +125,7 @@ def _domain(addr: str) -> str:
 
 
 def _from_addr(value: str) -> str:
-    m = re.search(formats.ADDR, value or "")
+    m = re.search(replies.ADDR, value or "")
     return m.group(0) if m else ""
 
 
@@ -169,8 +170,8 @@ def identify(b: Bounce, e: Explanation) -> None:
             from deliverck.explain.rules import load
 
             r = next((r for r in load().rules if r.id == p.rule), None)
-            if r and r.system and systems.by_id(r.system):
-                s = systems.by_id(r.system)
+            s = systems.by_id(r.system) if r and r.system else None
+            if r and s:
                 recv.system, recv.name, recv.evidence = s.id, s.name, f"the reply's wording (rule {r.id})"
         if not recv.system and p.catalog_key:
             sys_id = p.catalog_key.split(".")[0]
@@ -186,13 +187,14 @@ def identify(b: Bounce, e: Explanation) -> None:
 
     snd = Party()
     if p is not None:
-        quoted = [ip for ip in formats.ips(p.attempt.diagnostic) if ip != p.attempt.remote_ip]
+        quoted = [ip for ip in replies.ips(p.attempt.diagnostic) if ip != p.attempt.remote_ip]
         if quoted:
             snd.ip, snd.evidence = quoted[0], "the address quoted in the reply"
         helo = re.search(r"<([\w.-]+)>: Helo command rejected", p.attempt.diagnostic)
         if helo:
             snd.host, snd.evidence = helo.group(1), (snd.evidence + "; " if snd.evidence else "") + "the HELO name quoted in the reply"
-    if not snd.host and b.reporting_mta and not (rep.system and systems.by_id(rep.system) and systems.by_id(rep.system).kind == "provider"):
+    rep_sys = systems.by_id(rep.system) if rep.system else None
+    if not snd.host and b.reporting_mta and not (rep_sys and rep_sys.kind == "provider"):
         snd.host = b.reporting_mta
         snd.evidence = (snd.evidence + "; " if snd.evidence else "") + "the reporting MTA (it sent the message)"
     e.sending = snd
@@ -220,9 +222,8 @@ def _when(value: str):
     except (TypeError, ValueError, IndexError, OverflowError):
         return None
     if d is not None and d.tzinfo is None:
-        from datetime import timezone
 
-        d = d.replace(tzinfo=timezone.utc)
+        d = d.replace(tzinfo=UTC)
     return d
 
 
@@ -247,9 +248,9 @@ def explain_bytes(data: bytes, source: str, notes: list[str] | None = None, expl
         return [Explanation(source=source, error=f"{source}: {ex}")]
     notes = (notes or []) + more
     if not reader.looks_like_message(data):
-        text = reader.decode(data)
-        e = explain_text(text, source, explicit)
-        e.bounce.notes.extend(notes)
+        b = parse_text(reader.decode(data), explicit)
+        e = explain_bounce(b, source)
+        b.notes.extend(notes)
         return [e]
     out = []
     for i, msg in enumerate(reader.split_mbox(data)):

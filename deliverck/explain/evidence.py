@@ -152,6 +152,7 @@ def _first(text: str, failure: bool) -> Reply | None:
             if best is not None and m.start() >= best.start:
                 break
             r = _reply_at(text, m, where)
+            assert r is not None, "_reply_at gives None only for the class mismatch skipped above"
             if best is None or r.start < best.start:
                 best = r
             break

@@ -15,7 +15,7 @@ import re
 from email import policy
 from email.message import Message
 
-from deliverck.explain import evidence, formats
+from deliverck.explain import dsn, evidence, formats, replies
 from deliverck.explain.model import Attempt, Bounce
 from deliverck.explain.reader import decode
 
@@ -26,10 +26,6 @@ MAX_TEXT = 256 * 1024    # characters of human text kept per message
 _DSN_TYPES = ("message/delivery-status", "message/global-delivery-status", "text/delivery-status",
               "message/delivery-status+xml")
 _HEADER_TYPES = ("text/rfc822-headers", "text/rfc822-header", "message/global-headers", "message/rfc822-headers")
-_BOUNCE_FROM = re.compile(r"mailer-daemon|postmaster|mail delivery (?:system|subsystem)|mail administrator|Microsoft Outlook|MAILER_DAEMON|bounce", re.I)
-_BOUNCE_SUBJECT = re.compile(r"undeliver|undelivered|delivery (?:status|failure|has failed|notification|report|problem)|returned mail|"
-                             r"failure notice|mail delivery failed|non[- ]?delivery|could not be delivered|delivery failed|"
-                             r"\u9000\u4FE1|\u9000\u56DE|\u672A\u9001\u8FBE|\u6295\u9012\u5931\u8D25|Nondeliverable|Delayed Mail|Warning: could not send", re.I)
 
 
 def header(msg: Message, name: str) -> str:
@@ -54,7 +50,7 @@ def _decode_header(raw) -> str:
             out.append(decode(value, cs or ""))
         else:
             out.append(value.encode("utf-8", "surrogateescape").decode("utf-8", "replace"))
-    return formats.unwrap(" ".join(out) if len(out) > 1 and all(isinstance(v, str) for v, _ in parts) else "".join(out))[:2000]
+    return replies.unwrap(" ".join(out) if len(out) > 1 and all(isinstance(v, str) for v, _ in parts) else "".join(out))[:2000]
 
 
 def part_text(part: Message, limit: int = MAX_TEXT) -> str:
@@ -62,7 +58,8 @@ def part_text(part: Message, limit: int = MAX_TEXT) -> str:
         payload = part.get_payload(decode=True)
     except Exception:  # noqa: BLE001
         payload = None
-    if payload is None:
+    # decode=True gives bytes for a leaf part and None for a multipart (email.message.Message.get_payload)
+    if not isinstance(payload, bytes):
         raw = part.get_payload()
         if isinstance(raw, list):
             return ""
@@ -187,7 +184,7 @@ def _is_attachment(part: Message) -> bool:
 
 class _Message(Message):
     """A message whose message/delivery-status parts the parser keeps as text (RFC 3464 fields,
-    read by formats.field_blocks in one pass).  The stdlib parser would make each block of such
+    read by dsn.field_blocks in one pass).  The stdlib parser would make each block of such
     a part, each blank line, a message object of its own: 1 MB of blank lines took 12 s and
     380 MB.  _collect takes the part for what it is by this type."""
 
@@ -286,11 +283,6 @@ def _is_bounce(msg: Message, parts: _Parts, text: str) -> bool:
     return False
 
 
-def _headers_look_like_bounce(msg: Message) -> bool:
-    return bool(_BOUNCE_FROM.search(header(msg, "From")) or _BOUNCE_SUBJECT.search(header(msg, "Subject"))
-                or header(msg, "X-Failed-Recipients") or "report-type=delivery-status" in header(msg, "Content-Type").lower())
-
-
 def find_bounce(msg: Message, notes: list[str], depth: int = 0) -> tuple[Message, _Parts, str, bool]:
     """The message that is the bounce: msg itself, or a bounce attached to it (forwarded), depth-bounded."""
     parts = _collect(msg)
@@ -317,26 +309,11 @@ def parse_message(data: bytes) -> Bounce:
         raise ValueError(f"the MIME structure is too deep to parse ({type(e).__name__})") from None
     bmsg, parts, text, _ = find_bounce(msg, notes)
     b = Bounce(kind="message", notes=notes)
-    b.from_ = header(bmsg, "From")
-    b.to = header(bmsg, "To")
-    b.subject = header(bmsg, "Subject")
-    b.date = header(bmsg, "Date")
-    try:
-        b.received = [formats.unwrap(_decode_header(v)) for v in (bmsg.get_all("Received") or [])[:40]]
-    except Exception:  # noqa: BLE001
-        b.received = []
-    for name in ("X-Failed-Recipients", "Auto-Submitted", "X-MS-Exchange-Message-Is-Ndr", "X-Mailer", "X-Postfix-Queue-ID",
-                 "Return-Path", "Content-Type", "Precedence", "X-Autoreply", "X-Autorespond", "List-Id"):
-        v = header(bmsg, name)
-        if v:
-            b.headers[name.lower()] = v
-    if any(p.defects for p in [bmsg] if hasattr(p, "defects")):
-        if any("StartBoundaryNotFound" in type(d).__name__ or "CloseBoundaryNotFound" in type(d).__name__ for d in bmsg.defects):
-            b.notes.append("the MIME structure is broken or truncated; read what was there")
+    _read_headers(b, bmsg)
     attempts: list[Attempt] = []
     per_msg: dict[str, str] = {}
     for d in parts.dsn:
-        pm, atts = formats.dsn_attempts(formats.field_blocks(_dsn_text(d)))
+        pm, atts = dsn.dsn_attempts(dsn.field_blocks(_dsn_text(d)))
         for k, v in pm.items():
             per_msg.setdefault(k, v)
         attempts.extend(atts)
@@ -357,8 +334,8 @@ def parse_message(data: bytes) -> Bounce:
         b.format, b.evidence = fmt, f"the {fmt} bounce format"
     else:
         # a DSN pasted into the body, or DSN-looking fields in a text part
-        blocks = formats.field_blocks(human)
-        pm, atts = formats.dsn_attempts(blocks) if formats.has_dsn_fields(blocks) else ({}, [])
+        blocks = dsn.field_blocks(human)
+        pm, atts = dsn.dsn_attempts(blocks) if dsn.has_dsn_fields(blocks) else ({}, [])
         if atts:
             attempts, b.format, b.evidence = atts, "rfc3464-text", "delivery-status fields (RFC 3464) in the text"
             per_msg.update(pm)
@@ -385,12 +362,32 @@ def parse_message(data: bytes) -> Bounce:
         if not a.action and info.get("action"):
             a.action = info["action"]
     b.attempts = attempts
-    b.reporting_mta = formats._typed(per_msg.get("reporting-mta", "")) or info.get("reporting_mta", "")
-    b.received_from_mta = formats._typed(per_msg.get("received-from-mta", "")) or info.get("received_from", "")
+    b.reporting_mta = dsn.typed(per_msg.get("reporting-mta", "")) or info.get("reporting_mta", "")
+    b.received_from_mta = dsn.typed(per_msg.get("received-from-mta", "")) or info.get("received_from", "")
     b.arrival_date = per_msg.get("arrival-date", "")
-    b.envelope_sender = formats._typed(per_msg.get("x-postfix-sender", "")) or formats._typed(per_msg.get("x-original-sender", ""))
+    b.envelope_sender = dsn.typed(per_msg.get("x-postfix-sender", "")) or dsn.typed(per_msg.get("x-original-sender", ""))
     _original(b, parts)
     return b
+
+
+def _read_headers(b: Bounce, bmsg) -> None:
+    """The bounce's own header fields that the classification and the report read."""
+    b.from_ = header(bmsg, "From")
+    b.to = header(bmsg, "To")
+    b.subject = header(bmsg, "Subject")
+    b.date = header(bmsg, "Date")
+    try:
+        b.received = [replies.unwrap(_decode_header(v)) for v in (bmsg.get_all("Received") or [])[:40]]
+    except Exception:  # noqa: BLE001
+        b.received = []
+    for name in ("X-Failed-Recipients", "Auto-Submitted", "X-MS-Exchange-Message-Is-Ndr", "X-Mailer", "X-Postfix-Queue-ID",
+                 "Return-Path", "Content-Type", "Precedence", "X-Autoreply", "X-Autorespond", "List-Id"):
+        v = header(bmsg, name)
+        if v:
+            b.headers[name.lower()] = v
+    if any(p.defects for p in [bmsg] if hasattr(p, "defects")):
+        if any("StartBoundaryNotFound" in type(d).__name__ or "CloseBoundaryNotFound" in type(d).__name__ for d in bmsg.defects):
+            b.notes.append("the MIME structure is broken or truncated; read what was there")
 
 
 def _is_mdn(b: Bounce, parts: _Parts) -> bool:
@@ -463,7 +460,7 @@ def _original(b: Bounce, parts: _Parts) -> None:
     if hdrs is None:
         m = re.search(r"(?im)^From: (.+)$", b.text.split("Original message headers", 1)[-1]) if "Original message headers" in b.text else None
         if m:
-            b.original_from = formats.unwrap(m.group(1)[:formats.MAX_FIELD])
+            b.original_from = replies.unwrap(m.group(1)[:replies.MAX_FIELD])
         return
     b.original_from = header(hdrs, "From")
     b.original_to = header(hdrs, "To")
@@ -472,6 +469,6 @@ def _original(b: Bounce, parts: _Parts) -> None:
     if rp and not b.envelope_sender:
         b.envelope_sender = rp.strip("<> ")
     try:
-        b.original_received = [formats.unwrap(_decode_header(v)) for v in (hdrs.get_all("Received") or [])[:40]]
+        b.original_received = [replies.unwrap(_decode_header(v)) for v in (hdrs.get_all("Received") or [])[:40]]
     except Exception:  # noqa: BLE001
         b.original_received = []

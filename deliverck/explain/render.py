@@ -6,7 +6,7 @@ import json
 import textwrap
 
 from deliverck.explain.model import Explanation, Party
-from deliverck.report.escape import safe
+from deliverck.text import safe
 
 WIDTH = 100
 
@@ -33,6 +33,7 @@ def render_table(e: Explanation, verbose: bool = False, header: bool = False) ->
     if not e.is_bounce:
         return not_a_bounce_line(e)
     b = e.bounce
+    assert b is not None, "an Explanation without an error always carries its Bounce (engine.explain_bounce)"
     if header:
         out.append(f"== {title}")
     kind = {"status": "status code", "reply": "reply line", "text": "text", "message": "message"}.get(b.kind, b.kind)
@@ -76,7 +77,9 @@ def render_table(e: Explanation, verbose: bool = False, header: bool = False) ->
 def not_a_bounce_line(e: Explanation) -> str:
     """The one line for an input that is not a bounce (exit 1, no category)."""
     title = safe(e.source) + (f" #{e.index + 1}" if e.index else "")
-    return f"{title}: not a bounce (confidence low): {safe(e.bounce.not_bounce)}\n"
+    b = e.bounce
+    assert b is not None, "is_bounce is False only for an Explanation that carries its Bounce"
+    return f"{title}: not a bounce (confidence low): {safe(b.not_bounce)}\n"
 
 
 def skipped_summary(counts: dict[str, int], total: int) -> str:

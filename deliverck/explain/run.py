@@ -9,7 +9,6 @@ from deliverck.explain.model import Explanation
 
 SENDING_SIDE = ("reverse_dns", "bad_helo", "blocked_ip")
 SENDER_DOMAIN = ("auth_spf", "auth_dmarc", "auth_kerberos")
-RECEIVING_SIDE = ("host_unknown", "no_mail_accepted", "network", "tls", "relay_denied", "expired")
 
 
 @dataclass
@@ -32,6 +31,7 @@ def plan(e: Explanation) -> RunPlan:
     if not p.checks:
         return RunPlan(why=f"no deliverck check tests {p.category} causes")
     b = e.bounce
+    assert b is not None, "an Explanation with results always carries its Bounce (engine.explain_bounce)"
     sender = _from_addr(b.envelope_sender) or _from_addr(b.to) or _from_addr(b.original_from)
     sender_domain = _domain(sender)
     rcpt_domain = _domain(p.attempt.recipient)

@@ -163,7 +163,3 @@ def default_category(status: str) -> tuple[str, str] | None:
     _, sd = split(status)
     return DEFAULTS.get(sd)
 
-
-def permanence(status: str, code: int = 0) -> str:
-    c = status[:1] if status else (str(code)[:1] if code else "")
-    return {"2": "success", "4": "temporary", "5": "permanent"}.get(c, "")

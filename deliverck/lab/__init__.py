@@ -17,75 +17,25 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from deliverck.lab.errors import LabUnavailable
+from deliverck.lab.host import find_tool, namespace_flags, preflight
 
 __all__ = ["LabUnavailable", "run", "preflight", "unshare_argv", "command_env"]
 
-TOOLS = {"unbound": "unbound", "nsd": "nsd", "ip": "iproute2", "unshare": "util-linux",
-         "nsenter": "util-linux", "mount": "mount"}
-_NS_FLAGS = ["--pid", "--fork", "--kill-child=SIGTERM", "--mount-proc"]
-_namespace_flags: list[str] | None = None
-
-
-def find_tool(name: str) -> str | None:
-    path = os.environ.get("PATH", os.defpath) + os.pathsep + "/usr/sbin:/sbin:/usr/bin:/bin"
-    return shutil.which(name, path=path)
-
-
-def _try_unshare(flags: list[str]) -> str | None:
-    """None if `unshare FLAGS true` works, else its error."""
-    try:
-        r = subprocess.run([find_tool("unshare"), *flags, "true"], capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.TimeoutExpired) as e:
-        return str(e)
-    return None if r.returncode == 0 else (r.stderr.strip().splitlines() or [f"status {r.returncode}"])[-1]
-
-
-def namespace_flags() -> list[str]:
-    """unshare flags that work here: a user namespace when possible, else (as real root) none."""
-    global _namespace_flags
-    if _namespace_flags is not None:
-        return _namespace_flags
-    missing = [n for n in TOOLS if find_tool(n) is None]
-    if missing:
-        packages = " ".join(sorted({TOOLS[n] for n in missing} | {"unbound", "nsd", "iproute2"}))
-        raise LabUnavailable(f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} not installed: "
-                             f"apt-get install {packages}")
-    try:
-        import aiosmtpd  # noqa: F401
-    except ImportError:
-        raise LabUnavailable("aiosmtpd is not installed (the lab's SMTP peers): pip install 'deliverck[lab]'") from None
-    # Real root runs without a user namespace, so Postfix can drop privileges to its own user.
-    if os.geteuid() == 0 and _try_unshare(["-nm", *_NS_FLAGS]) is None:
-        _namespace_flags = ["-nm", *_NS_FLAGS]
-        return _namespace_flags
-    err = _try_unshare(["-rnm", *_NS_FLAGS])
-    if err is None:
-        _namespace_flags = ["-rnm", *_NS_FLAGS]
-        return _namespace_flags
-    raise LabUnavailable(f"the lab needs user and network namespaces (unshare -rn failed: {err}); "
-                         "run as root or enable unprivileged user namespaces "
-                         "(sysctl kernel.unprivileged_userns_clone=1 / user.max_user_namespaces)")
-
-
-def preflight() -> str | None:
-    """None if the lab can run here, else the one-line reason.  Starts nothing."""
-    try:
-        namespace_flags()
-    except LabUnavailable as e:
-        return str(e)
-    return None
+# Block lists that exist only in the lab (their zones are in zones/): handed to commands
+# through $DELIVERCK_DNSBL_LISTS (command_env), never part of the shipped lists.
+DNSBL_LISTS = Path(__file__).parent / "dnsbl-lists.toml"
 
 
 def unshare_argv(lab_dir: Path, tail: list[str]) -> list[str]:
-    return [find_tool("unshare"), *namespace_flags(), sys.executable, "-m", "deliverck.lab.inside",
+    return [find_tool("unshare") or "unshare", *namespace_flags(), sys.executable, "-m", "deliverck.lab.inside",
             str(lab_dir), *tail]
 
 
-def make_lab_dir(zone_dirs: Sequence[Path] = (), dns_latency_ms: int = 0) -> tuple[Path, "object"]:
+def make_lab_dir(zone_dirs: Sequence[Path] = (), dns_latency_ms: int = 0) -> tuple[Path, object]:
     from deliverck.lab import plan
     if dns_latency_ms < 0:
         raise LabUnavailable(f"dns_latency_ms must be 0 or more, not {dns_latency_ms}")
@@ -104,10 +54,13 @@ def command_env(manifest_path: Path, base: dict | None = None) -> dict[str, str]
     $DELIVERCK_LAB names the manifest; the lab's private CA and its DNS root's trust
     anchor become deliverck's defaults for --ca-file and --trust-anchor, so that
     `deliverck lab run -- deliverck good.test` judges as the tests do.  A lab always
-    replaces what an outer environment (or an outer lab) set.
+    replaces what an outer environment (or an outer lab) set.  The lab's fixture block
+    lists (DNSBL_LISTS) join $DELIVERCK_DNSBL_LISTS in front of the files already named
+    there: those are the caller's own lists (the bench's), and the lab serves the zones.
     """
-    from deliverck.cli import CA_FILE_ENV, TRUST_ANCHOR_ENV
     from deliverck.lab.manifest import ENV, from_json
+    from deliverck.options import CA_FILE_ENV, TRUST_ANCHOR_ENV
+    from deliverck.records.dnsbl import EXTRA_LISTS_ENV, extra_files
 
     manifest = from_json(Path(manifest_path).read_text(encoding="utf-8"))
     env = dict(os.environ if base is None else base)
@@ -117,6 +70,8 @@ def command_env(manifest_path: Path, base: dict | None = None) -> dict[str, str]
             env[var] = str(value)
         else:
             env.pop(var, None)
+    lists = extra_files(os.pathsep.join([str(DNSBL_LISTS), env.get(EXTRA_LISTS_ENV, "")]))
+    env[EXTRA_LISTS_ENV] = os.pathsep.join(lists)
     return env
 
 

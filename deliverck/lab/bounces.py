@@ -24,8 +24,8 @@ documentation address.
 from __future__ import annotations
 
 import email
-import email.utils
 import email.policy
+import email.utils
 import os
 import pwd
 import signal
@@ -258,10 +258,9 @@ def case_of(path: Path) -> str | None:
         ctype = part.get_content_type()
         if ctype in ("message/rfc822", "text/rfc822-headers"):
             payload = part.get_payload()
-            if isinstance(payload, list):
-                inner = payload[0]
-            else:
-                inner = email.message_from_string(payload if isinstance(payload, str) else "")
+            inner = payload[0] if isinstance(payload, list) else payload
+            if not isinstance(inner, email.message.Message):
+                inner = email.message_from_string(inner if isinstance(inner, str) else "")
             if inner.get(CASE_HEADER):
                 return str(inner[CASE_HEADER]).strip()
     return None
@@ -319,6 +318,8 @@ def dsn_fields(path: Path) -> dict[str, str]:
             blocks = part.get_payload()
             fields: dict[str, str] = {}
             for block in blocks[1:] if isinstance(blocks, list) else ():
+                if not isinstance(block, email.message.Message):
+                    continue
                 for k, v in block.items():
                     fields.setdefault(k.lower(), " ".join(str(v).split()))
             return fields

@@ -63,7 +63,7 @@ def new_key(kind: str):
 
 def make_ca(directory: Path, now: datetime.datetime | None = None) -> LabCA:
     """A fresh root CA (RSA 2048, so it can also sign with SHA-1 for the weak-signature peer)."""
-    now = now or datetime.datetime.now(datetime.timezone.utc)
+    now = now or datetime.datetime.now(datetime.UTC)
     directory.mkdir(parents=True, exist_ok=True)
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     name = _name(f"deliverck lab root CA {now:%Y-%m-%d %H:%M:%S}")
@@ -117,7 +117,7 @@ def issue(ca: LabCA, names: tuple[str, ...], cert_file: Path, key_file: Path, *,
         raise LabUnavailable("a lab certificate needs at least one name")
     if signature not in SIGNATURES:
         raise LabUnavailable(f"unknown certificate signature {signature!r} (known: {SIGNATURES})")
-    now = now or datetime.datetime.now(datetime.timezone.utc)
+    now = now or datetime.datetime.now(datetime.UTC)
     key = new_key(key_kind)
     not_before, not_after = window(profile, now)
     subject = _name(names[0].rstrip("."))

@@ -8,7 +8,6 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import List, Optional
 
 import typer
 
@@ -28,7 +27,7 @@ MAX_DNS_LATENCY_MS = 10000
 MAX_ZONE_BYTES = 64 * 1024 * 1024      # as --zone-file (deliverck.net.overlay)
 
 
-def _zone_dirs(dirs: Optional[List[str]]) -> list[Path]:
+def _zone_dirs(dirs: list[str] | None) -> list[Path]:
     """Check --zone-dir before anything is built: a missing directory or a zone file that
     does not parse is bad input (exit 2), said at once rather than after seconds of setup."""
     from deliverck.lab import zones
@@ -104,7 +103,7 @@ def _dns_latency(ms: int) -> int:
     return ms
 
 
-def _command(command: Optional[List[str]]) -> list[str]:
+def _command(command: list[str] | None) -> list[str]:
     command = [c for c in (command or [])]
     if command[:1] == ["--"]:
         command = command[1:]
@@ -115,8 +114,8 @@ def _command(command: Optional[List[str]]) -> list[str]:
 
 @lab_app.command("run", context_settings=_PASSTHROUGH)
 def run_cmd(
-    command: Optional[List[str]] = typer.Argument(None, help="The command (after --) to run inside the lab."),
-    zone_dir: Optional[List[str]] = typer.Option(
+    command: list[str] | None = typer.Argument(None, help="The command (after --) to run inside the lab."),
+    zone_dir: list[str] | None = typer.Option(
         None, "--zone-dir", metavar="DIR", help="Serve every <origin>.zone file in DIR too (repeatable)."),
     dns_latency: int = typer.Option(0, "--dns-latency", metavar="MS",
                                     help=f"Delay every DNS answer by MS milliseconds (0 to {MAX_DNS_LATENCY_MS})."),
@@ -125,7 +124,8 @@ def run_cmd(
     """Build a lab, run COMMAND inside it, tear the lab down; exit with COMMAND's status.
 
     COMMAND gets $DELIVERCK_CA_FILE and $DELIVERCK_TRUST_ANCHOR (the lab's CA and DNS
-    root anchor), which deliverck uses as --ca-file and --trust-anchor."""
+    root anchor), which deliverck uses as --ca-file and --trust-anchor, and the lab's
+    fixture block lists in $DELIVERCK_DNSBL_LISTS (beside any lists files you named there)."""
     from deliverck.lab import run
 
     argv = _command(command)
@@ -180,7 +180,7 @@ def _forget(sd, state) -> None:
 
 @lab_app.command("up", context_settings=_PASSTHROUGH)
 def up_cmd(
-    zone_dir: Optional[List[str]] = typer.Option(None, "--zone-dir", metavar="DIR", help="Serve every <origin>.zone file in DIR too."),
+    zone_dir: list[str] | None = typer.Option(None, "--zone-dir", metavar="DIR", help="Serve every <origin>.zone file in DIR too."),
     dns_latency: int = typer.Option(0, "--dns-latency", metavar="MS",
                                     help=f"Delay every DNS answer by MS milliseconds (0 to {MAX_DNS_LATENCY_MS})."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress lines on stderr while the lab starts."),
@@ -190,7 +190,9 @@ def up_cmd(
     from deliverck.lab.state import State, identity, manifest_digest, open_state_dir
 
     dirs, latency = _zone_dirs(zone_dir), _dns_latency(dns_latency)
-    with open_state_dir(create=True) as sd:
+    sd = open_state_dir(create=True)
+    assert sd is not None, "create=True never answers None"
+    with sd:
         sd.lock()                          # one `lab up` or `lab down` at a time
         state = sd.read()
         if state is not None:
@@ -276,7 +278,7 @@ def _namespace_fds(state) -> dict[str, int]:
 
 @lab_app.command("exec", context_settings=_PASSTHROUGH)
 def exec_cmd(
-    command: Optional[List[str]] = typer.Argument(None, help="The command (after --) to run inside the lab."),
+    command: list[str] | None = typer.Argument(None, help="The command (after --) to run inside the lab."),
 ) -> None:
     """Run COMMAND inside the lab started by `lab up`, in the caller's working directory; exit with its status.
 
@@ -311,7 +313,7 @@ def exec_cmd(
         flags = [f"--{'mount' if k == 'mnt' else k}=/proc/self/fd/{fd}" for k, fd in fds.items()]
         if state.userns:
             flags.append("--preserve-credentials")
-        argv = [find_tool("nsenter"), *flags, "--", sys.executable, "-S", "-c", _ENTER, cwd, *command]
+        argv = [find_tool("nsenter") or "nsenter", *flags, "--", sys.executable, "-S", "-c", _ENTER, cwd, *command]
         try:
             env = command_env(Path(state.lab_dir) / "manifest.json")
         except OSError as e:

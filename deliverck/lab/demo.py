@@ -26,7 +26,7 @@ EXIT = {"pass": 0, "fail": 1, "incomplete": 3}
 
 
 def main() -> int:
-    from deliverck.cli import CA_FILE_ENV, TRUST_ANCHOR_ENV
+    from deliverck.options import CA_FILE_ENV, TRUST_ANCHOR_ENV
 
     lab = current()
     wrong = []

@@ -95,7 +95,7 @@ def _txt(text: str) -> str:
 def fill(zone: dns.zone.Zone) -> int:
     """Replace every {dkim:...} TXT placeholder in `zone`; return how many were replaced."""
     count = 0
-    for name, node in zone.nodes.items():
+    for _name, node in zone.nodes.items():
         rds = node.get_rdataset(dns.rdataclass.IN, dns.rdatatype.TXT)
         if rds is None:
             continue

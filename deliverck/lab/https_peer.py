@@ -30,6 +30,7 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from deliverck.lab import certs
 from deliverck.lab.errors import LabUnavailable
@@ -101,7 +102,7 @@ def _policy_address(records: str, domain: str) -> str | None:
     want = dns.name.from_text("mta-sts", origin=origin)
     for name, _ttl, rdata in zone.iterate_rdatas():
         if name == want and rdata.rdtype in (dns.rdatatype.A, dns.rdatatype.AAAA):
-            return rdata.address
+            return rdata.to_text()      # an A/AAAA's text is its address
     return None
 
 
@@ -149,6 +150,7 @@ def _reply(status: int, reason: str, ctype: str, body: bytes, location: str = ""
 def tls_context(spec: HttpsSpec, tls_dir: Path) -> ssl.SSLContext:
     ca_cert = x509.load_pem_x509_certificate((tls_dir / "ca.pem").read_bytes())
     ca_key = serialization.load_pem_private_key((tls_dir / "ca.key").read_bytes(), password=None)
+    assert isinstance(ca_key, rsa.RSAPrivateKey), "the lab CA key is RSA (lab/certs.py)"
     ca = certs.LabCA(ca_cert, ca_key, tls_dir / "ca.pem", tls_dir / "ca.key")
     base = f"https-{spec.scenario}"
     cert_file, key_file = tls_dir / f"{base}.pem", tls_dir / f"{base}.key"
@@ -168,8 +170,7 @@ async def _handle(spec: HttpsSpec, reader: asyncio.StreamReader, writer: asyncio
         path = parts[1] if len(parts) >= 2 else "/"
         writer.write(response(spec, path))
         await asyncio.wait_for(writer.drain(), timeout=10)
-    except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, asyncio.TimeoutError, ConnectionError,
-            ssl.SSLError, OSError):
+    except (TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError, ssl.SSLError, OSError):
         pass
     finally:
         writer.close()

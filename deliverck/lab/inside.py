@@ -89,6 +89,7 @@ def _wait(what: str, proc: subprocess.Popen, log: Path, ready, deadline: float) 
 
 
 def _services_ready(proc: subprocess.Popen) -> bool:
+    assert proc.stdout is not None, "started with stdout=PIPE"
     r, _, _ = select.select([proc.stdout], [], [], 0.01)
     return bool(r) and proc.stdout.readline().strip() == b"ready"
 

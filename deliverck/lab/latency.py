@@ -32,7 +32,7 @@ async def _udp_forward(wire: bytes, upstream: tuple[str, int]) -> bytes | None:
     try:
         transport.sendto(wire)
         return await asyncio.wait_for(done, UPSTREAM_TIMEOUT)
-    except (asyncio.TimeoutError, OSError):
+    except (TimeoutError, OSError):
         return None
     finally:
         transport.close()
@@ -41,13 +41,13 @@ async def _udp_forward(wire: bytes, upstream: tuple[str, int]) -> bytes | None:
 async def _tcp_forward(wire: bytes, upstream: tuple[str, int]) -> bytes | None:
     try:
         reader, writer = await asyncio.wait_for(asyncio.open_connection(*upstream), UPSTREAM_TIMEOUT)
-    except (asyncio.TimeoutError, OSError):
+    except (TimeoutError, OSError):
         return None
     try:
         writer.write(struct.pack("!H", len(wire)) + wire)
         (length,) = struct.unpack("!H", await asyncio.wait_for(reader.readexactly(2), UPSTREAM_TIMEOUT))
         return await asyncio.wait_for(reader.readexactly(length), UPSTREAM_TIMEOUT)
-    except (asyncio.TimeoutError, asyncio.IncompleteReadError, OSError):
+    except (TimeoutError, asyncio.IncompleteReadError, OSError):
         return None
     finally:
         writer.close()
@@ -95,7 +95,8 @@ async def _tcp_client(reader, writer, upstream, delay: float, tasks: set) -> Non
 
 async def serve(listen: str, upstream: str, delay_ms: int, port: int = 53) -> list:
     loop = asyncio.get_running_loop()
-    delay, up, tasks = delay_ms / 1000.0, (upstream, port), set()
+    delay, up = delay_ms / 1000.0, (upstream, port)
+    tasks: set[asyncio.Task] = set()
     transport, _ = await loop.create_datagram_endpoint(lambda: _Listener(up, delay, tasks),
                                                       local_addr=(listen, port))
     server = await asyncio.start_server(lambda r, w: _tcp_client(r, w, up, delay, tasks), listen, port)

@@ -6,12 +6,13 @@ This runs outside the namespace; everything inside reads only this directory.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from deliverck.lab import badns, certs, kdc, postfix, signing, tlsa, zones
 from deliverck.lab import manifest as m
 from deliverck.lab.errors import LabUnavailable
+from deliverck.lab.host import namespace_flags
 from deliverck.lab.scenarios import Scenario, is_documentation, load_all, problems
 
 RESOLVER = "127.0.0.1"
@@ -216,8 +217,9 @@ def write_certificates(d: Path, manifest: m.Manifest) -> None:
     ca = certs.make_ca(d / "tls")
     for s in manifest.scenarios:
         for p in s.smtp:
-            if p.cert_file:
-                certs.issue(ca, p.cert_names, Path(p.cert_file), Path(key_file(p)), profile=p.cert,
+            key = key_file(p)              # set exactly when cert_file is
+            if p.cert_file and key:
+                certs.issue(ca, p.cert_names, Path(p.cert_file), Path(key), profile=p.cert,
                             key_kind=p.cert_key, signature=p.cert_signature)
 
 
@@ -239,7 +241,6 @@ def write_kdcs(d: Path, manifest: m.Manifest) -> None:
 
 
 def postfix_reason() -> str | None:
-    from deliverck.lab import namespace_flags
     try:
         return postfix.unavailable(namespace_flags())
     except LabUnavailable as e:
@@ -272,14 +273,14 @@ def prepare(d: Path, zone_dirs: Sequence[Path] = (), dns_latency_ms: int = 0,
         trust_anchor.write_text("\n".join(signing.sign(tree)) + "\n", encoding="utf-8")
     (d / "zones").mkdir(parents=True, exist_ok=True)
     for lz in tree.served():
-        (d / "zones" / zones.file_name(lz.origin)).write_text(zones.zone_text(lz.zone), encoding="utf-8")
+        (d / "zones" / zones.file_name(lz.origin)).write_text(zones.zone_text(lz.records), encoding="utf-8")
     write_postfix(d, manifest, scenarios)
     write_kdcs(d, manifest)
     for a in manifest.lo_addresses:
         assert is_documentation(a), a      # nothing else ever goes onto lo
     (d / "nsd.conf").write_text(nsd_conf(d, tree), encoding="utf-8")
     (d / "unbound.conf").write_text(unbound_conf(d, tree, dns_latency_ms, trust_anchor), encoding="utf-8")
-    (d / UNSIGNED_ROOT_ZONE).write_text(zones.zone_text(zones.unsigned_copy(tree.zones[zones.ROOT].zone)),
+    (d / UNSIGNED_ROOT_ZONE).write_text(zones.zone_text(zones.unsigned_copy(tree.zones[zones.ROOT].records)),
                                         encoding="utf-8")
     (d / UNSIGNED_ROOT_CONF).write_text(
         unbound_conf(d, tree, 0, None, interfaces=zones.RESOLVERS["unsigned-root"][1], name="unbound-unsigned-root",

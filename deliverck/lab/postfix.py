@@ -69,7 +69,7 @@ def unavailable(namespace_flags: list[str]) -> str | None:
 
 def version() -> str | None:
     try:
-        r = subprocess.run([tool("postconf"), "-d", "-h", "mail_version"], capture_output=True, text=True,
+        r = subprocess.run([tool("postconf") or "postconf", "-d", "-h", "mail_version"], capture_output=True, text=True,
                            timeout=10)
     except (OSError, subprocess.TimeoutExpired, TypeError):
         return None
@@ -184,14 +184,9 @@ def write_instance(lab_dir: Path, address: str, hostname: str, domain: str, star
     return d
 
 
-def prepare_argv(d: Path) -> list[str]:
-    """Creates the queue directories with the ownership Postfix wants (make_queue does it faster)."""
-    return [tool("postfix"), "-c", str(d), "check"]
-
-
 def start_argv(d: Path) -> list[str]:
     """The master daemon in the foreground (-d), so the lab can stop it with SIGTERM."""
-    daemon_dir = subprocess.run([tool("postconf"), "-c", str(d), "-h", "daemon_directory"],
+    daemon_dir = subprocess.run([tool("postconf") or "postconf", "-c", str(d), "-h", "daemon_directory"],
                                 capture_output=True, text=True).stdout.strip() or "/usr/lib/postfix/sbin"
     return [str(Path(daemon_dir) / "master"), "-c", str(d), "-d"]
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-
 import ipaddress
 import re
 import tomllib
@@ -227,7 +226,7 @@ class Scenario:
 
     def zone(self) -> dns.zone.Zone:
         """The scenario's own records (no SOA/NS yet), absolute names."""
-        from deliverck.lab import tlsa     # {tlsa:...} placeholders, filled at lab start (tlsa.py)
+        from deliverck.lab import tlsa  # {tlsa:...} placeholders, filled at lab start (tlsa.py)
 
         text = "$TTL 300\n" + tlsa.mark(self.records)
         try:
@@ -314,18 +313,24 @@ def _strs(data: dict, key: str, source: str) -> tuple[str, ...]:
     return tuple(value)
 
 
-def parse(text: str, source: str) -> Scenario:
+_KNOWN_KEYS = {"name", "description", "records", "served_by", "signed", "reverse",
+               "reverse_served_by", "smtp", "peer", "peers", "never_contacted", "expect",
+               "https",   # [https]: the MTA-STS policy server, read by https_peer.py
+               "kdc"}     # [kdc."<address>"]: Kerberos KDCs (kdc.py)
+
+
+def _table(text: str, source: str) -> dict:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise LabUnavailable(f"scenario {source} is not valid TOML: {e}") from None
-    known = {"name", "description", "records", "served_by", "signed", "reverse",
-             "reverse_served_by", "smtp", "peer", "peers", "never_contacted", "expect",
-             "https",   # [https]: the MTA-STS policy server, read by https_peer.py
-             "kdc"}     # [kdc."<address>"]: Kerberos KDCs (kdc.py)
-    unknown = set(data) - known
+    unknown = set(data) - _KNOWN_KEYS
     if unknown:
-        raise LabUnavailable(f"scenario {source}: unknown keys {sorted(unknown)} (known: {sorted(known)})")
+        raise LabUnavailable(f"scenario {source}: unknown keys {sorted(unknown)} (known: {sorted(_KNOWN_KEYS)})")
+    return data
+
+
+def _name(data: dict, source: str) -> str:
     for key in ("name", "description"):
         if not isinstance(data.get(key), str) or not data[key]:
             raise LabUnavailable(f"scenario {source}: {key} must be a non-empty string")
@@ -336,12 +341,10 @@ def parse(text: str, source: str) -> Scenario:
         label = None
     if label is None or len(label.labels) != 1 or name != name.lower() or name in RESERVED_NAMES:
         raise LabUnavailable(f"scenario {source}: name {name!r} must be one lower-case DNS label, not {RESERVED_NAMES}")
-    served_by = data.get("served_by", "nsd")
-    reverse_served_by = data.get("reverse_served_by", "nsd")
-    for key, value in (("served_by", served_by), ("reverse_served_by", reverse_served_by)):
-        if value not in SERVED_BY:
-            raise LabUnavailable(f"scenario {source}: {key} must be one of {SERVED_BY}, not {value!r}")
-    origin = dns.name.Name((name,)).concatenate(PARENT)
+    return name
+
+
+def _reverse(data: dict, origin: dns.name.Name, source: str) -> tuple[tuple[str, tuple[str, ...]], ...]:
     reverse = []
     raw_reverse = data.get("reverse", {})
     if not isinstance(raw_reverse, dict):
@@ -357,7 +360,10 @@ def parse(text: str, source: str) -> Scenario:
             raise LabUnavailable(f"scenario {source}: reverse[{address!r}] must be a list of names")
         absolute = tuple(dns.name.from_text(n, origin=origin).to_text() for n in names)
         reverse.append((address, absolute))
-    smtp = data.get("smtp", [])
+    return tuple(reverse)
+
+
+def _expectation(data: dict, source: str) -> Expectation:
     expect = data.get("expect")
     if not isinstance(expect, dict) or expect.get("verdict") not in VERDICTS:
         raise LabUnavailable(f"scenario {source}: [expect] verdict must be one of {VERDICTS}")
@@ -371,6 +377,11 @@ def parse(text: str, source: str) -> Scenario:
             raise LabUnavailable(f"scenario {source}: finding id {fid!r} is not <check>.<slug>")
     implied = [fid.split(".")[0] for fid in findings + absent]
     requires = tuple(dict.fromkeys([*_strs(expect, "requires", source), *implied]))
+    return Expectation(verdict=expect["verdict"], findings=findings, absent=absent, requires=requires)
+
+
+def _peer_specs(data: dict, source: str) -> tuple[PeerSpec, dict[str, PeerSpec]]:
+    """[peer] (every peer's default) and [peers] (per address, by canonical address)."""
     default_peer = _peer_spec(data.get("peer", {}), source, "[peer]")
     raw_peers = data.get("peers", {})
     if not isinstance(raw_peers, dict):
@@ -382,21 +393,49 @@ def parse(text: str, source: str) -> Scenario:
         except ValueError:
             raise LabUnavailable(f"scenario {source}: peers key {address!r} is not an IP address") from None
         peer_overrides[canonical] = _peer_spec(table, source, f"[peers.{address!r}]", default_peer)
+    return default_peer, peer_overrides
+
+
+def _kdcs(data: dict, scenario: Scenario, source: str) -> tuple[KdcSpec, ...]:
+    raw_kdcs = data.get("kdc", {})
+    if not isinstance(raw_kdcs, dict):
+        raise LabUnavailable(f"scenario {source}: [kdc] must be a table of address = {{...}}")
+    published = scenario.published() if raw_kdcs else ()     # parse errors of records surface here too
+    kdcs = tuple(_kdc_spec(a, t, source, scenario.default_realm, published) for a, t in raw_kdcs.items())
+    doubled = sorted({k.address for k in kdcs if [x.address for x in kdcs].count(k.address) > 1})
+    if doubled:
+        raise LabUnavailable(f"scenario {source}: [kdc] names {doubled} more than once")
+    return kdcs
+
+
+def parse(text: str, source: str) -> Scenario:
+    """A scenario file, judged in steps; the first problem found is the one reported."""
+    data = _table(text, source)
+    name = _name(data, source)
+    served_by = data.get("served_by", "nsd")
+    reverse_served_by = data.get("reverse_served_by", "nsd")
+    for key, value in (("served_by", served_by), ("reverse_served_by", reverse_served_by)):
+        if value not in SERVED_BY:
+            raise LabUnavailable(f"scenario {source}: {key} must be one of {SERVED_BY}, not {value!r}")
+    reverse = _reverse(data, dns.name.Name((name,)).concatenate(PARENT), source)
+    expect = _expectation(data, source)
+    default_peer, peer_overrides = _peer_specs(data, source)
     scenario = Scenario(
         name=name,
         description=data["description"],
         records=data.get("records", ""),
         served_by=served_by,
         signed=bool(data.get("signed", True)),
-        reverse=tuple(reverse),
+        reverse=reverse,
         reverse_served_by=reverse_served_by,
         smtp=(),
         never_contacted=tuple(str(ipaddress.ip_address(a)) for a in _strs(data, "never_contacted", source)),
-        expect=Expectation(verdict=expect["verdict"], findings=findings, absent=absent, requires=requires),
+        expect=expect,
         source=source,
     )
     if served_by != "nsd" and scenario.records.strip():
         raise LabUnavailable(f"scenario {source}: records are only served when served_by = 'nsd'")
+    smtp = data.get("smtp", [])
     if smtp == "all":
         smtp = [a for a in scenario.addresses() if is_documentation(a)]
     elif not isinstance(smtp, list) or not all(isinstance(a, str) for a in smtp):
@@ -406,19 +445,12 @@ def parse(text: str, source: str) -> Scenario:
     if stray:
         raise LabUnavailable(f"scenario {source}: [peers] names {stray}, which are not in smtp")
     peers = tuple((a, peer_overrides.get(a, default_peer)) for a in smtp)
-    raw_kdcs = data.get("kdc", {})
-    if not isinstance(raw_kdcs, dict):
-        raise LabUnavailable(f"scenario {source}: [kdc] must be a table of address = {{...}}")
-    published = scenario.published() if raw_kdcs else ()     # parse errors of records surface here too
-    kdcs = tuple(_kdc_spec(a, t, source, scenario.default_realm, published) for a, t in raw_kdcs.items())
-    doubled = sorted({k.address for k in kdcs if [x.address for x in kdcs].count(k.address) > 1})
-    if doubled:
-        raise LabUnavailable(f"scenario {source}: [kdc] names {doubled} more than once")
+    kdcs = _kdcs(data, scenario, source)
     parsed = scenario.__dict__.get("_rdatas")
     scenario = dataclasses.replace(scenario, smtp=smtp, peers=peers, kdcs=kdcs)
     if parsed is not None:     # the records did not change: keep their parse
         scenario.__dict__["_rdatas"] = parsed
-    scenario._rdatas           # parse errors surface at load time (and the parse is kept)
+    _ = scenario._rdatas       # parse errors surface at load time (and the parse is kept)
     return scenario
 
 

@@ -43,38 +43,37 @@ def sign(tree: zones.Tree) -> list[str]:
         if lz.origin == dns.name.root:
             root_ds.append(f". {zones.TTL} IN DS {ds.to_text()}")
         else:
-            parent = tree.enclosing(lz.origin, proper=True)
-            rdataset = parent.zone.find_rdataset(lz.origin, dns.rdatatype.DS, create=True)
+            rdataset = tree.holder(lz.origin, proper=True).records.find_rdataset(lz.origin, dns.rdatatype.DS, create=True)
             rdataset.add(ds, zones.TTL)
         fault = _take_fault(lz)
         inception, expiration = now - SKEW, now + LIFETIME
         if fault == "expired-rrsig":
             inception, expiration = now - 60 * 86400, now - 30 * 86400
-        with lz.zone.writer() as txn:
-            dns.dnssec.sign_zone(lz.zone, txn, keys=[(private, dnskey)], dnskey_ttl=zones.TTL,
+        with lz.records.writer() as txn:
+            dns.dnssec.sign_zone(lz.records, txn, keys=[(private, dnskey)], dnskey_ttl=zones.TTL,
                                  inception=inception, expiration=expiration)
         if fault == "bad-signature":
-            _corrupt_signatures(lz.zone)
+            _corrupt_signatures(lz.records)
     return root_ds
 
 
 def _take_fault(lz: zones.LabZone) -> str:
     """Remove the zone's fault marker (see FAULT_LABEL) and return the fault, "" if none."""
     name = dns.name.Name((FAULT_LABEL.encode(),)).concatenate(lz.origin)
-    rdataset = lz.zone.get_rdataset(name, dns.rdatatype.TXT)
+    rdataset = lz.records.get_rdataset(name, dns.rdatatype.TXT)
     if rdataset is None:
         return ""
     fault = b"".join(next(iter(rdataset)).strings).decode()
     if fault not in FAULTS:
         raise zones.LabUnavailable(f"zone {lz.origin}: {FAULT_LABEL} must be one of {FAULTS}, not {fault!r}")
-    lz.zone.delete_node(name)
+    lz.records.delete_node(name)
     return fault
 
 
 def _corrupt_signatures(zone) -> None:
     """Flip one bit of every signature except those over the DNSKEY RRset: the keys
     still match the DS, every other RRset (and the NSEC chain) is bogus."""
-    for name, node in zone.items():
+    for _name, node in zone.items():
         for rdataset in list(node.rdatasets):
             if rdataset.rdtype != dns.rdatatype.RRSIG or rdataset.covers == dns.rdatatype.DNSKEY:
                 continue

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import email.utils
+import functools
 import json
 import socket
 import ssl
@@ -56,7 +57,7 @@ class Peer:
     clock_offset: float = 0.0                # seconds added to now for {date} in the greeting
 
     @classmethod
-    def from_config(cls, d: dict) -> "Peer":
+    def from_config(cls, d: dict) -> Peer:
         return cls(**{**d, "ports": tuple(d.get("ports", (25,)))})
 
 
@@ -122,7 +123,7 @@ def tls_context(peer: Peer) -> ssl.SSLContext | None:
 class _Recording(dict):
     """aiosmtpd looks every command up here: note its verb, and hang up past MAX_COMMANDS."""
 
-    def __init__(self, methods: dict, protocol: "LabSMTP"):
+    def __init__(self, methods: dict, protocol: LabSMTP):
         super().__init__(methods)
         self.protocol = protocol
 
@@ -213,14 +214,14 @@ async def _raw(peer: Peer, port: int, log: SessionLog, reader: asyncio.StreamRea
             await writer.drain()
             try:
                 await asyncio.wait_for(reader.read(4096), 2.0)      # let the client see it, then hang up
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
             return
         if peer.greeting_delay:
             try:
                 if not await asyncio.wait_for(reader.read(1), peer.greeting_delay):
                     return                       # the client gave up
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
         greeting = greeting_line(peer) or f"220 {peer.hostname} {IDENT}"
         writer.write(greeting.encode() + b"\r\n")
@@ -230,7 +231,7 @@ async def _raw(peer: Peer, port: int, log: SessionLog, reader: asyncio.StreamRea
         while len(session.commands) < MAX_COMMANDS:
             try:
                 line = await asyncio.wait_for(reader.readuntil(b"\n"), IDLE_TIMEOUT)
-            except (asyncio.TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
+            except (TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
                 return
             verb = line.split(b" ", 1)[0].strip().upper().decode("ascii", "replace")[:16]
             session.commands.append(verb)
@@ -239,7 +240,7 @@ async def _raw(peer: Peer, port: int, log: SessionLog, reader: asyncio.StreamRea
             if peer.behaviour == "ehlo-hang":
                 try:                             # greets, then never answers (until the client leaves)
                     await asyncio.wait_for(reader.read(1), IDLE_TIMEOUT)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     pass
                 return
             if verb == "QUIT":
@@ -285,7 +286,7 @@ async def serve(peer: Peer, log: SessionLog) -> list:
     """Bind every port of `peer`; return the servers (kept open by the caller)."""
     loop = asyncio.get_running_loop()
     tls = tls_context(peer)
-    servers = []
+    servers: list[Filtered | asyncio.AbstractServer] = []
     for port in peer.ports:
         implicit = port == 465
         if peer.behaviour == "filtered":
@@ -297,6 +298,6 @@ async def serve(peer: Peer, log: SessionLog) -> list:
                 host=peer.address, port=port, ssl=tls if implicit else None))
         else:
             servers.append(await asyncio.start_server(
-                lambda r, w, port=port: _raw(peer, port, log, r, w),
+                functools.partial(_raw, peer, port, log),
                 host=peer.address, port=port, limit=MAX_LINE))
     return servers

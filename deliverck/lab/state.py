@@ -357,7 +357,7 @@ class StateDir:
     def file(self) -> Path:
         return self.path / STATE_NAME
 
-    def __enter__(self) -> "StateDir":
+    def __enter__(self) -> StateDir:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -382,15 +382,15 @@ class StateDir:
             raise StateError(f"the lab state file {self.file} {why}: nothing was done; remove it") from None
         try:
             st = os.fstat(fd)
-            why = None
+            problem = None
             if not stat.S_ISREG(st.st_mode):
-                why = "is not a regular file"
+                problem = "is not a regular file"
             elif st.st_uid != os.geteuid():
-                why = f"belongs to uid {st.st_uid}, not to you"
+                problem = f"belongs to uid {st.st_uid}, not to you"
             elif st.st_size > MAX_STATE_BYTES:
-                why = f"is larger than {MAX_STATE_BYTES // 1024} KiB"
-            if why:
-                raise StateError(f"the lab state file {self.file} {why}: nothing was done; remove it")
+                problem = f"is larger than {MAX_STATE_BYTES // 1024} KiB"
+            if problem:
+                raise StateError(f"the lab state file {self.file} {problem}: nothing was done; remove it")
             data = os.read(fd, MAX_STATE_BYTES + 1)
         finally:
             os.close(fd)

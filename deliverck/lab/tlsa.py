@@ -34,7 +34,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from deliverck.lab.errors import LabUnavailable
-from deliverck.net import dane
+from deliverck.records import tlsa as dane
 
 PLACEHOLDER = re.compile(r"\{tlsa:\s*([0-3])\s+([01])\s+([0-2])\s*(other)?\s*\}")
 MARKER = b"deliverck-lab-tlsa:"
@@ -52,7 +52,7 @@ def mark(records: str) -> str:
 def _other_cert() -> x509.Certificate:
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "deliverck lab unused key")])
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     return (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
             .serial_number(x509.random_serial_number())
             .not_valid_before(now - datetime.timedelta(days=1)).not_valid_after(now + datetime.timedelta(days=90))

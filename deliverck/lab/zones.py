@@ -8,9 +8,9 @@ every zone is delegated from its closest enclosing zone in the tree.
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import dns.exception
 import dns.name
@@ -24,7 +24,7 @@ import dns.zone
 
 from deliverck.lab import dkim_keys
 from deliverck.lab.errors import LabUnavailable
-from deliverck.lab.scenarios import MISBEHAVING, Scenario, is_documentation
+from deliverck.lab.scenarios import Scenario, is_documentation
 
 TTL = 300
 ROOT = dns.name.root
@@ -63,6 +63,13 @@ class LabZone:
     source: str = "lab"                    # "lab", a scenario name or a user file
     signed: bool = True
 
+    @property
+    def records(self) -> dns.zone.Zone:
+        """The records of an NSD-served zone (the only zones that have any here)."""
+        if self.zone is None:
+            raise LabUnavailable(f"zone {self.origin} is not served by the lab's NSD: it holds no records")
+        return self.zone
+
 
 @dataclass
 class Tree:
@@ -81,20 +88,27 @@ class Tree:
                     best = z
         return best
 
+    def holder(self, name: dns.name.Name, *, proper: bool = False) -> LabZone:
+        """enclosing(), for names the lab root always holds (it is served by NSD)."""
+        z = self.enclosing(name, proper=proper)
+        if z is None:
+            raise LabUnavailable(f"no zone served by the lab's NSD holds {name}")
+        return z
+
     def addresses(self) -> list[str]:
         """Every documentation-range A/AAAA in served zones: these go onto lo."""
         seen: dict[str, None] = {}
-        for name_, addrs in (*SERVERS.values(), *RESOLVERS.values()):
+        for _name, addrs in (*SERVERS.values(), *RESOLVERS.values()):
             for a in addrs:
                 seen[a] = None
         for z in self.served():
-            for _n, _ttl, rdata in z.zone.iterate_rdatas():
-                if rdata.rdtype in (dns.rdatatype.A, dns.rdatatype.AAAA) and is_documentation(rdata.address):
-                    seen[str(ipaddress.ip_address(rdata.address))] = None
+            for _n, _ttl, rdata in z.records.iterate_rdatas():
+                if rdata.rdtype in (dns.rdatatype.A, dns.rdatatype.AAAA) and is_documentation(rdata.to_text()):
+                    seen[str(ipaddress.ip_address(rdata.to_text()))] = None
         return list(seen)
 
 
-def empty_zone(origin: dns.name.Name) -> dns.zone.Zone:
+def empty_zone(origin: dns.name.Name | None) -> dns.zone.Zone:
     return dns.zone.Zone(origin, relativize=False)
 
 
@@ -111,6 +125,7 @@ def _put(zone: dns.zone.Zone, name: dns.name.Name, rdtype: str, *texts: str, rep
 def _apex(zone: dns.zone.Zone) -> None:
     """SOA and NS at the apex, unless the zone (a user's) already has them."""
     origin = zone.origin
+    assert origin is not None, "the lab's zones are built with an origin"
     if zone.get_rdataset(origin, dns.rdatatype.SOA) is None:
         _put(zone, origin, "SOA", f"{AUTH_NAME} hostmaster.test. 1 3600 600 86400 60")
     if zone.get_rdataset(origin, dns.rdatatype.NS) is None:
@@ -153,7 +168,7 @@ def read_user_zone(path: Path) -> dns.zone.Zone:
     except dns.exception.SyntaxError as e:
         raise LabUnavailable(f"zone file {path} does not parse: {e}") from None
     except (dns.zone.NoSOA, dns.zone.NoNS) as e:
-        raise LabUnavailable(f"zone file {path} does not parse: {e.__doc__.strip()} at {origin}") from None
+        raise LabUnavailable(f"zone file {path} does not parse: {(e.__doc__ or '').strip()} at {origin}") from None
     except (dns.exception.DNSException, UnicodeDecodeError, ValueError) as e:
         raise LabUnavailable(f"zone file {path} does not parse: {e}") from None
     except OSError as e:
@@ -192,7 +207,7 @@ def build(scenarios: Sequence[Scenario], zone_dirs: Sequence[Path] = ()) -> Tree
 
     # Fresh DKIM keys at every start for {dkim:...} TXT placeholders (dkim_keys.py).
     for lz in tree.served():
-        dkim_keys.fill(lz.zone)
+        dkim_keys.fill(lz.records)
 
     # PTRs go into whichever served zone holds the reverse name.
     for s in scenarios:
@@ -203,7 +218,7 @@ def build(scenarios: Sequence[Scenario], zone_dirs: Sequence[Path] = ()) -> Tree
             holder = tree.enclosing(rname)
             if holder is None or holder.origin == ROOT:
                 raise LabUnavailable(f"scenario {s.source}: no lab reverse zone holds {address}")
-            _put(holder.zone, rname, "PTR", *names, replace=False)
+            _put(holder.records, rname, "PTR", *names, replace=False)
         if s.reverse_served_by != "nsd":
             for address in s.addresses():
                 if is_documentation(address):
@@ -211,28 +226,29 @@ def build(scenarios: Sequence[Scenario], zone_dirs: Sequence[Path] = ()) -> Tree
 
     for path in user_zone_files(zone_dirs):
         zone = read_user_zone(path)
-        if zone.origin == ROOT:
+        user_origin = zone.origin
+        assert user_origin is not None, "read_user_zone() gives every zone its origin"
+        if user_origin == ROOT:
             raise LabUnavailable(f"zone file {path}: the lab root cannot be replaced; serve a zone below it")
-        add(zone.origin, "nsd", zone, str(path), signed=False)   # served as given
-        tree.user_origins.append(zone.origin)
+        add(user_origin, "nsd", zone, str(path), signed=False)   # served as given
+        tree.user_origins.append(user_origin)
 
     for lz in tree.served():
-        _apex(lz.zone)
+        _apex(lz.records)
 
     # The lab's own server names and addresses, in whichever zone now holds them.
-    for server, (name, addresses) in (*SERVERS.items(), *RESOLVERS.items()):
-        holder = tree.enclosing(name)
-        _address_records(holder.zone, name, addresses)
+    for _server, (name, addresses) in (*SERVERS.items(), *RESOLVERS.items()):
+        _address_records(tree.holder(name).records, name, addresses)
 
     # Delegations from the closest enclosing zone, with glue when in bailiwick.
     for lz in sorted(tree.zones.values(), key=lambda z: len(z.origin)):
         if lz.origin == ROOT:
             continue
-        parent = tree.enclosing(lz.origin, proper=True)
+        parent = tree.holder(lz.origin, proper=True)
         ns_name, addresses = SERVERS[lz.server]
-        _put(parent.zone, lz.origin, "NS", str(ns_name))
+        _put(parent.records, lz.origin, "NS", str(ns_name))
         if ns_name.is_subdomain(lz.origin):
-            _address_records(parent.zone, ns_name, addresses)
+            _address_records(parent.records, ns_name, addresses)
     return tree
 
 
@@ -257,7 +273,3 @@ def zone_text(zone: dns.zone.Zone) -> str:
 
 def file_name(origin: dns.name.Name) -> str:
     return "root.zone" if origin == ROOT else origin.to_text() + "zone"
-
-
-def misbehaving_servers() -> dict[str, tuple[str, ...]]:
-    return {b: SERVERS[b][1] for b in MISBEHAVING}

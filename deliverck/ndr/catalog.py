@@ -9,13 +9,13 @@ of stopping at the first.
 from __future__ import annotations
 
 import dataclasses
-
 import functools
 import re
 import tomllib
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from deliverck.model import Direction, Likelihood, Owner
 from deliverck.ndr import categories

@@ -11,12 +11,12 @@ from deliverck.model import Direction, Owner
 from deliverck.ndr import categories
 from deliverck.ndr.catalog import Catalog, CatalogEntry, load, status_key
 
-_DIRECTION_WORDS = {
+_DIRECTION_WORDS: dict[Direction | str, str] = {
     Direction.INBOUND: "inbound (mail to the audited domain fails; the sender's system writes the NDR)",
     Direction.OUTBOUND: "outbound (mail from the audited server is rejected by the receiver)",
     Direction.INTERNAL: "internal (mail between the organisation's own servers)",
 }
-_OWNER_WORDS = {
+_OWNER_WORDS: dict[Owner | str, str] = {
     Owner.MAIL_ADMIN: "mail administrator",
     Owner.DNS_ADMIN: "DNS administrator",
     Owner.IP_OWNER: "address holder (ISP / hosting provider: reverse DNS)",
@@ -71,13 +71,13 @@ def _entry(e: CatalogEntry) -> list[str]:
         "",
         f"- Reply: {_code(e.reply)}",
         f"- Code: {code}; status: {_status_words(e)}; direction: "
-        f"{_DIRECTION_WORDS.get(e.direction, _value(e.direction))}"  # type: ignore[call-overload]
+        f"{_DIRECTION_WORDS.get(e.direction, _value(e.direction))}"
         + (f"; only for {e.family} senders" if e.family else ""),
         f"- Category: {_category(e.category)}",
         f"- Meaning: {e.meaning}",
         "- Causes:",
         *[f"  - {c}" for c in e.causes],
-        f"- Owner: {_OWNER_WORDS.get(e.owner, _value(e.owner))}",  # type: ignore[call-overload]
+        f"- Owner: {_OWNER_WORDS.get(e.owner, _value(e.owner))}",
         f"- Fix: {e.fix}",
         "- Findings: " + (", ".join(_code(f) + _condition(e, f) for f in e.findings) if e.findings
                           else "none (explain-only entry: no deliverck finding predicts it)"),

@@ -11,11 +11,12 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import re
-from typing import Any, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 from deliverck.model import Direction, Finding, Likelihood, NdrPrediction, Owner, Severity
-from deliverck.report.escape import safe as clean
 from deliverck.ndr.catalog import ENTRY_DIRECTIONS, Catalog, CatalogEntry, load, reply_line, status_key
+from deliverck.text import safe as clean
 
 _PLACEHOLDER_RE = re.compile(r"\{([a-z_]+)\}")
 _IP_ARGS = ("ip", "address", "addresses", "addr")

@@ -17,89 +17,29 @@ import asyncio
 import collections
 import contextvars
 import dataclasses
-import enum
 import ipaddress
-import secrets
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import dns.asyncresolver
-import dns.exception
 import dns.flags
-import dns.message
 import dns.name
 import dns.nameserver
-import dns.rcode
 import dns.rdatatype
 import dns.resolver
 import dns.reversename
 
 from deliverck.errors import IncompleteError, UsageError
+from deliverck.net import dnssanity
+from deliverck.net.dnsanswer import DnsAnswer, Outcome, ResolverAddress
+from deliverck.net.dnsanswer import norm as _norm
+from deliverck.net.dnssanity import ResolverProblem, classify_errors, is_ip, is_referral, plain
+
+__all__ = ["DnsAnswer", "Outcome", "ResolverAddress", "DnsClient", "DnsStats", "SharedCache", "shared_cache",
+           "parse_resolver", "system_resolvers", "reverse_name", "public_suffix", "close"]
 
 EDNS_PAYLOAD = 1232  # the DNS flag day 2020 size: avoids fragmentation, TCP on TC
-
-
-class Outcome(str, enum.Enum):
-    OK = "ok"                  # records of the asked type exist
-    NODATA = "nodata"          # the name exists, no records of that type
-    NXDOMAIN = "nxdomain"      # the name does not exist
-    SERVFAIL = "servfail"      # the resolver could not get an answer (or DNSSEC bogus)
-    REFUSED = "refused"        # the resolver refused to answer
-    TIMEOUT = "timeout"        # nobody answered in time
-    UNREACHABLE = "unreachable"  # network error talking to the resolver
-    ERROR = "error"            # malformed answer, or any other failure
-
-    @property
-    def definite(self) -> bool:
-        """True when DNS gave an authoritative-looking answer we can reason about."""
-        return self in (Outcome.OK, Outcome.NODATA, Outcome.NXDOMAIN)
-
-
-@dataclass(frozen=True)
-class DnsAnswer:
-    qname: str                       # as asked, no trailing dot
-    rdtype: str                      # "MX", "A", ...
-    outcome: Outcome
-    records: tuple = ()              # dnspython rdata objects of the final answer RRset
-    canonical_name: str = ""         # differs from qname when a CNAME chain was followed
-    ttl: int = 0
-    authenticated: bool = False      # AD bit from the resolver
-    detail: str = ""                 # human text for failures
-    server: str = ""                 # which resolver answered / failed
-    elapsed_ms: int = 0
-    recursion_available: bool = True   # RA flag of the answer (False: an authoritative-only server)
-
-    @property
-    def ok(self) -> bool:
-        return self.outcome is Outcome.OK
-
-    @property
-    def via_cname(self) -> bool:
-        return bool(self.canonical_name) and self.canonical_name.lower() != self.qname.lower()
-
-    def texts(self) -> tuple[str, ...]:
-        return tuple(r.to_text() for r in self.records)
-
-    def describe(self) -> str:
-        """One line for evidence: `name TYPE -> outcome / records`."""
-        head = f"{self.qname} {self.rdtype}"
-        if self.outcome is Outcome.OK:
-            body = ", ".join(self.texts())
-            if self.via_cname:
-                body = f"(via CNAME {self.canonical_name}) {body}"
-            return f"{head}: {body}"
-        extra = f" ({self.detail})" if self.detail else ""
-        return f"{head}: {self.outcome.value.upper()}{extra}"
-
-
-@dataclass(frozen=True)
-class ResolverAddress:
-    ip: str
-    port: int = 53
-
-    def __str__(self) -> str:
-        return f"[{self.ip}]:{self.port}" if ":" in self.ip else f"{self.ip}:{self.port}"
 
 
 def parse_resolver(text: str) -> ResolverAddress:
@@ -154,9 +94,6 @@ def system_resolvers() -> tuple[ResolverAddress, ...]:
 def reverse_name(ip: str) -> str:
     return dns.reversename.from_address(ip).to_text(omit_final_dot=True)
 
-
-def _norm(name: str) -> str:
-    return name.rstrip(".").lower()
 
 
 @dataclass
@@ -293,7 +230,8 @@ class DnsClient:
         """Answer from --zone-file data where it covers the name, following CNAMEs
         in and out of it; never authenticated (a proposed change is unsigned)."""
         start = time.monotonic()
-        name, ttl, sources = qname, None, []
+        name, ttl = qname, None
+        sources: list[str] = []
         for _ in range(16):
             step = self.overlay.answer(name, rdtype)
             if step is None:
@@ -343,23 +281,23 @@ class DnsClient:
             return self._done(qname, rdtype, start, Outcome.TIMEOUT,
                               detail=f"{self._names()} did not answer within {self.timeout:g}s")
         except dns.resolver.NoNameservers as e:
-            outcome, detail = _classify_errors(e.kwargs.get("errors") or [])
+            outcome, detail = classify_errors(e.kwargs.get("errors") or [])
             return self._done(qname, rdtype, start, outcome, detail=detail)
         except dns.resolver.YXDOMAIN:
             return self._done(qname, rdtype, start, Outcome.ERROR,
                               detail=f"{self._names()} answered YXDOMAIN (a DNAME substitution overflowed)")
         except dns.exception.DNSException as e:
             return self._done(qname, rdtype, start, Outcome.ERROR,
-                              detail=f"{self._names()}: {_plain(e)}")
+                              detail=f"{self._names()}: {plain(e)}")
         except OSError as e:
             return self._done(qname, rdtype, start, Outcome.UNREACHABLE,
-                              detail=f"{self._names()} unreachable ({e.strerror or _plain(e)})")
+                              detail=f"{self._names()} unreachable ({e.strerror or plain(e)})")
         resp = res.response
         ad = bool(resp.flags & dns.flags.AD)
         ra = bool(resp.flags & dns.flags.RA)
         canon = _norm(res.canonical_name.to_text())
         server = f"{res.nameserver}:{res.port}" if res.nameserver else ""
-        if res.rrset is None and _is_referral(resp):
+        if res.rrset is None and is_referral(resp):
             # An authoritative-only server used as resolver answers names it does not hold with a
             # referral; taken as NODATA it would blame the target for a record it may well have.
             cut = next(rr.name for rr in resp.authority if rr.rdtype == dns.rdatatype.NS)
@@ -419,71 +357,21 @@ class DnsClient:
         `invalid.` that must not exist (RFC 6761 6.4).  Private roots and lab TLDs such as
         `test.` are never required to exist; only the root is."""
         root_t = asyncio.ensure_future(self._sanity_lookup(".", "NS"))
-        probe_t = asyncio.ensure_future(self._sanity_lookup(INVENTED_PROBE, "A"))
+        probe_t = asyncio.ensure_future(self._sanity_lookup(dnssanity.INVENTED_PROBE, "A"))
         await asyncio.sleep(0)              # those two are on the wire while the TLD is looked up
-        tld = _real_tld(target)
+        tld = dnssanity.real_tld(target)
         tld_t = asyncio.ensure_future(self._sanity_lookup(tld + ".", "SOA")) if tld else None
         pending = [t for t in (root_t, tld_t, probe_t) if t is not None]
         try:
-            problem = self._root_problem(await root_t)
+            problem = dnssanity.root_problem(await root_t, self.resolvers, self.timeout)
             if problem is None and tld_t is not None:
-                problem = self._tld_problem(await tld_t, tld, target)
+                problem = dnssanity.tld_problem(await tld_t, tld, target, self.resolvers, self.timeout)
             if problem is None:
-                problem = self._invented_problem(await probe_t)
+                problem = dnssanity.invented_problem(await probe_t, self.resolvers)
             return problem
         finally:
             for t in pending:
                 t.cancel()
-
-    def _problem(self, what: str, why: str, short: str = "") -> ResolverProblem:
-        names = self._names()
-        who = f"the DNS resolver {names}" if len(self.resolvers) == 1 else f"the DNS resolvers {names}"
-        return ResolverProblem(f"{who} {what}: {why}; {REMEDY}", f"{who} {short or what}")
-
-    def _root_problem(self, ans: DnsAnswer) -> ResolverProblem | None:
-        asked = "the root zone (. NS)"
-        o = ans.outcome
-        if o is Outcome.OK:
-            # An authoritative server given as resolver (RA clear) is usable for the zones it holds,
-            # as in a lab with its own root; a name it would only refer elsewhere is "could not
-            # check" for that lookup (`_is_referral`), never a missing record.
-            return None
-        if o is Outcome.TIMEOUT:
-            return self._problem(f"did not answer within {self.timeout:g}s", "nothing can be looked up")
-        if o is Outcome.UNREACHABLE:
-            return self._problem(f"cannot be reached ({ans.detail})", "nothing can be looked up")
-        why = {
-            Outcome.NXDOMAIN: "it says no name exists (an offline machine, a captive portal or a filtering "
-                              "forwarder), so none of its answers can be judged",
-            Outcome.REFUSED: "it refuses to resolve for this machine (an authoritative-only server, or an "
-                             "access list)",
-            Outcome.SERVFAIL: "it cannot resolve anything (no connectivity upstream, or a DNSSEC trust "
-                              "anchor that does not fit the root)",
-            Outcome.NODATA: "it is not a working recursive resolver",
-        }.get(o, f"it is not a working recursive resolver ({ans.detail})")
-        label = "no records" if o is Outcome.NODATA else o.value.upper()
-        return self._problem(f"answered {label} for {asked}", why, f"answered {label} for {asked}")
-
-    def _tld_problem(self, ans: DnsAnswer, tld: str, target: str) -> ResolverProblem | None:
-        if ans.outcome in (Outcome.OK, Outcome.NODATA):
-            return None
-        asked = f"the top-level domain {tld}. ({tld}. SOA)"
-        if ans.outcome is Outcome.TIMEOUT:
-            what = f"did not answer for {asked} within {self.timeout:g}s"
-        elif ans.outcome in (Outcome.UNREACHABLE, Outcome.ERROR):
-            what = f"failed for {asked} ({ans.detail})"
-        else:
-            what = f"answered {ans.outcome.value.upper()} for {asked}"
-        return self._problem(what, f"it cannot resolve names under {tld}., so {_norm(target)} cannot be judged "
-                                   "from here")
-
-    def _invented_problem(self, ans: DnsAnswer) -> ResolverProblem | None:
-        if not ans.ok:
-            return None
-        shown = ", ".join(_one_line(t)[:60] for t in ans.texts()[:2])
-        return self._problem(f"answered {shown} for {INVENTED_PROBE}, a name that cannot exist (RFC 6761 6.4)",
-                             "it invents answers (NXDOMAIN rewriting or a captive portal), so none of its "
-                             "answers can be trusted", "invents answers for names that do not exist")
 
     async def _gated(self, ans: DnsAnswer) -> DnsAnswer:
         """A network answer during a --zone-file run whose resolver failed the sanity: not used."""
@@ -494,18 +382,6 @@ class DnsClient:
             return ans
         return dataclasses.replace(ans, outcome=Outcome.ERROR, records=(), authenticated=False,
                                    detail=f"not used, the resolver is unusable: {problem.short}")
-
-
-# RFC 6761 6.4: names below `invalid.` never exist; one random label per process, so the
-# audits of a bulk run share its (cached) NXDOMAIN.
-INVENTED_PROBE = f"deliverck-{secrets.token_hex(6)}.invalid"
-REMEDY = "check the network and /etc/resolv.conf, or pass another --resolver IP"
-
-
-@dataclass(frozen=True)
-class ResolverProblem:
-    line: str          # for the user: the resolver, what it answered, why that stops the run, the remedy
-    short: str         # for answers that were not used: the resolver and what it answered
 
 
 _psl = None
@@ -522,99 +398,9 @@ def public_suffix(name: str) -> str:
     return (_psl.publicsuffix(n) or n.rsplit(".", 1)[-1]) if n else ""
 
 
-_tlds = None
-
-
-def _real_tld(target: str) -> str:
-    """The target's TLD when the public suffix list's ICANN section has it, else ""."""
-    global _tlds
-    n = _norm(target)
-    if not n or _is_ip(n):
-        return ""
-    if _tlds is None:
-        # Only the one-label rules (and the section markers): a few ms, where the whole list costs
-        # ~50 ms of CPU in the middle of the audit's first round trips.
-        import publicsuffixlist
-
-        with open(publicsuffixlist.PSLFILE, "rb") as f:
-            lines = [ln for ln in f.read().splitlines() if b"." not in ln]
-        _tlds = publicsuffixlist.PublicSuffixList(source=lines, only_icann=True)
-    tld = n.rsplit(".", 1)[-1]
-    return tld if _tlds.publicsuffix(tld, accept_unknown=False) == tld else ""
-
-
-def _is_ip(text: str) -> bool:
-    try:
-        ipaddress.ip_address(text)
-    except ValueError:
-        return False
-    return True
-
-
 def _overlay_name(target: str) -> str:
     n = _norm(target)
-    return reverse_name(n) if _is_ip(n) else n
-
-
-def _server_text(server: str, port) -> str:
-    """dnspython names a server `Do53:192.0.2.53@53`: show `192.0.2.53:53`."""
-    addr = server.split(":", 1)[1] if server.startswith("Do53:") else server
-    addr = addr.rsplit("@", 1)[0]
-    try:
-        return str(ResolverAddress(str(ipaddress.ip_address(addr)), int(port)))
-    except (ValueError, TypeError):
-        return f"{addr}:{port}"
-
-
-def _plain(e: BaseException) -> str:
-    """An exception as a phrase for users: its message (dnspython's default is the class docstring)."""
-    text = _one_line(str(e)).rstrip(".")
-    return text or type(e).__name__
-
-
-def _is_referral(resp: dns.message.Message) -> bool:
-    """A non-authoritative answer with no records and no SOA, only NS records of a zone cut below:
-    the server refers the question elsewhere instead of resolving it (RFC 1034 4.3.1)."""
-    if resp.flags & dns.flags.AA or resp.answer:
-        return False
-    if any(rr.rdtype == dns.rdatatype.SOA for rr in resp.authority):
-        return False
-    return any(rr.rdtype == dns.rdatatype.NS for rr in resp.authority)
-
-
-def _classify_errors(errors: list) -> tuple[Outcome, str]:
-    """What each resolver did, in plain words (`192.0.2.53:53 answered SERVFAIL`)."""
-    outcomes = []
-    parts = []
-    for err in errors:
-        server, _tcp, port, what = err[0], err[1], err[2], err[3]
-        who = _server_text(str(server), port)
-        if isinstance(what, str):
-            parts.append(f"{who} answered {what}")
-            if what == "SERVFAIL":
-                outcomes.append(Outcome.SERVFAIL)
-            elif what == "REFUSED":
-                outcomes.append(Outcome.REFUSED)
-            else:
-                outcomes.append(Outcome.ERROR)
-        elif isinstance(what, OSError):
-            parts.append(f"{who} unreachable ({what.strerror or _plain(what)})")
-            outcomes.append(Outcome.UNREACHABLE)
-        elif isinstance(what, dns.exception.Timeout):
-            parts.append(f"{who} did not answer in time")
-            outcomes.append(Outcome.TIMEOUT)
-        else:
-            parts.append(f"{who} sent an unusable answer ({_plain(what)})")
-            outcomes.append(Outcome.ERROR)
-    parts = list(dict.fromkeys(parts))
-    for o in (Outcome.SERVFAIL, Outcome.REFUSED, Outcome.ERROR, Outcome.TIMEOUT, Outcome.UNREACHABLE):
-        if o in outcomes:
-            return o, "; ".join(parts)
-    return Outcome.ERROR, "; ".join(parts) or "every resolver failed"
-
-
-def _one_line(s: str) -> str:
-    return " ".join(s.split())[:300]
+    return reverse_name(n) if is_ip(n) else n
 
 
 async def close(client: DnsClient) -> None:

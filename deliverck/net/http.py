@@ -79,7 +79,7 @@ def _one_line(e: BaseException) -> str:
     return " ".join(text.split())[:300]
 
 
-def _tls_cause(e: BaseException) -> BaseException | None:
+def _tls_cause(e: BaseException | None) -> BaseException | None:
     seen = 0
     while e is not None and seen < 10:
         if isinstance(e, (ssl.SSLCertVerificationError, ssl.SSLError)):
@@ -89,7 +89,7 @@ def _tls_cause(e: BaseException) -> BaseException | None:
     return None
 
 
-def _os_cause(e: BaseException) -> OSError | None:
+def _os_cause(e: BaseException | None) -> OSError | None:
     seen = 0
     while e is not None and seen < 10:
         if isinstance(e, OSError) and e.errno:
@@ -183,6 +183,7 @@ async def _fetch_one(url: str, address: str, *, ca_file, connect_timeout: float,
             return HttpResult(url, CONNECT, error=f"the connection to port 443{where} was refused",
                               detail=_one_line(e), address=address)
         if os_error is not None:
+            assert os_error.errno is not None     # _os_cause returns only errors with an errno
             why = os.strerror(os_error.errno).lower()
             return HttpResult(url, CONNECT, error=f"the connection{where} failed: {why}",
                               detail=_one_line(e), address=address)

@@ -50,9 +50,7 @@ ERROR_NAMES = {
     60: "KRB_ERR_GENERIC",
     68: "KDC_ERR_WRONG_REALM",
 }
-PRINCIPAL_UNKNOWN = 6
 PREAUTH_REQUIRED = 25
-RESPONSE_TOO_BIG = 52
 WRONG_REALM = 68
 
 # Encryption types offered in the request (RFC 3962, RFC 8009, RFC 4757):
@@ -133,7 +131,7 @@ def build_as_req(realm: str, principal: str, nonce: int | None = None) -> bytes:
     """An AS-REQ without pre-authentication for principal@realm (RFC 4120 5.4.1)."""
     from minikerberos.protocol import asn1_structs as asn1
 
-    till = dt.datetime(2037, 9, 13, 2, 48, 5, tzinfo=dt.timezone.utc)
+    till = dt.datetime(2037, 9, 13, 2, 48, 5, tzinfo=dt.UTC)
     body = {
         "kdc-options": asn1.KDCOptions(set(["forwardable", "renewable", "proxiable"])),
         "cname": _principal_name(asn1, principal),
@@ -162,7 +160,7 @@ def parse_reply(data: bytes) -> KdcReply:
             when = None
             if isinstance(stime, dt.datetime):
                 if stime.tzinfo is None:
-                    stime = stime.replace(tzinfo=dt.timezone.utc)
+                    stime = stime.replace(tzinfo=dt.UTC)
                 when = stime.timestamp() + (msg.get("susec") or 0) / 1e6
             e_text = msg.get("e-text") or ""
             return KdcReply("KRB-ERROR", int(msg["error-code"]), str(msg.get("realm") or ""), when,
@@ -186,8 +184,10 @@ def _timed(ip: str, port: int, proto: str, data: bytes, sent: float, received: f
     return PortProbe(ip, port, proto, PortOutcome.ANSWERED, rtt_ms=rtt, reply=reply, skew=skew)
 
 
-_CONNECT_ERRORS = {errno.ECONNREFUSED: PortOutcome.REFUSED, errno.ENETUNREACH: PortOutcome.UNREACHABLE,
-                   errno.EHOSTUNREACH: PortOutcome.UNREACHABLE}
+# Keyed by OSError.errno, which may be None (that is an ERROR like any unlisted errno).
+_CONNECT_ERRORS: dict[int | None, PortOutcome] = {
+    errno.ECONNREFUSED: PortOutcome.REFUSED, errno.ENETUNREACH: PortOutcome.UNREACHABLE,
+    errno.EHOSTUNREACH: PortOutcome.UNREACHABLE}
 
 
 def _os_error(ip: str, port: int, proto: str, e: OSError) -> PortProbe:

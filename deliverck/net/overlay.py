@@ -23,9 +23,9 @@ file itself declares as the zone's origin are shown whole.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Sequence
 
 import dns.exception
 import dns.name
@@ -34,9 +34,6 @@ import dns.rdatatype
 import dns.zone
 
 from deliverck.errors import UsageError
-
-MAX_CNAME_CHAIN = 16
-
 
 # A zone file larger than this is not a proposed change to a mail domain's zone.
 MAX_ZONE_BYTES = 64 * 1024 * 1024
@@ -89,7 +86,9 @@ class Step:
 class LoadedZone:
     def __init__(self, zone: dns.zone.Zone, path: str) -> None:
         self.zone = zone
-        self.origin = zone.origin
+        # load_zone_file always hands dnspython an origin, so the zone has one.
+        assert zone.origin is not None
+        self.origin: dns.name.Name = zone.origin
         self.path = path
         self.source = f"zone-file:{path}"
         names = list(zone.nodes.keys())
@@ -108,7 +107,7 @@ class LoadedZone:
     def covers(self, name: dns.name.Name) -> bool:
         return name.is_subdomain(self.origin)
 
-    def answer(self, name: dns.name.Name, rdtype: int) -> Step:
+    def answer(self, name: dns.name.Name, rdtype: dns.rdatatype.RdataType) -> Step:
         # Below a delegation in the file: the child zone answers, from real DNS.
         n = name
         while n != self.origin:
@@ -152,7 +151,9 @@ class Overlay:
     def answer(self, name: str, rdtype: str) -> Step | None:
         """The file's answer, or None when real DNS must answer."""
         n = _name(name)
-        z = self.zone_for(n) if n is not None else None
+        if n is None:
+            return None
+        z = self.zone_for(n)
         if z is None:
             return None
         try:

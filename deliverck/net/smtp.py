@@ -9,6 +9,7 @@ checks reason about; nothing here decides what is good or bad.
 
 from __future__ import annotations
 
+import _ssl
 import asyncio
 import enum
 import errno
@@ -193,7 +194,7 @@ def _chain(ssl_object) -> tuple[bytes, ...]:
         # Public in Python 3.13; the private _sslobj method exists since 3.10.
         getter = getattr(ssl_object, "get_unverified_chain", None) or ssl_object._sslobj.get_unverified_chain
         certs = getter() or []
-        return tuple(c.public_bytes(ssl._ssl.ENCODING_DER) if not isinstance(c, bytes) else c for c in certs)
+        return tuple(c.public_bytes(_ssl.ENCODING_DER) if not isinstance(c, bytes) else c for c in certs)
     except Exception:
         leaf = ssl_object.getpeercert(binary_form=True)
         return (leaf,) if leaf else ()
@@ -289,10 +290,8 @@ def _clean(facts: dict) -> dict:
     return {k: v for k, v in facts.items() if k not in ("phase", "outcome")}
 
 
-async def _session(ip: str, host: str, port: int, opts: ProbeOptions, rec: _Recorder, facts: dict) -> SmtpSession:
-    def done(outcome: Outcome, detail: str = "") -> SmtpSession:
-        return SmtpSession(outcome=outcome, detail=detail, transcript=tuple(rec.lines), **_clean(facts))
-
+async def _connect(ip: str, port: int, opts: ProbeOptions, rec: _Recorder, facts: dict) -> socket.socket | tuple[Outcome, str]:
+    """The TCP connection, or why there is none (refused, unreachable, silent)."""
     loop = asyncio.get_running_loop()
     family = socket.AF_INET6 if ":" in ip else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
@@ -304,58 +303,78 @@ async def _session(ip: str, host: str, port: int, opts: ProbeOptions, rec: _Reco
     except TimeoutError:
         sock.close()
         rec.got(None, f"connect to {ip}:{port} timed out after {opts.timeout:g}s")
-        return done(Outcome.CONNECT_TIMEOUT, f"no answer to the TCP connection within {opts.timeout:g}s")
+        return Outcome.CONNECT_TIMEOUT, f"no answer to the TCP connection within {opts.timeout:g}s"
     except OSError as e:
         sock.close()
-        outcome = {errno.ECONNREFUSED: Outcome.REFUSED, errno.ENETUNREACH: Outcome.UNREACHABLE,
-                   errno.EHOSTUNREACH: Outcome.UNREACHABLE}.get(e.errno, Outcome.ERROR)
+        connect_errors: dict[int | None, Outcome] = {
+            errno.ECONNREFUSED: Outcome.REFUSED, errno.ENETUNREACH: Outcome.UNREACHABLE,
+            errno.EHOSTUNREACH: Outcome.UNREACHABLE}
+        outcome = connect_errors.get(e.errno, Outcome.ERROR)
         rec.got(None, f"connect to {ip}:{port}: {e.strerror or e}")
-        return done(outcome, e.strerror or str(e))
+        return outcome, e.strerror or str(e)
     facts["connect_ms"] = int((time.monotonic() - start) * 1000)
+    return sock
 
+
+async def _greet(smtp: aiosmtplib.SMTP, opts: ProbeOptions, rec: _Recorder, facts: dict) -> tuple[Outcome, str] | None:
+    """Wait for the 220 greeting; None when it came, else the outcome that ends the session
+    (each way a server can refuse, stall or not speak SMTP has its own)."""
+    facts["phase"], facts["outcome"] = "greeting", Outcome.TARPIT
+    t = time.monotonic()
+    try:
+        greeting = await smtp.connect()
+    except aiosmtplib.SMTPConnectResponseError as e:
+        reply = Reply(e.code, e.message, int((time.monotonic() - t) * 1000), time.time())
+        facts["greeting"] = reply
+        rec.got(reply)
+        if 400 <= e.code < 500:
+            return Outcome.GREETING_DEFERRED, reply.line()
+        if 500 <= e.code < 600:
+            return Outcome.GREETING_REJECTED, reply.line()
+        return Outcome.NOT_SMTP, f"it greeted with reply code {e.code}, not 220: {reply.wire()}"
+    except (aiosmtplib.SMTPTimeoutError, TimeoutError):
+        rec.got(None, f"no greeting within {opts.timeout:g}s")
+        return Outcome.TARPIT, f"connected, but no greeting within {opts.timeout:g}s"
+    except aiosmtplib.SMTPServerDisconnected as e:
+        rec.got(None, f"closed before the greeting: {e}")
+        return Outcome.CLOSED, CLOSED_BEFORE_GREETING
+    except aiosmtplib.SMTPResponseException as e:
+        # aiosmtplib's own words stay in the transcript; the finding gets plain ones.
+        rec.got(None, f"not SMTP: {e.message}")
+        facts["first_line"] = first = _offending_line(e.message)
+        if first:
+            return Outcome.NOT_SMTP, f"the server sent a line that is not an SMTP reply: {first!r}"
+        return Outcome.NOT_SMTP, "the server sent a line too long for any SMTP reply"
+    except aiosmtplib.SMTPConnectError as e:
+        if isinstance(e.__cause__, aiosmtplib.SMTPServerDisconnected) or "EOF" in str(e):
+            rec.got(None, f"closed before the greeting: {e}")
+            return Outcome.CLOSED, CLOSED_BEFORE_GREETING
+        rec.got(None, f"error: {e}")
+        return Outcome.ERROR, in_words(e)
+    except (aiosmtplib.SMTPException, OSError) as e:
+        rec.got(None, f"error: {e}")
+        return Outcome.ERROR, in_words(e)
+    facts["greeting"] = g = _reply(greeting, t)
+    facts.pop("outcome", None)
+    rec.got(g)
+    return None
+
+
+async def _session(ip: str, host: str, port: int, opts: ProbeOptions, rec: _Recorder, facts: dict) -> SmtpSession:
+    def done(outcome: Outcome, detail: str = "") -> SmtpSession:
+        return SmtpSession(outcome=outcome, detail=detail, transcript=tuple(rec.lines), **_clean(facts))
+
+    sock = await _connect(ip, port, opts, rec, facts)
+    if not isinstance(sock, socket.socket):
+        return done(*sock)
     smtp = aiosmtplib.SMTP(sock=sock, hostname=host or ip, timeout=opts.timeout, start_tls=False,
                            use_tls=opts.implicit_tls, tls_context=(opts.tls_context or probe_tls_context())
                            if opts.implicit_tls else None,
                            validate_certs=False, local_hostname=opts.ehlo_name)
     try:
-        facts["phase"], facts["outcome"] = "greeting", Outcome.TARPIT
-        t = time.monotonic()
-        try:
-            greeting = await smtp.connect()
-        except aiosmtplib.SMTPConnectResponseError as e:
-            reply = Reply(e.code, e.message, int((time.monotonic() - t) * 1000), time.time())
-            facts["greeting"] = reply
-            rec.got(reply)
-            if 400 <= e.code < 500:
-                return done(Outcome.GREETING_DEFERRED, reply.line())
-            if 500 <= e.code < 600:
-                return done(Outcome.GREETING_REJECTED, reply.line())
-            return done(Outcome.NOT_SMTP, f"it greeted with reply code {e.code}, not 220: {reply.wire()}")
-        except (aiosmtplib.SMTPTimeoutError, TimeoutError):
-            rec.got(None, f"no greeting within {opts.timeout:g}s")
-            return done(Outcome.TARPIT, f"connected, but no greeting within {opts.timeout:g}s")
-        except aiosmtplib.SMTPServerDisconnected as e:
-            rec.got(None, f"closed before the greeting: {e}")
-            return done(Outcome.CLOSED, CLOSED_BEFORE_GREETING)
-        except aiosmtplib.SMTPResponseException as e:
-            # aiosmtplib's own words stay in the transcript; the finding gets plain ones.
-            rec.got(None, f"not SMTP: {e.message}")
-            facts["first_line"] = first = _offending_line(e.message)
-            if first:
-                return done(Outcome.NOT_SMTP, f"the server sent a line that is not an SMTP reply: {first!r}")
-            return done(Outcome.NOT_SMTP, "the server sent a line too long for any SMTP reply")
-        except aiosmtplib.SMTPConnectError as e:
-            if isinstance(e.__cause__, aiosmtplib.SMTPServerDisconnected) or "EOF" in str(e):
-                rec.got(None, f"closed before the greeting: {e}")
-                return done(Outcome.CLOSED, CLOSED_BEFORE_GREETING)
-            rec.got(None, f"error: {e}")
-            return done(Outcome.ERROR, in_words(e))
-        except (aiosmtplib.SMTPException, OSError) as e:
-            rec.got(None, f"error: {e}")
-            return done(Outcome.ERROR, in_words(e))
-        facts["greeting"] = g = _reply(greeting, t)
-        facts.pop("outcome", None)
-        rec.got(g)
+        ended = await _greet(smtp, opts, rec, facts)
+        if ended is not None:
+            return done(*ended)
         if opts.implicit_tls:
             obj = smtp.get_transport_info("ssl_object")
             if obj is not None:

@@ -21,30 +21,31 @@ import datetime as dt
 import ipaddress
 import ssl
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import idna
-from publicsuffixlist import PublicSuffixList
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.utils import CryptographyDeprecationWarning
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.x509.oid import ExtendedKeyUsageOID
 from cryptography.x509.verification import (
+    ClientVerifier,
     Criticality,
     DNSName,
     ExtensionPolicy,
     IPAddress,
     PolicyBuilder,
+    ServerVerifier,
     Store,
     VerificationError,
 )
+from publicsuffixlist import PublicSuffixList
 
 from deliverck.errors import IncompleteError, UsageError
 from deliverck.inputfile import ReadError, read_limited
+from deliverck.net import certfields
+from deliverck.net.certfields import CertInfo, name_text, one_line
 
 MIN_RSA_BITS = 2048
 MIN_DSA_BITS = 2048
@@ -52,29 +53,6 @@ MIN_EC_BITS = 256
 WEAK_HASHES = frozenset({"md5", "sha1"})
 SYSTEM_CA_FALLBACK = Path("/etc/ssl/certs/ca-certificates.crt")
 _DAY = dt.timedelta(days=1)
-
-
-@dataclass(frozen=True)
-class CertInfo:
-    """One certificate, as facts; text fields are the server's, uninterpreted."""
-
-    subject: str
-    issuer: str
-    serial: str
-    not_before: dt.datetime
-    not_after: dt.datetime
-    dns_names: tuple[str, ...]
-    ip_addresses: tuple[str, ...]
-    common_names: tuple[str, ...]
-    key_type: str
-    key_bits: int
-    curve: str
-    signature_algorithm: str
-    signature_hash: str
-    is_ca: bool
-    self_issued: bool
-    self_signed: bool
-    sha256: str
 
 
 @dataclass(frozen=True)
@@ -115,143 +93,13 @@ def _load(ders: Sequence[bytes]) -> tuple[tuple[CertInfo, ...], tuple[x509.Certi
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", CryptographyDeprecationWarning)  # e.g. a zero serial
                 cert = x509.load_der_x509_certificate(bytes(der))
-                info = _info(cert)
+                info = certfields.read(cert)
         except Exception as e:  # noqa: BLE001 - remote bytes: any parser complaint is a finding, not a crash
-            return tuple(infos), tuple(certs), f"{where} cannot be parsed: {_one_line(e)}"
+            return tuple(infos), tuple(certs), f"{where} cannot be parsed: {one_line(e)}"
         infos.append(info)
         certs.append(cert)
     return tuple(infos), tuple(certs), ""
 
-
-def _info(cert: x509.Certificate) -> CertInfo:
-    key_type, key_bits, curve = _key(cert)
-    sig_alg, sig_hash = _signature(cert)
-    subject = _name_text(lambda: cert.subject, "subject")
-    issuer = _name_text(lambda: cert.issuer, "issuer")
-    try:
-        self_issued = cert.subject == cert.issuer
-    except Exception:  # noqa: BLE001
-        self_issued = False
-    return CertInfo(
-        subject=subject,
-        issuer=issuer,
-        serial=_serial(cert),
-        not_before=cert.not_valid_before_utc,
-        not_after=cert.not_valid_after_utc,
-        dns_names=tuple(n.lower() for n in _san(cert, x509.DNSName)),
-        ip_addresses=tuple(str(a) for a in _san(cert, x509.IPAddress)),
-        common_names=_common_names(cert),
-        key_type=key_type,
-        key_bits=key_bits,
-        curve=curve,
-        signature_algorithm=sig_alg,
-        signature_hash=sig_hash,
-        is_ca=_is_ca(cert),
-        self_issued=self_issued,
-        self_signed=self_issued and _signed_by(cert, cert),
-        sha256=cert.fingerprint(hashes.SHA256()).hex(),
-    )
-
-
-def _name_text(get, what: str) -> str:
-    try:
-        return get().rfc4514_string()
-    except Exception as e:  # noqa: BLE001 - undecodable attribute values must not stop the analysis
-        return f"<undecodable {what}: {_one_line(e)}>"
-
-
-def _serial(cert: x509.Certificate) -> str:
-    try:
-        return format(cert.serial_number, "x")
-    except Exception:  # noqa: BLE001
-        return ""
-
-
-def _san(cert: x509.Certificate, kind) -> list:
-    try:
-        ext = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)
-    except x509.ExtensionNotFound:
-        return []
-    return list(ext.value.get_values_for_type(kind))
-
-
-def _common_names(cert: x509.Certificate) -> tuple[str, ...]:
-    try:
-        attrs = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
-    except Exception:  # noqa: BLE001
-        return ()
-    out = []
-    for a in attrs:
-        v = a.value
-        out.append(v if isinstance(v, str) else v.decode("utf-8", "backslashreplace"))
-    return tuple(out)
-
-
-def _is_ca(cert: x509.Certificate) -> bool:
-    try:
-        return bool(cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca)
-    except x509.ExtensionNotFound:
-        return False
-
-
-def _key(cert: x509.Certificate) -> tuple[str, int, str]:
-    try:
-        key = cert.public_key()
-    except (UnsupportedAlgorithm, ValueError):
-        try:
-            return cert.public_key_algorithm_oid.dotted_string, 0, ""
-        except Exception:  # noqa: BLE001
-            return "unknown", 0, ""
-    if isinstance(key, rsa.RSAPublicKey):
-        return "RSA", key.key_size, ""
-    if isinstance(key, ec.EllipticCurvePublicKey):
-        return "EC", key.curve.key_size, key.curve.name
-    if isinstance(key, ed25519.Ed25519PublicKey):
-        return "Ed25519", 256, ""
-    if isinstance(key, ed448.Ed448PublicKey):
-        return "Ed448", 456, ""
-    if isinstance(key, dsa.DSAPublicKey):
-        return "DSA", key.key_size, ""
-    return type(key).__name__, 0, ""
-
-
-def _signature(cert: x509.Certificate) -> tuple[str, str]:
-    oid = cert.signature_algorithm_oid
-    name = getattr(oid, "_name", "") or ""
-    if not name or name == "Unknown OID":
-        name = oid.dotted_string
-    try:
-        h = cert.signature_hash_algorithm
-    except UnsupportedAlgorithm:
-        h = None
-    return name, (h.name if h is not None else "")
-
-
-def _signed_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
-    try:
-        cert.verify_directly_issued_by(issuer)
-        return True
-    except InvalidSignature:
-        return False
-    except (ValueError, TypeError, UnsupportedAlgorithm):
-        pass
-    # verify_directly_issued_by refuses SHA-1 and MD5, which old self-signed roots still use
-    try:
-        if cert.issuer != issuer.subject:
-            return False
-        key, params = issuer.public_key(), cert.signature_algorithm_parameters
-        sig, tbs, h = cert.signature, cert.tbs_certificate_bytes, cert.signature_hash_algorithm
-        if isinstance(key, rsa.RSAPublicKey) and h is not None:
-            key.verify(sig, tbs, params, h)
-        elif isinstance(key, ec.EllipticCurvePublicKey):
-            key.verify(sig, tbs, params)
-        elif isinstance(key, dsa.DSAPublicKey) and h is not None:
-            key.verify(sig, tbs, h)
-        else:
-            return False
-    except (InvalidSignature, ValueError, TypeError, UnsupportedAlgorithm):
-        return False
-    return True
 
 
 # --- names -------------------------------------------------------------------
@@ -426,6 +274,7 @@ def _trust(certs: Sequence[x509.Certificate], leaf: CertInfo, store: Store, now:
     moment = _moment(leaf, now)
     builder = PolicyBuilder().store(store).time(moment)
     subject = _verify_subject(leaf)
+    verifier: ServerVerifier | ClientVerifier
     try:
         if subject is not None:
             verifier = builder.extension_policies(ca_policy=_ca_policy(), ee_policy=_ee_policy()).build_server_verifier(subject)
@@ -434,7 +283,7 @@ def _trust(certs: Sequence[x509.Certificate], leaf: CertInfo, store: Store, now:
                                                   ee_policy=_ee_policy(unnamed=True)).build_client_verifier()
         verifier.verify(certs[0], list(certs[1:]))
     except (VerificationError, ValueError) as e:
-        return False, _trust_reason(_one_line(e), certs, moment, now)
+        return False, _trust_reason(one_line(e), certs, moment, now)
     return True, ""
 
 
@@ -443,7 +292,7 @@ def _trust_reason(text: str, certs: Sequence[x509.Certificate], moment: dt.datet
     for prefix in ("validation failed: ", "candidates exhausted: "):
         text = text.removeprefix(prefix)
     if "no interior errors" in text:
-        issuer = _name_text(lambda: certs[-1].issuer, "issuer")
+        issuer = name_text(lambda: certs[-1].issuer, "issuer")
         return f"no chain to a trusted CA: {issuer} is neither in the trust store nor sent by the server"
     if text.startswith("Forbidden signature algorithm"):
         return "a certificate in the chain is signed with an algorithm senders refuse (e.g. SHA-1 or MD5)"
@@ -516,7 +365,7 @@ def analyse(ders: Sequence[bytes], hostname: str, *, now: dt.datetime, store: St
         return ChainReport(leaf=None, chain=(), parse_error=error or "the server presented no certificate",
                            trust_error=error or "no certificate")
     leaf = infos[0]
-    now = now.astimezone(dt.timezone.utc) if now.tzinfo else now.replace(tzinfo=dt.timezone.utc)
+    now = now.astimezone(dt.UTC) if now.tzinfo else now.replace(tzinfo=dt.UTC)
     if error:
         trusted, trust_error = False, error
     else:
@@ -583,8 +432,3 @@ def summarize(report: ChainReport) -> str:
         when = f"valid until {c.not_after.date().isoformat()} ({report.days_left} days)"
     issuer = "self-signed" if c.self_signed else f"issuer {c.issuer}"
     return f"{c.subject}, {issuer}, {when}, {key}, {c.signature_algorithm}"
-
-
-def _one_line(e: BaseException) -> str:
-    text = " ".join(str(e).split()) or type(e).__name__
-    return text[:300]

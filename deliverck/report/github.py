@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from deliverck.baseline import shown_findings
 from deliverck.model import Report, Severity, Status
-from deliverck.report.escape import safe
 from deliverck.report.table import summary_line
+from deliverck.text import safe
 
 
 def escape_data(text: str) -> str:
@@ -34,7 +34,7 @@ def render(report: Report, opts) -> str:
     t = report.target
     label = safe(t.name or t.ip)
     lines: list[str] = []
-    for c, f in shown_findings(report, Severity.WARNING):
+    for _c, f in shown_findings(report, Severity.WARNING):
         sev = "could not check" if f.inconclusive else f.severity.to_text()
         title = f"deliverck {label}: {f.id} ({sev})"
         message = f"{safe(f.subject)}: {safe(f.summary)}\nfix ({f.owner.value}): {safe(f.fix)}"
@@ -42,8 +42,8 @@ def render(report: Report, opts) -> str:
         lines.append(f"::{_level(f, report.fail_on)} title={escape_property(title)}::{escape_data(message)}")
     lines.append(f"deliverck {label}: {report.verdict.value.upper()} (exit {report.exit_code}; "
                  f"fail on {report.fail_on.to_text()} or worse)")
-    for p, o in report.zone_files:
-        lines.append(f"zone {o} answered from {safe(p)}")
+    for path, origin in report.zone_files:
+        lines.append(f"zone {origin} answered from {safe(path)}")
     if report.baseline is not None:
         b = report.baseline
         lines.append(f"baseline {safe(b.path)}: {len(b.new)} new, {len(b.fixed)} fixed, {len(b.unchanged)} unchanged")

@@ -101,6 +101,7 @@ def report_dict(report: Report, debug: bool = False) -> dict:
 
 def baseline_dict(report: Report) -> dict:
     b = report.baseline
+    assert b is not None, "callers check report.baseline first"
     brief = lambda f: {"id": f.id, "subject": f.subject, "severity": f.severity.to_text()}  # noqa: E731
     return {
         "path": b.path,

@@ -13,7 +13,7 @@ import xml.etree.ElementTree as ET
 
 from deliverck.baseline import shown_findings
 from deliverck.model import Report, Severity, Status
-from deliverck.report.escape import safe as _terminal_safe
+from deliverck.text import safe as _terminal_safe
 
 # Characters XML 1.0 cannot carry at all, even as references (section 2.2, Char):
 # what safe() leaves of them (noncharacters U+FFFE/U+FFFF, lone surrogates) is

@@ -20,8 +20,7 @@ import re
 
 from deliverck.baseline import shown_findings
 from deliverck.model import Report, Severity, Status
-
-from deliverck.report.escape import safe
+from deliverck.text import safe
 
 _PUNCT = re.compile(r"([\\`*_{}\[\]()#+\-.!|~:$])")       # `$` starts math on GitHub, `:` autolinks
 _MENTION = re.compile(r"(?<![\w.+-])@")                 # an @ not inside a mail address
@@ -61,8 +60,8 @@ def render(report: Report, opts) -> str:
     out = [f"### {_ICON.get(v, '')} deliverck {label}: {v.upper()}", ""]
     out.append(f"Exit {report.exit_code}; fail on {report.fail_on.to_text()} or worse; "
                f"deliverck {md(report.tool_version)}.")
-    for p, o in report.zone_files:
-        out.append(f"Zone {md(o)} answered from the file {md(p)} (the proposed change).")
+    for path, origin in report.zone_files:
+        out.append(f"Zone {md(origin)} answered from the file {md(path)} (the proposed change).")
     b = report.baseline
     if b is not None:
         out.append(f"Compared with the baseline {md(b.path)}: **{len(b.new)} new**, {len(b.fixed)} fixed, "

@@ -23,10 +23,11 @@ write it with `--output /var/lib/node_exporter/textfile/deliverck.prom`
 
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+import datetime as dt
+from collections.abc import Iterable, Sequence
 
 from deliverck.model import Report, Severity, Status, Verdict
-from deliverck.report.escape import safe
+from deliverck.text import safe
 
 _HELP = {
     "deliverck_verdict": ("gauge", "1 for the verdict of the target's audit (pass, fail, incomplete), 0 otherwise."),
@@ -100,8 +101,8 @@ def _samples(report: Report, ignored: Sequence = (), expired: Sequence = (),
                         listed.setdefault((str(a["ip"]), lst.strip()), 0)
     for (host, ip), d in sorted(days.items()):
         out["deliverck_certificate_days_left"].append((_labels(target=target, host=host, ip=ip), d))
-    for (ip, lst), v in sorted(listed.items()):
-        out["deliverck_dnsbl_listed"].append((_labels(target=target, ip=ip, list=lst), v))
+    for (ip, lst), hit in sorted(listed.items()):
+        out["deliverck_dnsbl_listed"].append((_labels(target=target, ip=ip, list=lst), hit))
     for p in report.predicted_ndrs:
         out["deliverck_predicted_ndr"].append((_labels(
             target=target, receiver=p.system, direction=p.direction.value, key=p.key,
@@ -134,9 +135,15 @@ def render_many(items: Iterable[tuple], audit_duration: float | None = None) -> 
     return "\n".join(lines) + "\n"
 
 
+def completed_at(report: Report) -> float | None:
+    """When a run that completed finished, as Unix time (the last-success metric and the audit's
+    state file); None for an incomplete run, which is no success.  Parsed here, in the report
+    layer, so that rendering one target needs nothing of the fleet above it."""
+    if report.verdict is Verdict.INCOMPLETE:
+        return None
+    return dt.datetime.fromisoformat(report.finished.replace("Z", "+00:00")).timestamp()
+
+
 def render(report: Report, opts) -> str:
     """One target (`deliverck check --format prometheus`): its run's end is its last success when it completed."""
-    from deliverck.audit import _ts
-
-    last = _ts(report.finished) if report.verdict is not Verdict.INCOMPLETE else None
-    return render_many([(report, (), (), last)])
+    return render_many([(report, (), (), completed_at(report))])

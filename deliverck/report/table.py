@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import shutil
 import textwrap
+from collections.abc import Sequence
 
 from tabulate import tabulate
 
 from deliverck.model import Finding, Likelihood, Report, Severity, Status
-from deliverck.report.escape import safe
+from deliverck.text import safe
 from deliverck.verdict import certain_bounce
 
 _MARK = {
@@ -96,7 +97,7 @@ def _detail(c, verbose: bool, width: int) -> str:
     return "\n".join(lines)
 
 
-def _grouped(shown: list[tuple[object, Finding]], verbose: bool) -> list[tuple[Finding, list[Finding]]]:
+def _grouped(shown: Sequence[tuple[object, Finding]], verbose: bool) -> list[tuple[Finding, list[Finding]]]:
     """Findings that say the same thing (same id and fix) about several subjects: one entry."""
     if verbose:
         return [(f, [f]) for _c, f in shown]

@@ -119,7 +119,6 @@ def test_no_retry_needs_an_output(tmp_path):
     assert r.returncode == 2 and "--no-retry needs --output" in one_error_line(r.stderr)
 
 
-@pytest.mark.lab
 def test_a_run_without_dns_is_finished_by_the_next_one(lab, tmp_path):
     """The cron story: the resolver was down at night; the morning run audits those targets
     again (in the lab, where they answer) and the file ends with one real verdict per target."""
@@ -161,6 +160,7 @@ def _first_run(tmp_path: Path, out: Path) -> subprocess.Popen:
     return p
 
 
+@pytest.mark.slow
 def test_a_second_run_on_the_same_output_stops_and_names_the_first(tmp_path):
     """Before: both runs audited every target and wrote it twice."""
     (tmp_path / "in.txt").write_text("a.example\nb.example\n")
@@ -200,6 +200,7 @@ def _small_files() -> None:
 
 
 @pytest.mark.parametrize("how", ["same-path", "symlink", "hard-link", "stdin"])
+@pytest.mark.slow
 def test_an_output_that_is_the_input_is_refused(tmp_path, how):
     out = tmp_path / "out.jsonl"
     out.write_text(line("a.example", "pass") + "\n" + line("b.example", None, 2) + "\n")
@@ -221,6 +222,7 @@ def test_an_output_that_is_the_input_is_refused(tmp_path, how):
 
 # --- item 8: full disks, closed pipes, symbolic links ---------------------------------------------
 
+@pytest.mark.slow
 def test_a_full_disk_is_one_line_exit_3_and_the_run_resumes(tmp_path):
     """Before: nine raw asyncio tracebacks."""
     names = [f"t{i}.example" for i in range(100)]

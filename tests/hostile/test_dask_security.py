@@ -55,7 +55,7 @@ def test_a_local_cluster_admits_only_its_own_client(lab):
 
     from dask.distributed import Client
 
-    from deliverck.bulk_dask import _client
+    from deliverck.fleet.dask import _client
 
     client, cluster = _client("local:1")
     try:
@@ -104,7 +104,7 @@ def test_a_plain_scheduler_beyond_loopback_is_refused(lab, tmp_path, address):
 @pytest.mark.parametrize("address", ["tcp://127.0.0.1:8786", "tcp://[::1]:8786", "localhost:8786",
                                      "tcp://127.3.4.5:1"])
 def test_a_plain_scheduler_on_loopback_needs_no_flag(address):
-    from deliverck.bulk_dask import check_address
+    from deliverck.fleet.dask import check_address
 
     assert check_address(address) is None
 
@@ -115,8 +115,8 @@ def test_a_plain_scheduler_on_loopback_needs_no_flag(address):
     ("tls://192.0.2.10:8786", True, "not tls://"),
 ])
 def test_dask_insecure_is_for_plain_schedulers_only(address, insecure, fragment):
-    from deliverck.bulk_dask import check_address
     from deliverck.errors import UsageError
+    from deliverck.fleet.dask import check_address
 
     if fragment is None:
         assert check_address(address, insecure) is None
@@ -125,7 +125,6 @@ def test_dask_insecure_is_for_plain_schedulers_only(address, insecure, fragment)
             check_address(address, insecure)
 
 
-@pytest.mark.lab
 def test_dask_insecure_runs_on_a_plain_scheduler_the_user_trusts(lab, tmp_path):
     """A plain tcp:// scheduler on a non-loopback address (a documentation address on the lab's
     lo): refused without --dask-insecure (the scheduler sees no client), used with it."""
@@ -152,7 +151,6 @@ def test_dask_insecure_runs_on_a_plain_scheduler_the_user_trusts(lab, tmp_path):
 
 # --- tls:// with Dask's own TLS settings -------------------------------------------------------------
 
-@pytest.mark.lab
 def test_a_tls_scheduler_is_used_with_dask_tls_settings(lab, tmp_path):
     """tls:// takes Dask's TLS settings (here from the environment, as Dask documents them):
     without them bulk says so before anything is read (exit 2); with them the run goes through

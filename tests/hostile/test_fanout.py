@@ -70,7 +70,6 @@ def audits(lab):
     return {name: measured_cli(lab, f"{name}.test", "--deadline", f"{DEADLINE:g}") for name in HOSTILE}
 
 
-@pytest.mark.lab
 @pytest.mark.parametrize("name", ["hostile-many-mx", "hostile-many-aaaa"])    # the costly ones before the limits
 def test_a_hostile_domain_is_audited_within_the_deadline_and_100_mb(audits, name):
     code, doc, wall, rss = audits[name]
@@ -80,7 +79,6 @@ def test_a_hostile_domain_is_audited_within_the_deadline_and_100_mb(audits, name
     assert code == doc["exit_code"] in (0, 1)
 
 
-@pytest.mark.lab
 def test_one_thousand_mx_hosts(audits):
     _, doc, _, _ = audits["hostile-many-mx"]
     over = [f for f in _findings(doc, "mx") if f["id"] == "mx.too_many_hosts"]
@@ -96,7 +94,6 @@ def test_one_thousand_mx_hosts(audits):
     assert len(json.dumps(doc)) < 500_000
 
 
-@pytest.mark.lab
 def test_five_hundred_aaaa_records_on_one_host(audits):
     _, doc, _, _ = audits["hostile-many-aaaa"]
     over = [f for f in _findings(doc, "mx") if f["id"] == "mx.too_many_addresses"]
@@ -109,7 +106,6 @@ def test_five_hundred_aaaa_records_on_one_host(audits):
     assert sorted(ip for ip in probed if ":" in ip) == [f"2001:db8:e14:2::{i}" for i in range(1, 6)]
 
 
-@pytest.mark.lab
 def test_one_hundred_ptr_names(audits):
     _, doc, _, _ = audits["hostile-many-ptr"]
     ptr = _findings(doc, "ptr")
@@ -119,7 +115,6 @@ def test_one_hundred_ptr_names(audits):
     assert len([f for f in ptr if f["id"] == "ptr.confirmed"]) == PTR_NAME_LIMIT
 
 
-@pytest.mark.lab
 def test_two_hundred_report_destinations(audits):
     _, doc, _, _ = audits["hostile-many-rua"]
     dmarc = _findings(doc, "dmarc")
@@ -130,7 +125,6 @@ def test_two_hundred_report_destinations(audits):
     assert doc["verdict"] == "pass"                       # lost reports bounce no mail
 
 
-@pytest.mark.lab
 def test_one_thousand_mx_hosts_cost_a_bounded_number_of_dns_questions(lab, monkeypatch):
     """No resolver overload: count every question one audit asks (plain and DNSSEC)."""
     import asyncio
@@ -138,12 +132,12 @@ def test_one_thousand_mx_hosts_cost_a_bounded_number_of_dns_questions(lab, monke
 
     from deliverck.config import Config
     from deliverck.net import dns as dnsnet
-    from deliverck.net import dnssec
+    from deliverck.net import dnssec_query
     from deliverck.runner import run_audit
     from deliverck.target import parse_target
 
     asked: list[str] = []
-    plain, raw = dnsnet.DnsClient._query, dnssec._one_query
+    plain, raw = dnsnet.DnsClient._query, dnssec_query._one_query
 
     async def counting_plain(self, qname, rdtype):
         asked.append(f"{qname} {rdtype}")
@@ -154,7 +148,7 @@ def test_one_thousand_mx_hosts_cost_a_bounded_number_of_dns_questions(lab, monke
         return await raw(q, r, timeout)
 
     monkeypatch.setattr(dnsnet.DnsClient, "_query", counting_plain)
-    monkeypatch.setattr(dnssec, "_one_query", counting_raw)
+    monkeypatch.setattr(dnssec_query, "_one_query", counting_raw)
     cfg = Config(target=parse_target("hostile-many-mx.test"), ca_file=Path(lab.ca_file),
                  trust_anchor=Path(lab.trust_anchor), smtp_timeout=3, dns_timeout=2, deadline=DEADLINE)
     report = asyncio.run(run_audit(cfg))
@@ -168,7 +162,7 @@ def test_one_thousand_mx_hosts_cost_a_bounded_number_of_dns_questions(lab, monke
 
 def test_the_limits_are_the_documented_ones():
     from deliverck import context
-    from deliverck.auth import dmarc
+    from deliverck.records import dmarc
 
     assert (context.MX_HOST_LIMIT, context.HOST_ADDRESS_LIMIT, context.ADDRESS_LIMIT, context.PTR_NAME_LIMIT,
             dmarc.REPORT_URI_LIMIT, dmarc.RECEIVER_URI_MINIMUM) == \

@@ -145,6 +145,7 @@ def test_xdg_runtime_dir_writable_by_others_is_refused(tmp_path, victim):
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="giving a directory to another user needs root")
+@pytest.mark.slow
 def test_a_state_directory_of_another_user_is_refused(xdg, victim):
     statefile = _plant(xdg / "deliverck-lab", _old_state(str(victim), _dead_pid()))
     os.chown(xdg / "deliverck-lab", 65534, 65534)
@@ -187,6 +188,7 @@ def test_a_state_file_naming_a_directory_outside_the_lab_removes_nothing(xdg, vi
 
 
 @pytest.mark.parametrize("pid", ["dead", "stranger"])
+@pytest.mark.slow
 def test_a_state_file_of_the_old_format_is_refused(xdg, victim, stranger, pid):
     """What issue 14 reproduced: a dead pid made `lab` remove lab_dir, a live one was signalled."""
     statefile = _plant(xdg / "deliverck-lab", _old_state(str(victim), _dead_pid() if pid == "dead" else stranger.pid))
@@ -194,6 +196,7 @@ def test_a_state_file_of_the_old_format_is_refused(xdg, victim, stranger, pid):
     assert statefile.exists()
 
 
+@pytest.mark.slow
 def test_a_state_file_naming_an_unrelated_process_signals_nothing(xdg, victim, stranger):
     statefile = _plant(xdg / "deliverck-lab", _state(str(victim), stranger.pid, stranger.pid))
     _all_refused({"XDG_RUNTIME_DIR": str(xdg)}, f"names pid {stranger.pid}, which is not the lab's process",
@@ -201,6 +204,7 @@ def test_a_state_file_naming_an_unrelated_process_signals_nothing(xdg, victim, s
     assert statefile.exists()
 
 
+@pytest.mark.slow
 def test_a_state_file_copying_an_unrelated_process_exactly_signals_nothing(xdg, victim, stranger):
     """Start time and command line copied from /proc: they are not a lab's command line."""
     cmd = _cmdline(stranger.pid)
@@ -220,6 +224,7 @@ def test_a_state_file_copying_an_unrelated_process_exactly_signals_nothing(xdg, 
     ("digest", "manifest_sha256"),
     ("extra-field", "its fields are not those `lab up` writes"),
 ])
+@pytest.mark.slow
 def test_a_malformed_state_file_is_one_line(xdg, victim, case, fragment):
     dead = _dead_pid()
     text = {"not-json": "not json",
@@ -232,6 +237,7 @@ def test_a_malformed_state_file_is_one_line(xdg, victim, case, fragment):
     _all_refused({"XDG_RUNTIME_DIR": str(xdg)}, fragment, victim)
 
 
+@pytest.mark.slow
 def test_a_state_file_that_is_a_symlink_is_refused(tmp_path, xdg, victim):
     real = tmp_path / "real-state.json"
     real.write_text(_old_state(str(victim), _dead_pid()))
@@ -266,7 +272,6 @@ print(os.getcwd())
 """
 
 
-@pytest.mark.lab
 def test_lab_up_exec_down_keep_to_their_own_lab(lab, tmp_path, xdg, victim):
     env = {"XDG_RUNTIME_DIR": str(xdg)}
     work = tmp_path / "work"

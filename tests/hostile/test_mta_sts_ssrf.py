@@ -17,10 +17,7 @@ import socket
 import threading
 
 import pytest
-
 from conftest import deliverck
-
-pytestmark = pytest.mark.lab
 
 DOMAIN = "hostile-mta-sts-loopback.test"
 SECRET = b"version: STSv1\nmode: enforce\nmx: loopback-secret.invalid\nmax_age: 86400\n"

@@ -34,14 +34,11 @@ def test_junit_is_well_formed_xml_whatever_a_banner_carries():
 
 import json  # noqa: E402
 
-import pytest  # noqa: E402
-
 from conftest import deliverck  # noqa: E402
 
 BANNER = "554 mx.hostile-banner.test \x1b[31mred\x1b[0m\x07 \ufffe no service"
 
 
-@pytest.mark.lab
 def test_json_keeps_remote_text_exactly_and_human_formats_escape_it(lab):
     r = deliverck("hostile-banner.test", "--json", "--only", "mx,smtp", "--smtp-timeout", "3")
     doc = json.loads(r.stdout)
@@ -61,7 +58,7 @@ def test_txt_records_reach_json_as_published():
     """DKIM/DMARC TXT text is kept as published (ESC stays ESC), never pre-escaped to backslash text."""
     import dns.rdata
 
-    from deliverck.auth.discovery import txt_text
+    from deliverck.records.dkim_discovery import txt_text
 
     rd = dns.rdata.from_wire("IN", "TXT", b"\x19v=DMARC1; p=none \x1b[31m\xc3\xa9\xff", 0, 26)
     assert txt_text(rd) == "v=DMARC1; p=none \x1b[31m\u00e9\ufffd"

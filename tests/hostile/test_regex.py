@@ -1,7 +1,7 @@
 """Issue 14, item 12: no pattern in explain can stall a directory triage.
 
 An 800 KB crafted bounce took 259 s in `deliverck explain` (three quadratic
-patterns in explain/formats.py); a 1 MB one would have taken an hour and a half,
+patterns in explain/formats.py, now split by format family); a 1 MB one would have taken an hour and a half,
 and a directory triage stops at that file.  Every pattern explain runs on remote
 text is now linear in the text it sees (formats.py's docstring says how), and
 this file checks it twice, with 1 MB adversarial inputs:
@@ -38,6 +38,7 @@ import signal
 import tempfile
 import time
 
+import pytest
 
 MB = 1 << 20
 PATTERN_CEILING = 5.0      # seconds for one pattern over 1 MB (a linear one takes 0.001-0.8 s here)
@@ -67,8 +68,8 @@ def _system_table(m):
 # Patterns compiled from names known only when the code runs: (module, top-level name) -> how to
 # get them, as (label, pattern): per reply code, per element name, and the two tables of data.
 BUILT = {
-    ("formats", "_repeated_prefix_re"): lambda m: [("formats._repeated_prefix_re(550, 5.1.1)", m._repeated_prefix_re(550, "5.1.1")),
-                                                   ("formats._repeated_prefix_re(421)", m._repeated_prefix_re(421, ""))],
+    ("replies", "_repeated_prefix_re"): lambda m: [("replies._repeated_prefix_re(550, 5.1.1)", m._repeated_prefix_re(550, "5.1.1")),
+                                                   ("replies._repeated_prefix_re(421)", m._repeated_prefix_re(421, ""))],
     ("mime", "_HIDDEN_CLOSE_RE"): lambda m: [(f"mime._HIDDEN_CLOSE_RE[{k}]", p) for k, p in m._HIDDEN_CLOSE_RE.items()],
     ("rules", "from_mapping"): _rule_table,
     ("systems", "_c"): _system_table,
@@ -393,13 +394,15 @@ def test_every_pattern_is_enumerated():
     patterns, unknown = explain_patterns()
     assert not unknown, f"regexes built from local names that the sweep cannot reach (add them to BUILT): {unknown}"
     labels = " ".join(patterns)
-    for expected in ("formats.ADDR", "formats._PF_SAID_RE", "formats._SM_SECTION_RE", "formats._ORIGINAL_MARKERS",
+    for expected in ("replies.ADDR", "formats_mta._PF_SAID_RE", "formats_mta._SM_SECTION_RE", "formats._ORIGINAL_MARKERS",
                      "evidence._MARKED_RE", "status._GARBLED_RE", "mime._BLANK_LINES_RE", "rules.toml", "systems.toml",
-                     "formats._repeated_prefix_re", "mime._HIDDEN_CLOSE_RE"):
+                     "replies._repeated_prefix_re", "formats_provider._EX_HASH_RE", "dsn._FIELD_RE",
+                     "mime._HIDDEN_CLOSE_RE"):
         assert expected in labels or expected.replace(".ADDR", "._ADDR_RE") in labels, expected
     assert len(patterns) >= 400, len(patterns)
 
 
+@pytest.mark.slow
 def test_every_pattern_is_linear_on_1mb_of_its_own_prefixes():
     # the inputs that made the old patterns of the issue quadratic are among the ones built
     cuts = prefixes(re.compile(r"host (\S+?)\[([^\]]*)\] said: (.*?)(?: \(in reply to (.+?) command\))?$"))
@@ -508,6 +511,7 @@ def _parser_runs():
         yield f"every pattern's prefixes after the {fmt} words, 1 MB", lambda head=head: entry_points(head + body[:MB - len(head)])
 
 
+@pytest.mark.slow
 def test_every_entry_point_is_linear_on_1mb_adversarial_bounces():
     # three entry points per case: the text (1 MB), a message (3 MB: the text in three parts), a file (1 MB)
     failures, times = run_watched(_parser_runs, 5 * PARSER_CEILING)
@@ -524,6 +528,7 @@ def _issue_runs():
         yield f"{make.__name__[1:]}, 800 KB", lambda make=make: engine.explain_text(make(800 * 1024))
 
 
+@pytest.mark.slow
 def test_the_800_kb_bounces_of_the_issue_are_fast():
     """The three shapes of issue 14 at the size reported there (800 KB), as pasted text: the old code
     took 0.5 to 3.5 hours on each (extrapolated from 12.5 and 25 KB); one PARSER_CEILING is generous."""
@@ -534,6 +539,7 @@ def test_the_800_kb_bounces_of_the_issue_are_fast():
     assert len(times) == 4
 
 
+@pytest.mark.slow
 def test_a_directory_triage_is_not_stalled_by_crafted_bounces(tmp_path):
     """`deliverck explain DIR` over the three 1 MB shapes of the issue and one real bounce: every
     file gets its line, the real bounce its category, in well under a minute."""

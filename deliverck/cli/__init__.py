@@ -1,0 +1,155 @@
+"""Command line: one thin module per command (check, spf, explain, bulk, audit, checks, lab),
+registered here, in the order of `deliverck --help`.  Each parses, builds a Config through
+deliverck.options, calls one engine function and renders.
+
+`deliverck example.com` means `deliverck check example.com`: when the first
+argument is not a command, `check` is implied.
+"""
+
+from __future__ import annotations
+
+import difflib
+import sys
+import traceback
+from typing import Protocol, TypeGuard
+
+import typer
+
+from deliverck import __version__
+from deliverck.cli import audit, bulk, check, checks, explain, lab, spf
+from deliverck.errors import DeliverckError, UsageError
+from deliverck.model import EXIT_INCOMPLETE, EXIT_USAGE
+from deliverck.target import _show
+
+app = typer.Typer(
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    no_args_is_help=True,
+    help="Predict the bounces (NDRs) a mail server will cause, before it causes them.",
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"deliverck {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                 help="Print the version and exit."),
+) -> None:
+    """deliverck TARGET runs every check; see `deliverck check --help`."""
+
+
+app.command("check")(check.check_cmd)
+app.command("spf")(spf.spf_cmd)
+app.command("checks")(checks.checks_cmd)
+app.command("explain")(explain.explain_cmd)
+lab.register(app)
+app.command("bulk")(bulk.bulk_cmd)
+app.command("audit")(audit.audit_cmd)
+
+_COMMANDS_HELP = ("--help", "-h", "--version")
+
+
+_CLICK: list = []
+
+
+def _click_command():
+    """The click command of the app, built once per process (typer builds it anew on each call,
+    tens of milliseconds that every run would pay two or three times)."""
+    if not _CLICK:
+        _CLICK.append(typer.main.get_command(app))
+    return _CLICK[0]
+
+
+def _with_default_command(args: list[str]) -> list[str]:
+    command = _click_command()
+    names = set(getattr(command, "commands", {}))
+    if not args or args[0].split("=", 1)[0] in _COMMANDS_HELP or args[0] in names:
+        return args
+    _not_a_command(args[0], names)
+    return ["check", *args]
+
+
+def _not_a_command(word: str, names: set[str]) -> None:
+    """`deliverck help` or `deliverck expalin 5.7.1` is a mistyped command, not a target: a target
+    has a dot (single labels are refused anyway), so say which command was meant."""
+    w = word.strip().lower()
+    if not w or w.startswith("-") or any(c in w for c in ".:@[/"):
+        return
+    if w in ("help", "version"):
+        raise UsageError(f"{_show(word)} is not a command: use `deliverck --{w}`")
+    close = difflib.get_close_matches(w, sorted(names), n=1, cutoff=0.75)
+    if close:
+        raise UsageError(f"unknown command {_show(word)}: did you mean `deliverck {close[0]}`? "
+                         "(a target is a domain, host or address, e.g. example.com)")
+
+
+def _help_hint(ctx, args: list[str]) -> str:
+    """`deliverck lab run --help` for an error in `lab run`; click raises some errors (a flag given
+    a value) without a context, and then the command is read from the arguments."""
+    path = getattr(ctx, "command_path", "") or ""
+    if not path or path == "deliverck":
+        cmd, words = _click_command(), ["deliverck"]
+        for a in args:
+            sub = getattr(cmd, "commands", {}).get(a)
+            if sub is None:
+                break
+            words.append(a)
+            cmd = sub
+        path = " ".join(words)
+    return f"{path} --help"
+
+
+class _ClickError(Protocol):
+    def format_message(self) -> str: ...
+
+
+def _usage_error(e: Exception) -> TypeGuard[_ClickError]:
+    # Typer has vendored click in some releases and depends on it in others:
+    # recognise click's exceptions by shape rather than by import.
+    return hasattr(e, "format_message") and type(e).__name__ in (
+        "UsageError", "BadParameter", "MissingParameter", "NoSuchOption", "BadOptionUsage",
+        "BadArgumentUsage", "ClickException", "FileError",
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args
+    command = _click_command()
+    try:
+        rc = command.main(args=_with_default_command(args), prog_name="deliverck", standalone_mode=False)
+    except DeliverckError as e:
+        if debug:
+            traceback.print_exc()
+        sys.stderr.write(f"deliverck: error: {e}\n")
+        rc = e.exit_code
+    except KeyboardInterrupt:
+        sys.stderr.write("deliverck: interrupted\n")
+        rc = 130
+    except Exception as e:  # never a bare traceback for users
+        name = type(e).__name__
+        if name == "Exit" and hasattr(e, "exit_code"):
+            rc = e.exit_code
+        elif name == "NoArgsIsHelpError":  # help was printed: usage, not an error line
+            rc = EXIT_USAGE
+        elif name == "Abort":
+            sys.stderr.write("deliverck: interrupted\n")
+            rc = 130
+        elif _usage_error(e):
+            hint = _help_hint(getattr(e, "ctx", None), _with_default_command(args))
+            msg = " ".join(e.format_message().split())
+            sys.stderr.write(f"deliverck: error: {msg} (see `{hint}`)\n")
+            rc = EXIT_USAGE
+        else:
+            if debug:
+                traceback.print_exc()
+            sys.stderr.write(
+                f"deliverck: internal error: {name}: {e} (rerun with --debug and report it)\n"
+            )
+            rc = EXIT_INCOMPLETE
+    sys.exit(rc if isinstance(rc, int) else 0)
