@@ -3,7 +3,10 @@
 Outside the lab this writes the bulk bench's generated zone, names the bench's
 zones and block lists, and starts the lab; inside (--inside) it runs the parts
 in the order `make bench` always printed them.  --only runs some parts (the
-whole bench takes about 25 minutes): e.g. `python -m bench --only dnsbl`.
+whole bench takes about 30 minutes): e.g. `python -m bench --only dnsbl`.  The last
+part, "table", is issue 16's summary (bench/table.py): every row of "speed a user
+feels" beside its bound or peer, measured on its own in about 4 minutes with
+`python -m bench --only table` (`make bench BENCH_ARGS="--only table"`).
 """
 
 from __future__ import annotations
@@ -18,11 +21,11 @@ from bench import DNSBL_LISTS, HERE, ZONES
 
 LATENCY_MS = 50
 # In the order they print; "chain" and "cli" frame the others as they always did.
-PARTS = ("chain", "tarpit", "spf", "dnsbl", "dane", "kerberos", "bulk", "hostile", "explain", "cli")
+PARTS = ("chain", "tarpit", "spf", "dnsbl", "dane", "kerberos", "bulk", "hostile", "explain", "cli", "table")
 
 
 def inside(latency_ms: int, parts: tuple[str, ...]) -> int:
-    from bench import audits, bulk
+    from bench import audits, bulk, table
 
     runners = {"tarpit": audits.tarpit_bench, "spf": audits.spf_bench, "dnsbl": audits.dnsbl_bench,
                "dane": audits.dane_bench, "kerberos": audits.kerberos_bench}
@@ -42,6 +45,8 @@ def inside(latency_ms: int, parts: tuple[str, ...]) -> int:
             audits.explain_bench()
         elif part == "cli":
             audits.cli_bench(worst)
+        elif part == "table":
+            table.bench()                          # a summary: measures its own rows, in the same run
     return 0
 
 
@@ -63,7 +68,7 @@ def main(argv=None) -> int:
     a = p.parse_args(argv)
     if a.inside:
         return inside(a.latency, a.only)
-    from bench import bulk
+    from bench import bulk, solo
     from deliverck.lab import run
     from deliverck.records.dnsbl import EXTRA_LISTS_ENV, extra_files
 
@@ -73,10 +78,14 @@ def main(argv=None) -> int:
         extra_files(os.pathsep.join([os.environ.get(EXTRA_LISTS_ENV, ""), str(DNSBL_LISTS)])))
     with tempfile.TemporaryDirectory(prefix="deliverck-bench-") as tmp:
         zone_dirs = [ZONES]
-        if "bulk" in a.only:
+        if "bulk" in a.only or "table" in a.only:
             generated = Path(tmp) / "zones"
             bulk.write_zone(generated)             # 10,000 generated mail domains for the bulk bench
             zone_dirs.append(generated)
+        if "table" in a.only:
+            alone = Path(tmp) / "solo"
+            solo.write_zones(alone)                # domains that share nothing, each with reverse zones
+            zone_dirs.append(alone)
         return run([sys.executable, "-m", "bench", "--inside", "--latency", str(a.latency),
                     "--only", ",".join(a.only)], dns_latency_ms=a.latency, zone_dirs=zone_dirs)
 

@@ -310,6 +310,37 @@ EXPLAIN_FILES = 10_000
 
 
 def explain_bench(n: int = EXPLAIN_FILES) -> None:
+    r = explain_measure(n)
+    if r is None:
+        print("  explain: no corpus at tests/bounces; skipped")
+        return
+    print(f"  explain: directory of {n} bounce files ({r['size'] / 1e6:.1f} MB; {r['templates']} corpus templates, "
+          "varied addresses)")
+    print(f"    messages explained             {r['count']} ({r['undetermined']} undetermined)")
+    print(f"    wall time                      {r['wall']:.2f} s")
+    print(f"    RATE messages per second       {r['count'] / r['wall']:.0f}")
+    print(f"    peak Python memory (tracemalloc, {n // 5} files)  {r['peak'] / 1e6:.1f} MB")
+    print(f"    peak RSS growth over the run   {r['rss_growth_kb'] / 1024:.1f} MB")
+
+
+def write_bounces(directory, n: int) -> int:
+    """n bounce files in `directory`: the labelled corpus (tests/bounces) with the recipient,
+    sender and IP addresses varied per copy.  Returns the number of templates (0: no corpus)."""
+    import re
+    from pathlib import Path
+
+    corpus = Path(__file__).resolve().parents[1] / "tests" / "bounces"
+    templates = [p.read_bytes() for p in sorted(corpus.glob("*.eml")) + sorted(corpus.glob("*.txt"))]
+    addr = re.compile(rb"([A-Za-z0-9._%+-]+)@(example\.(?:net|com|org)|contoso\.example)")
+    for i in range(n if templates else 0):
+        t = templates[i % len(templates)]
+        t = addr.sub(lambda m, i=i: m.group(1) + b"." + str(i).encode() + b"@" + m.group(2), t)
+        t = t.replace(b"198.51.100.7", f"198.51.{100 + i % 3}.{i % 250 + 1}".encode())
+        (Path(directory) / f"{i:05d}.eml").write_bytes(t)
+    return len(templates)
+
+
+def explain_measure(n: int = EXPLAIN_FILES) -> dict | None:
     """`deliverck explain DIR --jsonl` over n bounce files: messages per second and peak memory.
 
     The files are the labelled corpus (tests/bounces) with the recipient, sender and
@@ -319,7 +350,6 @@ def explain_bench(n: int = EXPLAIN_FILES) -> None:
     second pass over a fifth of the files) and the growth of the process's peak RSS.
     """
     import io
-    import re
     import resource
     import shutil
     import tempfile
@@ -329,19 +359,11 @@ def explain_bench(n: int = EXPLAIN_FILES) -> None:
     from deliverck.explain.engine import iter_directory
     from deliverck.explain.render import render_jsonl
 
-    corpus = Path(__file__).resolve().parents[1] / "tests" / "bounces"
-    templates = [p.read_bytes() for p in sorted(corpus.glob("*.eml")) + sorted(corpus.glob("*.txt"))]
-    if not templates:
-        print("  explain: no corpus at tests/bounces; skipped")
-        return
     tmp = Path(tempfile.mkdtemp(prefix="deliverck-explain-bench-"))
     try:
-        addr = re.compile(rb"([A-Za-z0-9._%+-]+)@(example\.(?:net|com|org)|contoso\.example)")
-        for i in range(n):
-            t = templates[i % len(templates)]
-            t = addr.sub(lambda m, i=i: m.group(1) + b"." + str(i).encode() + b"@" + m.group(2), t)
-            t = t.replace(b"198.51.100.7", f"198.51.{100 + i % 3}.{i % 250 + 1}".encode())
-            (tmp / f"{i:05d}.eml").write_bytes(t)
+        templates = write_bounces(tmp, n)
+        if not templates:
+            return None
         size = sum(p.stat().st_size for p in tmp.iterdir())
         rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         sink = io.StringIO()
@@ -367,9 +389,5 @@ def explain_bench(n: int = EXPLAIN_FILES) -> None:
         tracemalloc.stop()
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    print(f"  explain: directory of {n} bounce files ({size / 1e6:.1f} MB; {len(templates)} corpus templates, varied addresses)")
-    print(f"    messages explained             {count} ({undetermined} undetermined)")
-    print(f"    wall time                      {wall:.2f} s")
-    print(f"    RATE messages per second       {count / wall:.0f}")
-    print(f"    peak Python memory (tracemalloc, {n // 5} files)  {peak / 1e6:.1f} MB")
-    print(f"    peak RSS growth over the run   {(rss1 - rss0) / 1024:.1f} MB")
+    return {"size": size, "templates": templates, "count": count, "undetermined": undetermined,
+            "wall": wall, "peak": peak, "rss_growth_kb": rss1 - rss0}

@@ -56,15 +56,19 @@ def write_zone(directory: Path, n: int = DOMAINS) -> Path:
     return path
 
 
-def domains(n: int) -> list[str]:
-    return [f"d{i}.{ORIGIN}" for i in range(n)]
+def domains(n: int, origin: str = ORIGIN) -> list[str]:
+    return [f"d{i}.{origin}" for i in range(n)]
 
 
-def child(n: int, concurrency: int = CONCURRENCY, checks: str = "dns") -> int:
+def child(n: int, concurrency: int = CONCURRENCY, checks: str = "dns", origin: str = ORIGIN,
+          resolver: str = "") -> int:
     """Audit n domains in this process; print wall, CPU and peak RSS as JSON.
 
     checks: "dns" for CHECKS, "all" for every default check (what `deliverck bulk` runs
-    without --only: SMTP, DNSSEC, DANE, MTA-STS, DKIM ... too)."""
+    without --only: SMTP, DNSSEC, DANE, MTA-STS, DKIM ... too).  origin: the generated
+    zone (ORIGIN, or bench/solo.py's).  resolver: an address to ask instead of
+    /etc/resolv.conf (the bench table's 0 ms rows ask the lab's unbound behind the
+    latency proxy)."""
     import asyncio
     import io
 
@@ -73,7 +77,11 @@ def child(n: int, concurrency: int = CONCURRENCY, checks: str = "dns") -> int:
     from deliverck.target import Target
 
     only = CHECKS if checks == "dns" else ()
-    base = Config(target=Target(input="-", name="invalid"), only=only, dns_timeout=5.0)
+    resolvers = ()
+    if resolver:
+        from deliverck.net.dns import parse_resolver
+        resolvers = (parse_resolver(resolver),)
+    base = Config(target=Target(input="-", name="invalid"), only=only, dns_timeout=5.0, resolvers=resolvers)
 
     class Counting:                      # count lines, keep none (like writing to a file)
         lines = 0
@@ -85,7 +93,7 @@ def child(n: int, concurrency: int = CONCURRENCY, checks: str = "dns") -> int:
             pass
 
     out = Counting()
-    text = io.BytesIO(("\n".join(domains(n)) + "\n").encode("ascii"))   # bulk reads bytes, line-bounded
+    text = io.BytesIO(("\n".join(domains(n, origin)) + "\n").encode("ascii"))   # bulk reads bytes, line-bounded
     cpu0, t0 = time.process_time(), time.perf_counter()
     counts = asyncio.run(bulk.run_items(bulk.read_items(text, base), out, concurrency))
     wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
@@ -95,8 +103,9 @@ def child(n: int, concurrency: int = CONCURRENCY, checks: str = "dns") -> int:
     return 0
 
 
-def _run_child(n: int, concurrency: int = CONCURRENCY, checks: str = "dns") -> dict:
-    r, peak = run_measured([sys.executable, "-m", "bench.bulk", str(n), str(concurrency), checks],
+def _run_child(n: int, concurrency: int = CONCURRENCY, checks: str = "dns", origin: str = ORIGIN,
+               resolver: str = "") -> dict:
+    r, peak = run_measured([sys.executable, "-m", "bench.bulk", str(n), str(concurrency), checks, origin, resolver],
                            capture_output=True, text=True, timeout=3600)
     if r.returncode != 0:
         raise RuntimeError(f"bulk bench child failed: {r.stderr.strip()[-300:]}")
@@ -105,9 +114,15 @@ def _run_child(n: int, concurrency: int = CONCURRENCY, checks: str = "dns") -> d
     return doc
 
 
-def _checkdmarc(n: int) -> tuple[float, int] | None:
+def checkdmarc_exe() -> str | None:
+    """checkdmarc from PATH or next to this Python (the bench extra installs it), or None."""
     exe = shutil.which("checkdmarc") or str(Path(sys.executable).with_name("checkdmarc"))
-    if not Path(exe).exists():
+    return exe if Path(exe).exists() else None
+
+
+def _checkdmarc(n: int) -> tuple[float, int] | None:
+    exe = checkdmarc_exe()
+    if exe is None:
         return None
     t0 = time.perf_counter()
     r = subprocess.run([exe, "-n", "127.0.0.1", "-t", "5", "-f", "json", *domains(n)],
@@ -156,4 +171,4 @@ def bench(latency_ms: int) -> float:
 
 
 if __name__ == "__main__":
-    sys.exit(child(int(sys.argv[1]), *(int(a) for a in sys.argv[2:3]), *sys.argv[3:4]))
+    sys.exit(child(int(sys.argv[1]), *(int(a) for a in sys.argv[2:3]), *sys.argv[3:6]))

@@ -9,11 +9,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from deliverck.model import Severity
-from deliverck.net.dns import ResolverAddress
-from deliverck.net.overlay import ZoneFileSpec
 from deliverck.target import Target
+
+if TYPE_CHECKING:
+    # Types only: importing deliverck.net.dns loads dnspython's resolver (and its DNS-over-HTTPS
+    # stack), which `deliverck --help` and bad usage must not pay for (issue 16).
+    from deliverck.net.dns import ResolverAddress
+    from deliverck.net.overlay import ZoneFileSpec
 
 
 @dataclass(frozen=True)

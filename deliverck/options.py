@@ -26,8 +26,6 @@ from deliverck.config import Config
 from deliverck.errors import UsageError
 from deliverck.inputfile import ReadError, read_limited, regular_file
 from deliverck.model import Severity
-from deliverck.net.addresses import is_ip
-from deliverck.net.dns import parse_resolver
 from deliverck.target import (
     Target,
     _show,
@@ -83,6 +81,8 @@ def check_names(values: list[str] | None, option: str, empty_ok: bool = False) -
 
 
 def ips(values: list[str] | None, option: str = "--ip", empty_ok: bool = False) -> tuple[str, ...]:
+    from deliverck.net.addresses import is_ip  # validators import the network layer when they run (issue 16)
+
     out = []
     for addr in list_items(values, option, "the server's outbound IPv4 or IPv6 addresses", empty_ok=empty_ok):
         if not is_ip(addr):
@@ -262,6 +262,8 @@ def realm(realm: str | None) -> str:
 
 def kdc(value: str) -> tuple[str, int]:
     """HOST, HOST:PORT, IPv6, [IPv6]:PORT -> (host, port)."""
+    from deliverck.net.addresses import is_ip
+
     v = value.strip()
     host, port = v, 88
     if v.startswith("["):
@@ -297,7 +299,11 @@ def principal(name: str | None) -> str:
 def resolvers(values: list[str] | None, option: str = "--resolver") -> tuple:
     if values is not None and len(values) > MAX_ITEMS:
         raise UsageError(f"{option}: {len(values)} resolvers, at most {MAX_ITEMS}")
-    return tuple(parse_resolver(r) for r in values or [])
+    if not values:
+        return ()
+    from deliverck.net.dns import parse_resolver  # dnspython: only when a resolver is given (issue 16)
+
+    return tuple(parse_resolver(r) for r in values)
 
 
 def dkim_selectors(values: list[str] | None, option: str = "--dkim-selector",

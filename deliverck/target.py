@@ -20,24 +20,20 @@ import ipaddress
 import re
 from dataclasses import dataclass
 
-import idna
-from publicsuffixlist import PublicSuffixList
-
 from deliverck.errors import UsageError
 
 _LDH = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
-_psl: PublicSuffixList | None = None
 
 
 def org_domain(name: str) -> str:
     """The registrable (organizational) domain, from the bundled public suffix list.
 
-    Loaded on first use: building the list costs tens of milliseconds that a
-    command which never needs it (explain, lab) should not pay."""
-    global _psl
-    if _psl is None:
-        _psl = PublicSuffixList()
-    return _psl.privatesuffix(name) or name
+    The list is built once per process from a cached form (deliverck/datacache.py); an audit
+    starts that load in a thread at its start (runner.run_audit), so a check calling this on
+    the event loop finds it ready instead of parsing the list in the middle of the audit."""
+    from deliverck.datacache import public_suffix_list
+
+    return public_suffix_list().privatesuffix(name) or name
 
 
 @dataclass(frozen=True)
@@ -154,6 +150,8 @@ def normalise_name(text: str) -> str:
     try:
         ascii_name = s.encode("ascii").decode().lower()
     except UnicodeEncodeError:
+        import idna  # only for a name that is not ASCII: --help and plain names do not load its tables
+
         try:
             ascii_name = idna.encode(s, uts46=True).decode("ascii").lower()
         except idna.IDNAError as e:
@@ -174,6 +172,8 @@ def normalise_name(text: str) -> str:
                 "digits and inner hyphens (RFC 5321 domain syntax)"
             )
         if label.startswith("xn--"):
+            import idna
+
             try:
                 idna.decode(label)
             except idna.IDNAError:

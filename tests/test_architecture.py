@@ -28,6 +28,7 @@ SOURCES = (("deliverck", ROOT / "deliverck"), ("deliverck.checks", ROOT / "check
 # Bottom first.  A module belongs to the first layer with a prefix that names it or a package above it.
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("ground", ("deliverck.text", "deliverck.model", "deliverck.errors", "deliverck.inputfile")),
+    ("data", ("deliverck.datacache",)),      # bundled data sets parsed once, cached (keyed by version)
     ("net", ("deliverck.net",)),             # the only code that touches the network; no judgement
     ("config", ("deliverck.config", "deliverck.target")),
     # Parsers of published records; what else they may import (target, two pure corners of net/)

@@ -23,6 +23,7 @@ ALLOWED = {
     "deliverck.target": "names: IDNA and the organizational domain (DMARC)",
     "deliverck.errors": "the exception roots",
     "deliverck.inputfile": "bounded reads of the extra DNSBL lists files",
+    "deliverck.datacache": "the shipped lists file's parse, cached (issue 16)",
     "deliverck.net.dns": "the DnsAnswer/Outcome data the SPF evaluator and DKIM discovery interpret",
     "deliverck.net.tls": "name_matches (RFC 6125 wildcards), shared by DANE-TA and PKIX",
 }

@@ -4,52 +4,76 @@ deliverck.options, calls one engine function and renders.
 
 `deliverck example.com` means `deliverck check example.com`: when the first
 argument is not a command, `check` is implied.
+
+Start-up (issue 16): importing this package imports neither typer nor any command.  The app is
+built on first use (`main()`, or `deliverck.cli.app`), and `deliverck --version` alone is answered
+before typer is imported at all; each command imports its engine and checks when it runs.
+tests/test_startup.py keeps it so.
 """
 
 from __future__ import annotations
 
-import difflib
+import errno
 import sys
-import traceback
-from typing import Protocol, TypeGuard
-
-import typer
+from typing import TYPE_CHECKING, Any, Protocol, TypeGuard
 
 from deliverck import __version__
-from deliverck.cli import audit, bulk, check, checks, explain, lab, spf
-from deliverck.errors import DeliverckError, UsageError
-from deliverck.model import EXIT_INCOMPLETE, EXIT_USAGE
-from deliverck.target import _show
 
-app = typer.Typer(
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    no_args_is_help=True,
-    help="Predict the bounces (NDRs) a mail server will cause, before it causes them.",
-)
+if TYPE_CHECKING:
+    import typer
+
+# Nothing else at module level: the console script imports this package for `--version` too, and
+# the model's dataclasses, idna and typer would triple its time (tests/test_startup.py).
+
+_HELP = "Predict the bounces (NDRs) a mail server will cause, before it causes them."
 
 
-def _version(value: bool) -> None:
-    if value:
-        typer.echo(f"deliverck {__version__}")
-        raise typer.Exit(0)
+def _build_app() -> typer.Typer:
+    """The typer app with every command registered; typer and the command modules cost tens of
+    milliseconds, which `deliverck --version` does not pay (see main)."""
+    import typer
+
+    from deliverck.cli import audit, bulk, check, checks, explain, lab, spf
+
+    app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True, help=_HELP)
+
+    def _version(value: bool) -> None:
+        if value:
+            typer.echo(f"deliverck {__version__}")
+            raise typer.Exit(0)
+
+    @app.callback()
+    def _root(
+        version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                     help="Print the version and exit."),
+    ) -> None:
+        """deliverck TARGET runs every check; see `deliverck check --help`."""
+
+    app.command("check")(check.check_cmd)
+    app.command("spf")(spf.spf_cmd)
+    app.command("checks")(checks.checks_cmd)
+    app.command("explain")(explain.explain_cmd)
+    lab.register(app)
+    app.command("bulk")(bulk.bulk_cmd)
+    app.command("audit")(audit.audit_cmd)
+    return app
 
 
-@app.callback()
-def _root(
-    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
-                                 help="Print the version and exit."),
-) -> None:
-    """deliverck TARGET runs every check; see `deliverck check --help`."""
+_APP: list[typer.Typer] = []
 
 
-app.command("check")(check.check_cmd)
-app.command("spf")(spf.spf_cmd)
-app.command("checks")(checks.checks_cmd)
-app.command("explain")(explain.explain_cmd)
-lab.register(app)
-app.command("bulk")(bulk.bulk_cmd)
-app.command("audit")(audit.audit_cmd)
+def _app() -> typer.Typer:
+    if not _APP:
+        _APP.append(_build_app())
+    return _APP[0]
+
+
+def __getattr__(name: str) -> Any:
+    # `from deliverck.cli import app` (tests, tools that walk the commands) builds the app on demand.
+    if name == "app":
+        return _app()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 _COMMANDS_HELP = ("--help", "-h", "--version")
 
@@ -61,7 +85,9 @@ def _click_command():
     """The click command of the app, built once per process (typer builds it anew on each call,
     tens of milliseconds that every run would pay two or three times)."""
     if not _CLICK:
-        _CLICK.append(typer.main.get_command(app))
+        import typer.main
+
+        _CLICK.append(typer.main.get_command(_app()))
     return _CLICK[0]
 
 
@@ -77,6 +103,11 @@ def _with_default_command(args: list[str]) -> list[str]:
 def _not_a_command(word: str, names: set[str]) -> None:
     """`deliverck help` or `deliverck expalin 5.7.1` is a mistyped command, not a target: a target
     has a dot (single labels are refused anyway), so say which command was meant."""
+    import difflib
+
+    from deliverck.errors import UsageError
+    from deliverck.target import _show
+
     w = word.strip().lower()
     if not w or w.startswith("-") or any(c in w for c in ".:@[/"):
         return
@@ -117,14 +148,36 @@ def _usage_error(e: Exception) -> TypeGuard[_ClickError]:
     )
 
 
+def _print_version() -> int:
+    """`deliverck --version` and nothing else, answered before typer is imported: the same line
+    typer's eager --version option prints (any other use of --version goes through typer)."""
+    if sys.stdout is None:          # closed standard output: nothing to print to, as click.echo
+        return 0
+    try:
+        sys.stdout.write(f"deliverck {__version__}\n")
+        sys.stdout.flush()
+    except OSError as e:
+        if e.errno != errno.EPIPE:
+            raise
+        return 1                    # as click: a reader that went away is exit 1, no traceback
+    return 0
+
+
 def main(argv: list[str] | None = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
+    if args == ["--version"]:
+        sys.exit(_print_version())
+    from deliverck.errors import DeliverckError
+    from deliverck.model import EXIT_INCOMPLETE, EXIT_USAGE
+
     debug = "--debug" in args
     command = _click_command()
     try:
         rc = command.main(args=_with_default_command(args), prog_name="deliverck", standalone_mode=False)
     except DeliverckError as e:
         if debug:
+            import traceback
+
             traceback.print_exc()
         sys.stderr.write(f"deliverck: error: {e}\n")
         rc = e.exit_code
@@ -147,6 +200,8 @@ def main(argv: list[str] | None = None) -> None:
             rc = EXIT_USAGE
         else:
             if debug:
+                import traceback
+
                 traceback.print_exc()
             sys.stderr.write(
                 f"deliverck: internal error: {name}: {e} (rerun with --debug and report it)\n"

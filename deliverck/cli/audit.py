@@ -8,7 +8,6 @@ documents.  This is only the command line.
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import json
 import sys
@@ -111,6 +110,8 @@ def audit_cmd(
     A target without ca_file or trust_anchor in the file uses $DELIVERCK_CA_FILE
     and $DELIVERCK_TRUST_ANCHOR when they are set (as the check command does)."""
     # The engine is imported when the command runs: `--help` and bad usage stay fast.
+    import asyncio  # with the engine, not at start-up (issue 16)
+
     from deliverck.fleet import audit as au
     from deliverck.fleet import configfile
     from deliverck.report.fleet import RENDERERS, expired_line

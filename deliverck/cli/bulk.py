@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import sys
 from typing import TYPE_CHECKING, Any
@@ -72,6 +71,8 @@ def _summary(counts: dict[str, int], out: FdOut, output: str | None) -> int:
 
 
 def _run(items, out: FdOut, dask: str | None, dask_insecure: bool, concurrency: int, meter, bad) -> dict[str, int]:
+    import asyncio  # with the engine, not at start-up (issue 16)
+
     from deliverck.fleet import bulk
     from deliverck.fleet.dask import run_on_dask
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from typing import Any
 
@@ -41,12 +40,14 @@ def check_cmd(
     **values: Any,
 ) -> None:
     """Audit TARGET and predict the bounces it would cause (the default command)."""
-    # The engine is imported when the command runs: `--help` and bad usage stay fast.
+    out_format = output_format(fmt, as_json)
+    config = build_config(target, values, debug=debug)
+    # The engine is imported once the flags are judged valid: `--help` and bad usage stay fast (issue 16).
+    import asyncio
+
     from deliverck.baseline import apply_baseline, load_baseline
     from deliverck.runner import run_audit, select_checks
 
-    out_format = output_format(fmt, as_json)
-    config = build_config(target, values, debug=debug)
     base = load_baseline(baseline) if baseline is not None else None
     if config.target.is_ip and config.kdcs and not config.realm:
         raise UsageError("--kdc with an IP address as target: give the realm too (--realm EXAMPLE.COM)")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import sys
@@ -58,6 +57,8 @@ def _write_json(doc: dict) -> None:
 
 def _run_audit(e: Explanation, base: Config, as_json: bool, verbose: bool, debug: bool) -> int:
     """The checks of the bounce's cause against the host it names; its exit code."""
+    import asyncio  # with the engine, not at start-up (issue 16)
+
     from deliverck.explain.render import render_table
     from deliverck.explain.run import plan
     from deliverck.registry import check_ids

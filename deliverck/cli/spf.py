@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import sys
 
 import typer
@@ -34,6 +33,8 @@ def spf_cmd(
 
     Exit 0 pass, 1 any other result, 2 bad usage, 3 could not check (the resolver failed): docs/spf.md.
     """
+    import asyncio  # with the engine, not at start-up (issue 16)
+
     from deliverck.cli.spf_eval import parse_input, spf_command  # when the command runs: --help stays fast
 
     # Not an audit (no Config): --ip, --helo and --sender are the SMTP client's words, judged by

@@ -8,6 +8,7 @@ import tomllib
 from dataclasses import dataclass
 from importlib import resources
 
+from deliverck import datacache
 from deliverck.ndr import categories
 
 CONFIDENCES = ("high", "medium", "low")
@@ -157,5 +158,6 @@ def from_mapping(data: dict) -> RuleTable:
 
 @functools.cache
 def load() -> RuleTable:
-    text = resources.files("deliverck.explain").joinpath("rules.toml").read_text(encoding="utf-8")
-    return from_mapping(tomllib.loads(text))
+    """The shipped rule table; its TOML parse is cached by content hash (deliverck/datacache.py)."""
+    raw = resources.files("deliverck.explain").joinpath("rules.toml").read_bytes()
+    return from_mapping(datacache.load("explain-rules", raw, lambda b: tomllib.loads(b.decode("utf-8"))))

@@ -384,18 +384,14 @@ class DnsClient:
                                    detail=f"not used, the resolver is unusable: {problem.short}")
 
 
-_psl = None
-
-
 def public_suffix(name: str) -> str:
     """The public suffix of `name` (no trailing dot), from the bundled list; a TLD the list does
-    not know (a lab's `test`, a private root's TLD) is its own suffix."""
-    global _psl
-    if _psl is None:
-        from publicsuffixlist import PublicSuffixList
-        _psl = PublicSuffixList()
+    not know (a lab's `test`, a private root's TLD) is its own suffix.  The list is the one
+    object of deliverck/datacache.py, shared with target.org_domain and loaded once."""
+    from deliverck.datacache import public_suffix_list
+
     n = _norm(name)
-    return (_psl.publicsuffix(n) or n.rsplit(".", 1)[-1]) if n else ""
+    return (public_suffix_list().publicsuffix(n) or n.rsplit(".", 1)[-1]) if n else ""
 
 
 def _overlay_name(target: str) -> str:

@@ -91,25 +91,20 @@ def invented_problem(ans: DnsAnswer, resolvers: Sequence[ResolverAddress]) -> Re
                    "answers can be trusted", "invents answers for names that do not exist")
 
 
-_tlds = None
 
 
 def real_tld(target: str) -> str:
-    """The target's TLD when the public suffix list's ICANN section has it, else ""."""
-    global _tlds
+    """The target's TLD when the public suffix list's ICANN section has it, else "".
+
+    The TLD set comes from deliverck.datacache (parsed once, cached by content hash), so this
+    costs the event loop no parse of the list in the middle of the audit's first round trips."""
+    from deliverck.datacache import icann_tlds
+
     n = norm(target)
     if not n or is_ip(n):
         return ""
-    if _tlds is None:
-        # Only the one-label rules (and the section markers): a few ms, where the whole list costs
-        # ~50 ms of CPU in the middle of the audit's first round trips.
-        import publicsuffixlist
-
-        with open(publicsuffixlist.PSLFILE, "rb") as f:
-            lines = [ln for ln in f.read().splitlines() if b"." not in ln]
-        _tlds = publicsuffixlist.PublicSuffixList(source=lines, only_icann=True)
     tld = n.rsplit(".", 1)[-1]
-    return tld if _tlds.publicsuffix(tld, accept_unknown=False) == tld else ""
+    return tld if tld in icann_tlds() else ""
 
 
 def is_ip(text: str) -> bool:

@@ -40,7 +40,6 @@ from cryptography.x509.verification import (
     Store,
     VerificationError,
 )
-from publicsuffixlist import PublicSuffixList
 
 from deliverck.errors import IncompleteError, UsageError
 from deliverck.inputfile import ReadError, read_limited
@@ -131,15 +130,11 @@ def name_matches(pattern: str, hostname: str) -> bool:
     return len(h_labels) == len(p_labels) and h_labels[1:] == p_labels[1:]
 
 
-_psl: PublicSuffixList | None = None
-
-
 def _is_public_suffix(name: str) -> bool:
     """'*.co.uk' would cover a whole registry; CAs may not issue it and we never match it."""
-    global _psl
-    if _psl is None:
-        _psl = PublicSuffixList()
-    return bool(_psl.is_public(name))
+    from deliverck.datacache import public_suffix_list
+
+    return bool(public_suffix_list().is_public(name))
 
 
 def _a_label(name: str) -> str:

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
+from deliverck import datacache
 from deliverck.inputfile import ReadError, read_limited
 
 KINDS = ("ip", "domain")
@@ -353,8 +354,10 @@ def load() -> Lists:
 
 @functools.cache
 def _load(extra: tuple[str, ...]) -> Lists:
-    text = resources.files("deliverck.records").joinpath("dnsbl-lists.toml").read_text(encoding="utf-8")
-    shipped = from_toml(text)
+    # The shipped file's TOML parse is cached by content hash (deliverck/datacache.py); the
+    # user's extra files are read and parsed each time, as they may change at any moment.
+    raw = resources.files("deliverck.records").joinpath("dnsbl-lists.toml").read_bytes()
+    shipped = from_mapping(datacache.load("dnsbl-lists", raw, lambda b: tomllib.loads(b.decode("utf-8"))))
     if not extra:
         return shipped
     lists = list(shipped.lists)

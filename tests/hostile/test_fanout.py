@@ -11,12 +11,13 @@ time and peak memory, and read for what was left out.
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 import tempfile
 import time
 
 import pytest
+
+from deliverck.lab.measure import run_measured
 
 # The documented limits (deliverck/context.py, auth/dmarc.py; docs/checks.md findings).
 MX_HOST_LIMIT, HOST_ADDRESS_LIMIT, ADDRESS_LIMIT, PTR_NAME_LIMIT, REPORT_URI_LIMIT = 10, 5, 20, 5, 5
@@ -25,35 +26,21 @@ RSS_LIMIT_MB = 100      # the whole CLI process, interpreter included (about 60 
 HOSTILE = ("hostile-many-mx", "hostile-many-aaaa", "hostile-many-ptr", "hostile-many-rua")
 
 
-# Linux keeps a process's peak RSS across exec (it starts from its parent's at fork): a child
-# forked from this pytest process, grown over a long run, would report pytest's peak.  A small
-# launcher process spawns the audit and reports the audit's own peak.
-_LAUNCHER = """
-import os, sys
-pid = os.posix_spawn(sys.argv[2], sys.argv[2:], os.environ)
-_, status, usage = os.wait4(pid, 0)
-with open(sys.argv[1], "w") as f:
-    f.write(str(usage.ru_maxrss))
-sys.exit(os.waitstatus_to_exitcode(status))
-"""
-
-
 def measured_cli(lab, *args: str) -> tuple[int, dict, float, float]:
-    """(exit code, JSON report, wall seconds, peak RSS in MB) of one `deliverck` process."""
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err, \
-            tempfile.NamedTemporaryFile("r") as rss:
+    """(exit code, JSON report, wall seconds, peak RSS in MB) of one `deliverck` process: its own
+    peak, not this grown pytest process's (deliverck.lab.measure says why that needs a launcher)."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         t0 = time.monotonic()
-        proc = subprocess.run([sys.executable, "-c", _LAUNCHER, rss.name, sys.executable, "-m", "deliverck",
-                               "--ca-file", lab.ca_file, "--trust-anchor", lab.trust_anchor, "--smtp-timeout", "3",
-                               "--dns-timeout", "2", "--json", *args], stdout=out, stderr=err, timeout=120)
+        proc, peak_mb = run_measured([sys.executable, "-m", "deliverck", "--ca-file", lab.ca_file,
+                                      "--trust-anchor", lab.trust_anchor, "--smtp-timeout", "3",
+                                      "--dns-timeout", "2", "--json", *args], stdout=out, stderr=err, timeout=120)
         wall = time.monotonic() - t0
         out.seek(0)
         err.seek(0)
         stderr = err.read().decode("utf-8", "replace")
         assert stderr == "", stderr
         doc = json.loads(out.read())
-        peak_kb = int(rss.read())
-    return proc.returncode, doc, wall, peak_kb / 1024
+    return proc.returncode, doc, wall, peak_mb
 
 
 def _findings(doc: dict, check: str | None = None) -> list[dict]:
