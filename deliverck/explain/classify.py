@@ -59,6 +59,17 @@ def _catalog():
     return cat, tuple(index)
 
 
+@functools.cache
+def _by_token() -> dict[str, tuple[int, ...]]:
+    """token -> positions in the catalog index of the entries whose wording has it: a reply is
+    compared only with the entries it shares a word with (an entry sharing none scores 0)."""
+    out: dict[str, list[int]] = {}
+    for i, (_, et) in enumerate(_catalog()[1]):
+        for t in et:
+            out.setdefault(t, []).append(i)
+    return {t: tuple(v) for t, v in out.items()}
+
+
 def _entry_status_ok(e, status: str) -> bool:
     fn = getattr(e, "matches_status", None)
     if fn is not None:
@@ -76,6 +87,18 @@ def _primary_bonus(e) -> float:
     return 0.0005 if checks and first == checks[0] else 0.0
 
 
+@functools.cache
+def _stated() -> tuple[bool, ...]:
+    """Per catalog index position: the entry states a status (its own or qmail-style in its
+    text, a regex search each time it is asked)."""
+    return tuple(bool(e.status or getattr(e, "text_status", "")) for e, _ in _catalog()[1])
+
+
+@functools.lru_cache(maxsize=4096)
+def _indexed_status_ok(i: int, status: str) -> bool:
+    return _entry_status_ok(_catalog()[1][i][0], status)
+
+
 def catalog_match(a: Attempt):
     """The catalog entry whose wording (and status, when both have one) the reply carries, or None."""
     cat, index = _catalog()
@@ -84,16 +107,21 @@ def catalog_match(a: Attempt):
     if not a.diagnostic.strip():
         return None
     dt = _tokens(a.diagnostic[:MAX_RULE_TEXT])
+    by_token = _by_token()
+    hits: dict[int, int] = {}
+    for t in dt:
+        for i in by_token.get(t, ()):
+            hits[i] = hits.get(i, 0) + 1
     best, best_score = None, 0.0
-    for e, et in index:
-        if not et:
-            continue
-        hit = len(et & dt)
+    stated = _stated()
+    for i in sorted(hits):          # catalog order: the first of equal scores wins, as before
+        e, et = index[i]
+        hit = hits[i]
         if hit < 2 and len(et) > 1:
             continue
         overlap = hit / len(et)
-        same_status = bool(a.status) and (e.status or getattr(e, "text_status", "")) and _entry_status_ok(e, a.status)
-        if a.status and (e.status or getattr(e, "text_status", "")) and not same_status:
+        same_status = bool(a.status) and stated[i] and _indexed_status_ok(i, a.status)
+        if a.status and stated[i] and not same_status:
             if overlap < 0.9 or a.status[0] != (e.status or "x")[0]:
                 continue
         need = 0.5 if same_status else 0.75
