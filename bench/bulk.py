@@ -5,7 +5,7 @@ BULK_ZONE holds N generated mail domains (d<i>.bulk.example: MX, SPF, DMARC;
 50 MX hosts on documentation addresses, no PTR), served by the lab like any
 --zone-dir zone, behind the same DNS latency as the other benches.
 
-Each run is a child process (`python -m bench.bulk N [CONCURRENCY [dns|all]]`)
+Each run is a child process (`python -m bench.bulk N [CONCURRENCY [dns|all [ORIGIN [RESOLVER [WORKERS]]]]]`)
 so that its peak RSS is its own: 1,000 and 10,000 domains side by side show whether
 memory stays flat as the input grows.  Two kinds of runs: DNS-only checks (CHECKS),
 and every default check (what `deliverck bulk` runs without --only: DNSSEC with
@@ -39,6 +39,7 @@ CHECKS = ("mx", "ptr", "spf", "dmarc", "dnsbl")
 ALL_CONCURRENCY = 50        # every default check asks ~50 questions per domain: a budget the lab resolver keeps up with
 ALL_RSS_LIMIT_MB = 200
 CHECKDMARC_DOMAINS = 40
+WORKERS_DOMAINS = 3_000     # --workers N against --dask local:N (issue 16): same domains, same total concurrency
 
 
 def write_zone(directory: Path, n: int = DOMAINS) -> Path:
@@ -60,15 +61,23 @@ def domains(n: int, origin: str = ORIGIN) -> list[str]:
     return [f"d{i}.{origin}" for i in range(n)]
 
 
+def default_workers() -> int:
+    from deliverck.cli.flags import default_workers as cores
+
+    return cores()
+
+
 def child(n: int, concurrency: int = CONCURRENCY, checks: str = "dns", origin: str = ORIGIN,
-          resolver: str = "") -> int:
+          resolver: str = "", workers: str = "") -> int:
     """Audit n domains in this process; print wall, CPU and peak RSS as JSON.
 
     checks: "dns" for CHECKS, "all" for every default check (what `deliverck bulk` runs
     without --only: SMTP, DNSSEC, DANE, MTA-STS, DKIM ... too).  origin: the generated
     zone (ORIGIN, or bench/solo.py's).  resolver: an address to ask instead of
     /etc/resolv.conf (the bench table's 0 ms rows ask the lab's unbound behind the
-    latency proxy)."""
+    latency proxy).  workers: "" for `deliverck bulk`'s default (one process per core), "1"
+    for the single process, "N" for N worker processes, "dask:N" for `--dask local:N`;
+    concurrency is the total in flight in every case (dask: split between its workers)."""
     import asyncio
     import io
 
@@ -95,17 +104,33 @@ def child(n: int, concurrency: int = CONCURRENCY, checks: str = "dns", origin: s
     out = Counting()
     text = io.BytesIO(("\n".join(domains(n, origin)) + "\n").encode("ascii"))   # bulk reads bytes, line-bounded
     cpu0, t0 = time.process_time(), time.perf_counter()
-    counts = asyncio.run(bulk.run_items(bulk.read_items(text, base), out, concurrency))
+    items = bulk.read_items(text, base)
+    workers = workers or str(default_workers())
+    if workers.startswith("dask:"):
+        from deliverck.fleet.dask import run_on_dask
+
+        n_dask = int(workers[5:])
+        counts = run_on_dask(items, out, f"local:{n_dask}", max(1, concurrency // n_dask))
+    elif workers != "1":
+        from deliverck.fleet.workers import run_workers
+
+        counts = run_workers(items, out, int(workers), concurrency)
+    else:
+        counts = asyncio.run(bulk.run_items(items, out, concurrency))
     wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)     # the worker processes, once they are reaped
+    cpu += children.ru_utime + children.ru_stime
     rss_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     print(json.dumps({"n": n, "concurrency": concurrency, "checks": checks, "wall": wall, "cpu": cpu,
-                      "rss_mb": rss_kb / 1024, "lines": out.lines, "counts": counts}))
+                      "rss_mb": rss_kb / 1024, "worker_rss_mb": children.ru_maxrss / 1024, "lines": out.lines,
+                      "counts": counts, "workers": workers}))
     return 0
 
 
 def _run_child(n: int, concurrency: int = CONCURRENCY, checks: str = "dns", origin: str = ORIGIN,
-               resolver: str = "") -> dict:
-    r, peak = run_measured([sys.executable, "-m", "bench.bulk", str(n), str(concurrency), checks, origin, resolver],
+               resolver: str = "", workers: str = "") -> dict:
+    r, peak = run_measured([sys.executable, "-m", "bench.bulk", str(n), str(concurrency), checks, origin, resolver,
+                            workers],
                            capture_output=True, text=True, timeout=3600)
     if r.returncode != 0:
         raise RuntimeError(f"bulk bench child failed: {r.stderr.strip()[-300:]}")
@@ -137,11 +162,13 @@ def _checkdmarc(n: int) -> tuple[float, int] | None:
 
 def bench(latency_ms: int) -> float:
     small, big, budget = _run_child(1_000), _run_child(DOMAINS), _run_child(1_000, 10)
+    single = _run_child(DOMAINS, CONCURRENCY, "dns", ORIGIN, "", "1")
     print(f"  bulk DNS-only audits ({', '.join(CHECKS)}) of lab domains, "
-          f"{latency_ms} ms per DNS answer, one process")
-    for r in (small, big, budget):
+          f"{latency_ms} ms per DNS answer, default workers ({default_workers()}) and one process")
+    for r in (small, big, budget, single):
         rate = r["n"] / r["wall"]
-        print(f"    {r['n']:>6} domains, concurrency {r['concurrency']:>3}  {r['wall']:.1f} s = {rate:.0f} domains/s; "
+        print(f"    {r['n']:>6} domains, concurrency {r['concurrency']:>3}, workers {r['workers']:>2}  "
+              f"{r['wall']:.1f} s = {rate:.0f} domains/s; "
               f"CPU busy "
               f"{100 * r['cpu'] / r['wall']:.0f} %; peak RSS {r['rss_mb']:.0f} MB; "
               f"verdicts {r['counts']}")
@@ -156,6 +183,7 @@ def bench(latency_ms: int) -> float:
     peak = max(r["rss_mb"] for r in every)
     print(f"    memory 10k / 1k                {every[1]['rss_mb'] / every[0]['rss_mb']:.2f} (flat = 1.0); "
           f"peak {peak:.0f} MB ({'within' if peak <= ALL_RSS_LIMIT_MB else 'OVER'} {ALL_RSS_LIMIT_MB} MB)")
+    workers_vs_dask(latency_ms)
     cd = _checkdmarc(CHECKDMARC_DOMAINS)
     ours = big["n"] / big["wall"]
     if cd is None:
@@ -170,5 +198,22 @@ def bench(latency_ms: int) -> float:
     return 1.0
 
 
+def workers_vs_dask(latency_ms: int, n: int = WORKERS_DOMAINS, runs: int = 2) -> dict[str, float]:
+    """Domains/s of one process, --workers N and --dask local:N (N = cores), same domains and total
+    concurrency, in turns so that a change of load hits all three alike; the best of `runs` each."""
+    cores = default_workers()
+    kinds = {"1": "1", "workers": str(cores), "dask": f"dask:{cores}"}
+    best: dict[str, float] = dict.fromkeys(kinds, 0.0)
+    for _ in range(runs):
+        for key, workers in kinds.items():
+            r = _run_child(n, CONCURRENCY, "dns", ORIGIN, "", workers)
+            best[key] = max(best[key], r["n"] / r["wall"])
+    print(f"  bulk DNS-only, {latency_ms} ms, {n} domains, concurrency {CONCURRENCY} in total, {cores} cores: "
+          f"one process {best['1']:.0f}/s, --workers {cores} {best['workers']:.0f}/s, --dask local:{cores} "
+          f"{best['dask']:.0f}/s; RATIO dask / workers {best['dask'] / best['workers']:.2f} (goal: within 10 %)")
+    best["cores"] = cores
+    return best
+
+
 if __name__ == "__main__":
-    sys.exit(child(int(sys.argv[1]), *(int(a) for a in sys.argv[2:3]), *sys.argv[3:6]))
+    sys.exit(child(int(sys.argv[1]), *(int(a) for a in sys.argv[2:3]), *sys.argv[3:7]))

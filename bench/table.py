@@ -137,7 +137,8 @@ def bulk_rows(manifest) -> list[Row]:
     rows = []
     latency = manifest.dns_latency_ms
     if latency > 0:
-        small, big = bulk._run_child(BULK_SMALL), bulk._run_child(BULK_BIG)
+        small, big = bulk._run_child(BULK_SMALL), bulk._run_child(BULK_BIG)      # default workers: all cores
+        single = bulk._run_child(BULK_BIG, bulk.CONCURRENCY, "dns", bulk.ORIGIN, "", "1")
         rate = big["n"] / big["wall"]
         peak = max(small["rss_mb"], big["rss_mb"])
         peer, ratio = "checkdmarc not installed", "-"
@@ -147,10 +148,13 @@ def bulk_rows(manifest) -> list[Row]:
             peer = f"checkdmarc {CHECKDMARC_BULK / wall:.1f}/s"
             ratio = f"{rate / (CHECKDMARC_BULK / wall):.0f}x checkdmarc"
         rows.append(Row(f"bulk DNS-only, {latency} ms, {bulk.MX_HOSTS} shared MX hosts, {big['n']} domains",
-                        f"{rate:.0f} domains/s; RSS {small['rss_mb']:.0f} -> {big['rss_mb']:.0f} MB "
+                        f"{rate:.0f} domains/s with {big['workers']} workers (one process "
+                        f"{single['n'] / single['wall']:.0f}/s); RSS {small['rss_mb']:.0f} -> "
+                        f"{big['rss_mb']:.0f} MB, each worker <= {big['worker_rss_mb']:.0f} MB "
                         f"({big['n'] // small['n']}x input); CPU busy {100 * big['cpu'] / big['wall']:.0f} %",
                         peer, ratio, ">= 300/s, <= 200 MB flat", rate >= 300 and peak <= 200,
                         "98 domains/s"))
+        rows.append(workers_row(latency))
     n = len(solo.free_v4())
     r = bulk._run_child(n, bulk.CONCURRENCY, "dns", solo.ORIGIN, manifest.unbound)
     cpu_ms = 1000 * r["cpu"] / r["n"]
@@ -167,6 +171,17 @@ def bulk_rows(manifest) -> list[Row]:
                     f"{100 * r['cpu'] / r['wall']:.0f} %)", peer, ratio, "<= 6 ms", cpu_ms <= 6,
                     "43 ms (23 domains/s)"))
     return rows
+
+
+def workers_row(latency: int) -> Row:
+    """One machine's cores: --workers N against --dask local:N, same domains and total concurrency."""
+    from bench import bulk
+
+    best = bulk.workers_vs_dask(latency, BULK_BIG, 1)
+    n, ours, dask = int(best["cores"]), best["workers"], best["dask"]
+    return Row(f"bulk DNS-only, {latency} ms, --workers N vs --dask local:N (N = {n})",
+               f"{ours:.0f} domains/s (one process {best['1']:.0f}/s)", f"dask {dask:.0f}/s",
+               f"{dask / ours:.2f}", "dask within 10 %", abs(dask / ours - 1) <= 0.10, "-")
 
 
 def explain_row() -> Row:

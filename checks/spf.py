@@ -328,6 +328,11 @@ async def run(ctx: CheckContext) -> list[Finding]:
         assert mx is not None
         if mx.answer.outcome is Outcome.NXDOMAIN and mx.apex.nxdomain:
             raise Skip(f"{domain} does not exist (see the mx check)")
+    elif ctx.target.is_ip or domain != ctx.target.name.rstrip(".").lower():
+        # The sender's own domain: when it does not exist, the sender_domain check says so
+        # once (receivers refuse the sender itself), not spf.missing beside it.
+        if (await ctx.dns(domain, "MX")).outcome is Outcome.NXDOMAIN:
+            raise Skip(f"{domain} does not exist (see the sender_domain check)")
     sender = ctx.config.sender or f"postmaster@{domain}"
     helo = (ctx.config.helo_name or "").rstrip(".").lower()
     blamer = _Blamer(ctx)

@@ -42,6 +42,7 @@ class Config:
     probe_private: bool = False                 # also connect to private/loopback addresses
     extra_ports: tuple[int, ...] = ()           # --ports beyond 25 (e.g. 465, 587): reported, not judged for MX
     sender: str = ""                            # --sender: envelope sender (SPF macros, DMARC From domain)
+    sender_profile: str = "transactional"       # --sender-profile: "transactional" or "bulk" (bulk-sender rules)
     dkim_selectors: tuple[str, ...] = ()        # --dkim-selector: known selectors, probed before common ones
     dnsbl_lists: tuple[str, ...] = ()           # --dnsbl: list ids or zones; () = the default set
     trust_anchor: Path | None = None            # --trust-anchor: DNSSEC root DS/DNSKEY (default: IANA's)

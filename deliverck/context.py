@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import ipaddress
 import weakref
 from collections.abc import Awaitable, Callable, Sequence
@@ -186,12 +187,22 @@ def split_public(check, addresses) -> tuple[list[MailAddress], list]:
 # `per_address` SMTP connections to one remote address at a time, per event loop.
 _SHARED_SLOTS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, list]] = \
     weakref.WeakKeyDictionary()
+# Where the limit is kept elsewhere (`bulk --workers`: the parent process holds one count per
+# address for every worker), the run sets a factory of slots: (address, limit) -> an async
+# context manager held for the connection.
+slot_factory: contextvars.ContextVar[Callable[[str, int], contextlib.AbstractAsyncContextManager] | None] = \
+    contextvars.ContextVar("slot_factory", default=None)
 
 
 @contextlib.asynccontextmanager
 async def _shared_slot(ip: str, limit: int):
     if limit <= 0:
         yield
+        return
+    factory = slot_factory.get()
+    if factory is not None:
+        async with factory(ip, limit):
+            yield
         return
     slots = _SHARED_SLOTS.setdefault(asyncio.get_running_loop(), {})
     entry = slots.setdefault(ip, [asyncio.Semaphore(limit), 0])

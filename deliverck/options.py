@@ -208,6 +208,23 @@ def sender(text: str | None) -> str:
         raise UsageError(f"--sender {_show(text)}: {e}") from None
 
 
+# Who sends through the audited server: the large mailbox providers apply stricter rules to bulk
+# senders (5,000+ messages a day to Gmail or Yahoo personal accounts, or to Microsoft's consumer
+# services, counted per From domain).  deliverck cannot see volume, so the user says it.
+SENDER_PROFILES = ("transactional", "bulk")
+
+
+def sender_profile(value: object, option: str = "--sender-profile") -> str:
+    if value is None:       # the flag not given: Config's default
+        return str(Config.__dataclass_fields__["sender_profile"].default)
+    text = value.strip().lower() if isinstance(value, str) else ""
+    if text not in SENDER_PROFILES:
+        shown = _show(value) if isinstance(value, str) else repr(value)
+        raise UsageError(f"{option} {shown}: give one of {', '.join(SENDER_PROFILES)} (bulk: 5,000 or more "
+                         "messages a day to Gmail, Yahoo or Outlook.com from one From domain)")
+    return text
+
+
 def selector(text: str) -> str:
     s = text.strip().strip(".").lower()
     # A selector is one or more DNS labels (RFC 6376 3.1); it sits under _domainkey.
@@ -503,6 +520,10 @@ OPTIONS: tuple[Option, ...] = (
            help="Also probe these ports of every MX address (e.g. 465,587); 25 is always probed."),
     Option("sender", "str", lambda v, n, s: sender(v), flag="--sender", metavar="ADDR", config_key="sender",
            bulk_key="sender", help="Envelope sender the server uses (default: postmaster@DOMAIN)."),
+    Option("sender_profile", "str", lambda v, n, s: sender_profile(v, n), flag="--sender-profile",
+           metavar="PROFILE", config_key="sender_profile", bulk_key="sender_profile",
+           help="Who sends: transactional (default) or bulk (5,000+ messages a day to Gmail, Yahoo or "
+                "Outlook.com); bulk applies those receivers' bulk-sender rules for certain."),
     Option("dkim_selectors", "list", lambda v, n, s: dkim_selectors(v, n, empty_ok=_loose(s)),
            flag="--dkim-selector", metavar="SELECTOR", config_key="dkim_selectors", bulk_key="dkim_selectors",
            help="A DKIM selector the domain signs with (repeatable)."),

@@ -9,6 +9,7 @@ did not complete is never reported as a pass.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import time
 import traceback
@@ -111,11 +112,14 @@ async def run_audit(config: Config, checks: Sequence[Check] | None = None) -> Re
     overlay = load_overlay(config.zone_files) if config.zone_files else None
     client = dnsnet.DnsClient(config.resolvers, timeout=config.dns_timeout, overlay=overlay)
     ctx = Context(config, client)
-    # The public suffix list is read in a thread while the first round trips are on the wire:
-    # checks ask for it synchronously (org_domain), and built on the loop it stalled every
-    # check for ~0.1 s.  In a bulk run only the first audit of a process starts it.
-    suffixes = None if datacache.psl_loaded() else asyncio.ensure_future(
-        asyncio.to_thread(datacache.public_suffix_list))
+    # The public suffix list is loaded before the first question goes out (~8 ms from the cache,
+    # once per process): checks ask for it synchronously (org_domain).  Built on the loop in
+    # mid-audit it stalled every check for ~0.1 s; loaded in a thread beside the first round
+    # trips it held the GIL in long C calls (marshal, frozenset) while the loop waited to send,
+    # and one DNS step took 20-40 ms (tests/test_fixed_cost.py).  A failed load is raised where used.
+    if not datacache.psl_loaded():
+        with contextlib.suppress(Exception):
+            datacache.public_suffix_list()
     # Named tasks: asyncio's debug mode then names the check in a slow-callback warning.
     tasks = [asyncio.create_task(attempt(c, ctx), name=f"check {c.id}") for c in selected]
     # Resolver sanity runs beside the checks: a resolver that cannot answer for the root or the
@@ -136,12 +140,11 @@ async def run_audit(config: Config, checks: Sequence[Check] | None = None) -> Re
         await asyncio.gather(*tasks, return_exceptions=True)
         await ctx.close()
         await dnsnet.close(client)
-        if suffixes is not None:
-            await asyncio.gather(suffixes, return_exceptions=True)  # a failed load is raised where used
     receivers = config.receivers or load_catalog().default_receivers()
     domain = config.target.name or _ptr_name(results) or config.target.ip
     j = judge(results, fail_on=config.fail_on, receivers=receivers, domain=domain,
-              sender=config.sender or None, overrides=config.severity_overrides)
+              sender=config.sender or None, overrides=config.severity_overrides,
+              sender_profile=config.sender_profile)
     target = TargetInfo(
         input=config.target.input,
         name=config.target.name,

@@ -86,14 +86,19 @@ def judge(
     domain: str,
     sender: str | None = None,
     overrides: Mapping[str, Severity] | None = None,
+    sender_profile: str = "",
 ) -> Judgement:
+    """sender_profile: "bulk" makes a receiver's bulk-sender rule (`profile = "bulk"` in the catalog)
+    certain, so an unmet one raises the verdict; under "transactional" (or "", not known) it stays a
+    `may` that names the volume it takes, and never does (docs/usage.md, "Sender profiles")."""
     from deliverck.ndr.catalog import load
     from deliverck.ndr.predict import predict_links
 
     cat = load()
     fallback = cat.fallback_receivers()
     findings = [f for r in results for f in r.findings]
-    predictions, links = predict_links(findings, receivers, domain=domain, sender=sender, catalog=cat)
+    predictions, links = predict_links(findings, receivers, domain=domain, sender=sender, catalog=cat,
+                                       sender_profile=sender_profile)
     by_key: dict[str, list[NdrPrediction]] = {}
     for p in predictions:
         by_key.setdefault(p.key, []).append(p)

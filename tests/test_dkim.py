@@ -305,3 +305,33 @@ async def test_given_selector_without_key():
     from deliverck.checks import dkim as check
     found = await check.run(FakeCtx("example.test", {}, selectors=("nosuch",)))
     assert "dkim.selector_missing" in _ids(found) and "dkim.no_key_found" not in _ids(found)
+
+
+# ------------------------------------------------------------------ Microsoft 365's DKIM CNAME targets (issue 17)
+
+@pytest.mark.parametrize("target, m365", [
+    ("selector1-example-com._domainkey.contoso.onmicrosoft.com", True),
+    ("selector2-example-com._domainkey.contoso.n-v1.dkim.mail.microsoft", True),
+    ("selector1-example-com._domainkey.contoso.r-v1.dkim.mail.microsoft", True),
+    ("selector1-example-com._domainkey.contoso.n-v1.dkim.mail.microsoft.example.net", False),
+    ("selector1-example-com._domainkey.dkim.mail.microsoft", False),
+    ("s1-example-com._domainkey.contoso.n-v1.dkim.mail.microsoft", False),
+])
+def test_m365_cname_targets_old_and_new(target, m365):
+    from deliverck.net.dns import DnsAnswer, Outcome
+    from deliverck.records.dkim_discovery import interpret
+    ans = DnsAnswer("selector1._domainkey.example.com", "TXT", Outcome.NXDOMAIN, canonical_name=target)
+    r = interpret("selector1", "common", "example.com", ans)
+    assert r.dangling and r.m365 is m365
+
+
+def test_lab_m365_new_dkim_cname_is_recognised(lab):
+    from test_scenarios import audit
+    r = audit(lab, "dkim-m365-new.test", "--json", "--only", "dkim")
+    doc = json.loads(r.stdout)
+    found = [f for c in doc["checks"] for f in c["findings"] if f["id"] == "dkim.cname_dangling"]
+    assert sorted(f["args"]["selector"] for f in found) == ["selector1", "selector2"]
+    for f in found:
+        assert f["args"]["target"].endswith(".n-v1.dkim.mail.microsoft")
+        assert "Microsoft 365" in f["summary"]
+    assert r.returncode == 0

@@ -15,7 +15,8 @@ from conftest import ROOT, deliverck
 from deliverck.ndr import categories
 
 CORPUS = ROOT / "tests" / "bounces"
-SAMPLES = tomllib.loads((CORPUS / "expected.toml").read_text())["sample"]
+# expected.toml, and the labels of later additions in expected-*.toml (one file per batch)
+SAMPLES = [s for f in sorted(CORPUS.glob("expected*.toml")) for s in tomllib.loads(f.read_text())["sample"]]
 FILL = {"ip": "192.0.2.45", "host": "mx1.example.net", "domain": "example.net", "recipient": "jane@example.net",
         "sender": "bob@example.org", "helo": "mail.example.org", "zone": "zen.spamhaus.org"}
 

@@ -201,7 +201,7 @@ def test_load_is_cached_and_reads_package_data():
 
 def test_default_set():
     cat = load()
-    assert cat.default_receivers() == ("exchange-online", "exchange", "gmail", "postfix")
+    assert cat.default_receivers() == ("exchange-online", "exchange", "gmail", "outlook-com", "postfix")
     assert cat.fallback_receivers() == ("generic",)
     for sid in ("sina", "tom", "musemail", "other"):
         assert sid in cat.system_ids()
@@ -574,7 +574,7 @@ def test_replies_render_completely_for_real_args(fid):
 
 
 def test_prediction_fields_come_from_the_catalog():
-    (p,) = [p for p in predict([finding("ptr.missing")], ["gmail"], domain=DOMAIN)]
+    (p,) = [p for p in predict([finding("ptr.missing")], ["gmail"], domain=DOMAIN) if p.code == 550]
     e = load().entry("gmail.ptr-missing")
     assert isinstance(p, NdrPrediction)
     assert (p.key, p.system, p.system_name, p.code, p.status) == (e.key, "gmail", "Gmail", 550, "5.7.25")
@@ -621,9 +621,9 @@ def test_predictions_are_deterministic_and_deduplicated():
 
 def test_caused_by_keeps_input_order():
     fs = [finding("ptr.forward_mismatch"), finding("ptr.forward_missing")]
-    (p,) = [p for p in predict(fs, ["gmail"], domain=DOMAIN)]
+    (p,) = [p for p in predict(fs, ["gmail"], domain=DOMAIN) if p.code == 550]
     assert p.caused_by == ("ptr.forward_mismatch", "ptr.forward_missing")
-    (p,) = [p for p in predict(fs[::-1], ["gmail"], domain=DOMAIN)]
+    (p,) = [p for p in predict(fs[::-1], ["gmail"], domain=DOMAIN) if p.code == 550]
     assert p.caused_by == ("ptr.forward_missing", "ptr.forward_mismatch")
 
 
@@ -842,6 +842,10 @@ def test_bad_helo_only_from_the_apex():
 @pytest.mark.parametrize("fid", sorted(TLS_REQUIRED))
 def test_tls_entries_say_only_tls_requiring_senders_fail(fid):
     for e in load().by_finding(fid):
+        if e.direction == Direction.OUTBOUND:
+            # Gmail's "not sent over TLS": a guess about the server's own sending, never certain.
+            assert e.system == "gmail" and e.likelihood == "may" and "sends its own mail without TLS" in e.condition, e.key
+            continue
         assert e.direction == Direction.INBOUND, e.key
         assert any("only happens for senders that require TLS" in c and "fall back to plain text" in c
                    for c in e.causes), e.key

@@ -92,7 +92,7 @@ def assert_one_story(doc: dict) -> None:
     if certain:
         assert doc["verdict"] != "pass", [p["reply"] for p in certain]
         for p in certain:
-            causes = [f for f in findings if p["key"] in f["ndr"] and not f["inconclusive"]]
+            causes = [f for f in findings if p["key"] in f["ndr"] and f["id"] in p["caused_by"] and not f["inconclusive"]]
             assert all(f["severity"] in ("error", "critical") for f in causes), (p["key"], causes)
 
 

@@ -28,7 +28,9 @@ HELP_DENIED = ("dns", "httpx", "httpx2", "httpcore", "httpcore2", "anyio", "cryp
                "idna", "publicsuffixlist", "deliverck.checks", "deliverck.net", "deliverck.records",
                "deliverck.ndr", "deliverck.explain", "deliverck.fleet", "deliverck.context",
                "deliverck.registry", "deliverck.runner", "deliverck.verdict", "deliverck.baseline",
-               "deliverck.report.table", "deliverck.report.json")
+               "deliverck.report.table", "deliverck.report.json",
+               # help through click's formatter, not rich's; no flag coerced through pydantic
+               "rich", "markdown_it", "pydantic", "pydantic_core", "typer._adapters", "typer.rich_utils")
 
 # A command judges its flags before it loads the engine; the validators may load what they judge
 # with (the NDR catalog for --receivers, deliverck.net.addresses for an address).
@@ -78,3 +80,64 @@ def test_bad_usage_of_check_imports_no_engine():
     r, names = _imports("-m", "deliverck", "check", "example.com", "--dns-timeout", "-1")
     assert r.returncode == 2 and r.stderr.splitlines()[-1].startswith("deliverck: error: --dns-timeout")
     assert _denied(names, ENGINE_DENIED) == []
+
+
+# --- a run's own start-up: typer's flag coercion without pydantic (deliverck/cli/coerce.py) ---
+
+def test_an_audit_run_imports_no_pydantic_and_no_rich():
+    """A whole `deliverck DOMAIN` run, every flag parsed and the engine started, against a
+    resolver on loopback that never answers (nothing leaves the machine): typer would coerce the
+    flags through pydantic (80-150 ms per run) and nothing else needs it."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as silent:
+        silent.bind(("127.0.0.1", 0))
+        resolver = f"127.0.0.1:{silent.getsockname()[1]}"
+        r, names = _imports("-m", "deliverck", "example.com", "--resolver", resolver, "--dns-timeout", "0.3",
+                            "--deadline", "2", "--cert-warn-days", "30", "--only", "mx,spf")
+    assert r.returncode == 3 and "did not answer" in r.stderr.splitlines()[-1], r.stderr[-2000:]
+    assert "deliverck.runner" in names        # the audit did start
+    assert _denied(names, ("pydantic", "pydantic_core", "typer._adapters", "rich")) == []
+    # dnspython's DNS-over-HTTPS stack (deliverck/net/dns.py turns it off): 130-220 ms of every run
+    assert _denied(names, ("httpx", "httpx2", "httpcore", "httpcore2", "h2", "anyio")) == []
+
+
+def test_a_refused_number_still_gets_typers_message():
+    r, _ = _imports("-m", "deliverck", "example.com", "--cert-warn-days", "1.5")
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.splitlines()[-1].startswith("deliverck: error: Invalid value for '--cert-warn-days': ")
+
+
+CORPUS = {
+    "str": ["example.com", "", " a ", "x\udcff", "1", "ÿ.example"],
+    "int": ["0", "12", "012", "-3", "999999999999999999", 7, "+1", " 3", "1_0", "1.5", "abc", ""],
+    "float": ["0", "5", "0.5", "05.50", "-1", "-0.001", "86400.000001", "123456789012345.123456789012345",
+              5.0, 3, "1e3", ".5", "inf", "nan", "1_0.5", " 2", "x"],
+    "bool": [True, False, "true", "1", ""],
+    "list": [("a", "b"), ["x"], (), ("a", 1)],
+}
+
+
+@pytest.mark.parametrize("kind", sorted(CORPUS))
+def test_quick_coercion_gives_what_typer_gives(kind):
+    """Every value the quick coercer answers is the value, of the same type, that typer's own
+    (pydantic) coercion gives; the rest it leaves to typer."""
+    pytest.importorskip("typer._adapters")
+    from typer._adapters import try_build_adapter
+    from typer.models import OptionInfo
+
+    from deliverck.cli.coerce import _KINDS, _MISS, quick
+
+    annotation = next(a for a, k in _KINDS.items() if k == kind)
+    adapter = try_build_adapter(annotation, OptionInfo())
+    answered = 0
+    for value in CORPUS[kind]:
+        got = quick(kind, value)
+        if got is _MISS:
+            continue
+        answered += 1
+        want = adapter.validate_python(value)
+        assert (got, type(got)) == (want, type(want)), value
+        if kind == "list":
+            assert [type(x) for x in got] == [type(x) for x in want]
+    assert answered >= 2

@@ -127,3 +127,42 @@ def test_postfix_tells_a_closed_connection_from_a_refusing_greeting(outcome, wan
                 greeting="" if outcome.startswith("closed") else "554 no service")
     replies = [p.reply for p in predict([f], ["postfix"], domain="example.test")]
     assert replies == [want]
+
+
+# --- sender profiles (issue 17): a bulk-only rule is `will` for bulk senders, `may` for others ---------
+
+def _bulk_catalog():
+    """One receiver with one bulk-sender rule, so the test does not hang on the shipped entries' wording."""
+    from deliverck.ndr.catalog import from_mapping
+
+    return from_mapping({"schema": 1, "system": [{"id": "gmail", "name": "Gmail", "default": True}], "entry": [{
+        "key": "gmail.spf-not-pass", "system": "gmail", "direction": "outbound", "code": 550, "status": "5.7.27",
+        "text": "The sender does not meet basic SPF requirements.", "meaning": "SPF did not pass.",
+        "owner": "dns_admin", "fix": "Publish SPF.", "findings": ["spf.missing"], "source": "test",
+        "category": "auth_spf", "likelihood": "will", "profile": "bulk",
+        "condition": "if this domain sends 5,000+ messages a day to Gmail"}]})
+
+
+@pytest.mark.parametrize("profile, likely", [("bulk", Likelihood.WILL), ("transactional", Likelihood.MAY),
+                                             ("", Likelihood.MAY)])
+def test_a_bulk_rule_is_certain_only_for_bulk_senders(profile, likely):
+    cat = _bulk_catalog()
+    f = finding("spf.missing", subject="example.test")
+    (p,), _ = predict_links([f], ["gmail"], domain="example.test", catalog=cat, sender_profile=profile)
+    assert p.likelihood is likely
+    assert p.condition == ("" if likely is Likelihood.WILL else "if this domain sends 5,000+ messages a day to Gmail")
+
+
+@pytest.mark.parametrize("profile, verdict", [("bulk", Verdict.FAIL), ("transactional", Verdict.PASS)])
+def test_bulk_profile_fails_where_the_bulk_rules_are_unmet(monkeypatch, profile, verdict):
+    import deliverck.ndr.catalog as catalog
+
+    cat = _bulk_catalog()
+    monkeypatch.setattr(catalog, "load", lambda: cat)
+    f = finding("spf.missing", subject="example.test")
+    j = judge([result(f, check="spf")], fail_on=Severity.ERROR, receivers=["gmail"], domain="example.test",
+              sender_profile=profile)
+    (g,) = j.checks[0].findings
+    assert j.verdict is verdict
+    assert (g.severity is Severity.ERROR) == (profile == "bulk")
+    assert g.ndr == ("gmail.spf-not-pass",)

@@ -87,8 +87,25 @@ def _click_command():
     if not _CLICK:
         import typer.main
 
-        _CLICK.append(typer.main.get_command(_app()))
+        from deliverck.cli import coerce
+
+        command = typer.main.get_command(_app())
+        coerce.install(command)
+        _plain_help(command)
+        _CLICK.append(command)
     return _CLICK[0]
+
+
+def _plain_help(command) -> None:
+    """Help through click's own formatter, not rich's: the same options, help texts, defaults and
+    environment variables, without the 80 ms of importing rich and markdown-it (issue 16).  Click
+    caps help at 80 columns; rich used the terminal's width, so the cap is lifted (subcommands
+    inherit it from the root's context)."""
+    command.context_settings.setdefault("max_content_width", 160)
+    if hasattr(command, "rich_markup_mode"):
+        command.rich_markup_mode = None
+    for sub in getattr(command, "commands", {}).values():
+        _plain_help(sub)
 
 
 def _with_default_command(args: list[str]) -> list[str]:
@@ -188,7 +205,8 @@ def main(argv: list[str] | None = None) -> None:
         name = type(e).__name__
         if name == "Exit" and hasattr(e, "exit_code"):
             rc = e.exit_code
-        elif name == "NoArgsIsHelpError":  # help was printed: usage, not an error line
+        elif name == "NoArgsIsHelpError" and hasattr(e, "format_message"):  # the help, as `--help` prints it; exit 2
+            sys.stdout.write(e.format_message().rstrip("\n") + "\n")
             rc = EXIT_USAGE
         elif name == "Abort":
             sys.stderr.write("deliverck: interrupted\n")

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
+from deliverck.cli import flags
 from deliverck.cli.flags import table_flags
 from deliverck.errors import UsageError
 from deliverck.inputfile import ReadError, output_path
@@ -70,19 +71,33 @@ def _summary(counts: dict[str, int], out: FdOut, output: str | None) -> int:
     return 1 if total["fail"] else 3 if (total["incomplete"] or total["error"]) else 0
 
 
-def _run(items, out: FdOut, dask: str | None, dask_insecure: bool, concurrency: int, meter, bad) -> dict[str, int]:
+def _run(items, out: FdOut, dask: str | None, dask_insecure: bool, concurrency: int, workers: int,
+         per_address: int, meter, bad) -> dict[str, int]:
     import asyncio  # with the engine, not at start-up (issue 16)
 
     from deliverck.fleet import bulk
-    from deliverck.fleet.dask import run_on_dask
 
     if dask is not None:
+        from deliverck.fleet.dask import run_on_dask
+
         return run_on_dask(items, out, dask, concurrency, progress=meter, insecure=dask_insecure)
+    if workers > 1 and concurrency > 1:
+        from deliverck.fleet.workers import run_workers
+
+        return run_workers(items, out, workers, concurrency, per_address, meter, on_bad=bad)
     return asyncio.run(bulk.run_items(items, out, concurrency, meter, on_bad=bad))
 
 
-@table_flags("file", "output", "concurrency", "per_address", "shard", "dask", "dask_insecure", "progress",
-             "resolvers", "only", "skip", "fail_on", "receivers", "dns_timeout", "check_timeout", "deadline",
+def _workers(workers: int | None, dask: str | None) -> int:
+    if dask is None:
+        return flags.workers(workers)
+    if workers is not None:
+        raise UsageError("--workers is for one machine; with --dask the cluster has the workers (local:N)")
+    return 1
+
+
+@table_flags("file", "output", "concurrency", "workers", "per_address", "shard", "dask", "dask_insecure", "progress",
+             "resolvers", "only", "skip", "fail_on", "receivers", "sender_profile", "dns_timeout", "check_timeout", "deadline",
              "smtp_timeout", "ehlo_name", "ca_file", "trust_anchor", "dnsbl_lists", "probe_private", "no_retry",
              resolvers="DNS resolver (repeatable).", fail_on="Severity that makes a target fail.",
              receivers="Receiver systems to predict NDRs for.", deadline="Time limit per target.",
@@ -97,6 +112,10 @@ def bulk_cmd(
                                               "audited again (resume)."),
     concurrency: int = typer.Option(50, "--concurrency", metavar="N",
                                     help=f"Audits in flight at once (1 to {MAX_CONCURRENCY})."),
+    workers: int | None = typer.Option(None, "--workers", metavar="N",
+                                          help="Worker processes on this machine (default: one per core; 1: "
+                                               "one process). They share --concurrency, the output order "
+                                               "(input order) and --per-address."),
     per_address: int = typer.Option(2, "--per-address", metavar="N",
                                     help="SMTP connections to one remote address at once, across all audits "
                                          "(0: no limit across audits; each audit still opens one at a time)."),
@@ -127,6 +146,7 @@ def bulk_cmd(
     if not 0 <= per_address <= MAX_CONCURRENCY:
         raise UsageError(f"--per-address must be 0 (no limit across audits) to {MAX_CONCURRENCY}")
     shard_k_n = bulk.parse_shard(shard)
+    n_workers = _workers(workers, dask)
     if dask is not None:
         check_address(dask, dask_insecure)     # the extra, the address, its safety: before any input or output
     elif dask_insecure:
@@ -148,7 +168,7 @@ def bulk_cmd(
     if isinstance(out, Output):
         items = out.items(items)
     try:
-        counts = _run(items, out, dask, dask_insecure, concurrency, meter, bad)
+        counts = _run(items, out, dask, dask_insecure, concurrency, n_workers, per_address, meter, bad)
         if isinstance(out, Output):
             out.finish()
     finally:

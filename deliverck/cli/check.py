@@ -24,7 +24,7 @@ def output_format(fmt: str, as_json: bool) -> str:
 
 @table_flags("target", "resolvers", "outbound_ips", "only", "skip", "fmt", "as_json", "fail_on", "receivers",
              "dns_timeout", "check_timeout", "deadline", "ehlo_name", "helo_name", "ca_file", "cert_warn_days",
-             "smtp_timeout", "extra_ports", "sender", "dkim_selectors", "dnsbl_lists", "trust_anchor", "kerberos",
+             "smtp_timeout", "extra_ports", "sender", "sender_profile", "dkim_selectors", "dnsbl_lists", "trust_anchor", "kerberos",
              "realm", "kdcs", "principal", "max_skew", "kdc_timeout", "probe_private", "zone_files", "baseline",
              "verbose", "debug")
 def check_cmd(

@@ -107,7 +107,14 @@ def _run_options(ctx: typer.Context, run: bool, values: dict[str, Any]) -> Confi
                                      or given(k)})
 
 
-def _results(mode: str, items: list[str], limit: int) -> Iterator[Explanation]:
+def _workers(workers: int | None) -> int:
+    """--workers: worker processes for a directory, several files or a large mbox (default: the cores)."""
+    from deliverck.cli.flags import workers as check
+
+    return check(workers)
+
+
+def _results(mode: str, items: list[str], limit: int, workers: int = 1) -> Iterator[Explanation]:
     from deliverck.explain import engine
 
     if mode == "text":
@@ -119,7 +126,15 @@ def _results(mode: str, items: list[str], limit: int) -> Iterator[Explanation]:
     if mode == "dir":
         if not os.access(items[0], os.R_OK | os.X_OK):
             raise UsageError(f"explain: cannot read the directory {items[0]}")
+        if workers > 1:
+            from deliverck.explain.pool import explain_files
+
+            return explain_files(engine.iter_files(items[0]), limit, workers, explicit=False)
         return engine.iter_directory(items[0], limit)
+    if workers > 1:
+        from deliverck.explain.pool import explain_files
+
+        return explain_files(items, limit, workers, explicit=True)
     return (e for path in items for e in engine.explain_path(path, limit))
 
 
@@ -184,7 +199,7 @@ def _many(results: Iterator[Explanation], mode: str, items: list[str], jsonl: bo
     return code
 
 
-@table_flags("ctx", "inputs", "as_json", "jsonl", "run", "max_size", "resolvers", "dns_timeout", "deadline",
+@table_flags("ctx", "inputs", "as_json", "jsonl", "run", "max_size", "workers", "resolvers", "dns_timeout", "deadline",
              "ca_file", "trust_anchor", "verbose", "debug",
              resolvers="--run: DNS resolver (repeatable).", dns_timeout="--run: time limit per DNS question.",
              deadline="--run: time limit for the audit.", ca_file="--run: extra trusted CA certificates.",
@@ -199,6 +214,9 @@ def explain_cmd(
     run: bool = typer.Option(False, "--run", help="Run the checks that test the cause against the host/IP/domain the bounce names."),
     max_size: float = typer.Option(10.0, "--max-size", metavar="MB",
                                    help=f"Read at most this many MB of each file (above 0, at most {MAX_EXPLAIN_MB})."),
+    workers: int | None = typer.Option(None, "--workers", metavar="N",
+                                       help="Worker processes for a directory, many files or a large mbox (default: one "
+                                            "per core; 1: one process). Same output, same order."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Show all the evidence."),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks of internal errors."),
     **values: Any,
@@ -211,13 +229,14 @@ def explain_cmd(
     if as_json and jsonl:
         raise UsageError("explain: use either --json or --jsonl")
     limit = megabytes(max_size)
+    n_workers = _workers(workers)
     base = _run_options(ctx, run, values)
     mode, items = explain_inputs(inputs or [])
     if mode in ("dir", "files") and (run and (mode == "dir" or len(items) > 1)):
         raise UsageError("explain: --run takes one bounce, not a directory or several files")
     if mode == "dir" and as_json:
         raise UsageError("explain: a directory gives one result per message: use --jsonl")
-    results = _results(mode, items, limit)
+    results = _results(mode, items, limit, 1 if run else n_workers)
     if mode != "dir" and len(items) == 1 and not jsonl:
         raise typer.Exit(_one_input(results, items, as_json, verbose, (base, debug) if run else None))
     raise typer.Exit(_many(results, mode, items, jsonl, verbose))

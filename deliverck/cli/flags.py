@@ -4,14 +4,38 @@ type, default, metavar, help and environment variable are written once, in its O
 from __future__ import annotations
 
 import inspect
+import os
 from collections.abc import Callable
 from typing import Any, get_type_hints
 
 import typer
 
+from deliverck.errors import UsageError
 from deliverck.options import BY_NAME
 
 _KW = inspect.Parameter.KEYWORD_ONLY
+MAX_WORKERS = 256        # worker processes on one machine (bulk, explain); more is a typo
+
+
+def default_workers() -> int:
+    """The cores this process may run on (its CPU affinity, as a container or taskset sets it)."""
+    count = getattr(os, "process_cpu_count", None)          # Python 3.13+
+    n: int | None = count() if count else None
+    if n is None:
+        try:
+            n = len(os.sched_getaffinity(0))
+        except (AttributeError, OSError):
+            n = os.cpu_count()
+    return max(1, min(n or 1, MAX_WORKERS))
+
+
+def workers(value: int | None) -> int:
+    """--workers of `bulk` and `explain`: the cores by default, else 1 (one process) to MAX_WORKERS."""
+    if value is None:
+        return default_workers()
+    if not 1 <= value <= MAX_WORKERS:
+        raise UsageError(f"--workers must be 1 (one process) to {MAX_WORKERS}")
+    return value
 
 
 def table_flags(*order: str, **helps: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import re
 
+from deliverck.explain import receiver as rcv
 from deliverck.explain import rules as rules_mod
 from deliverck.explain import status as st
 from deliverck.explain.model import Attempt, Result
@@ -197,9 +198,11 @@ def classify(a: Attempt, human: str = "", _inner: bool = False, retried: float |
             category, confidence = ccat, "high" if sd and sd[0] == ccat else "medium"
             evidence.append(f"catalog: status {a.status} is documented as {ccat} by " + ", ".join(e.key for e in entries[:4]))
             entry = entries[0] if len(entries) == 1 else None
-    sdef = st.default_category(a.status)
+    ctx = _receiver_context(a, text, (category, confidence, rule, entry), evidence)
+    category, confidence, entry, own_meaning, status_meaning = ctx
+    sdef = None if own_meaning else st.default_category(a.status)
     if a.status:
-        evidence.append(f"status {a.status}: {st.describe(a.status)}")
+        evidence.append(f"status {a.status}: {status_meaning}")
     if a.code and a.code in _CODE_MEANING:
         evidence.append(f"reply code {a.code}: {_CODE_MEANING[a.code]}")
     if not category and sdef:
@@ -209,6 +212,8 @@ def classify(a: Attempt, human: str = "", _inner: bool = False, retried: float |
         evidence.append(f"the status suggests {sdef[0]} instead")
     if not category and a.code in _CODE_DEFAULTS:
         category, confidence = _CODE_DEFAULTS[a.code]
+    if not own_meaning and sdef and category == sdef[0] and st.receivers_with_own_meaning(a.status) and not (rule or entry):
+        confidence = "low"      # the registry's meaning, while a receiver's own could be meant
     if not category:
         category, confidence = "undetermined", "low"
         if not (text or a.status or a.code):
@@ -218,7 +223,56 @@ def classify(a: Attempt, human: str = "", _inner: bool = False, retried: float |
     underlying = ""
     if not _inner:
         category, confidence, rule, underlying = _expiry(a, human, retried, (category, confidence, rule), evidence, table)
-    return _result(a, category, confidence, evidence, rule, entry, underlying, table)
+    return _result(a, category, confidence, evidence, rule, entry, underlying, table, status_meaning)
+
+
+def _receiver_context(a: Attempt, text: str, found: tuple, evidence: list[str]) -> tuple:
+    """The receiver's own meaning of the status wins over the registry's and over generic wording
+    (a rule or catalog entry of that same receiver stands).  Returns (category, confidence, entry,
+    whether a receiver's own meaning applies, the status meaning to show)."""
+    category, confidence, rule, entry = found
+    if not a.status:
+        return category, confidence, entry, False, ""
+    same_status = bool(text) and entry is not None and _entry_status_ok(entry, a.status)   # a wording, not a bare code
+    recv = rcv.identify(a, entry.system if same_status else "", entry.key if same_status else "")
+    rid = recv.system if recv else ""
+    candidates = st.receivers_with_own_meaning(a.status)
+    if not rid and candidates:
+        picked = rcv.pick_by_text(a.status, text)
+        rid = picked or ""
+        others = "; ".join(st.receiver_detail(a.status, r) for r in candidates)
+        if picked:
+            evidence.append(f"no receiver is named; the reply's words match {rid}'s own meaning of {a.status} "
+                            f"({st.receiver_detail(a.status, rid)}), not the registry's ({st.describe(a.status)})")
+        elif picked == "":
+            evidence.append(f"no receiver is named; the reply's words match the registry's meaning of {a.status}, "
+                            f"not a receiver's own ({others})")
+        else:
+            evidence.append(f"no receiver is named: {a.status} means {st.describe(a.status)} in the IANA registry, but "
+                            f"{others}; nothing in the reply says which")
+            if rule is None and not same_status:     # the category rests on the code alone
+                confidence = "low" if category else confidence
+                entry = None                         # no one receiver's entry speaks for a bare code
+    meaning = st.describe_for(a.status, rid, () if rid else candidates)
+    if not st.receiver_detail(a.status, rid):
+        return category, confidence, entry, False, meaning
+    if recv is not None:
+        evidence.append(f"receiver {recv.name} ({recv.evidence}): its meaning of {a.status} applies")
+    own = rcv.own_entries(rid, a.status)
+    cats = {getattr(e, "category", "") for e in own} - {""}
+    if len(cats) != 1:
+        return category, confidence, entry, True, meaning
+    rcat = cats.pop()
+    kept = (rule is not None and rule.system == rid and rule.category == category) or \
+           (entry is not None and entry.system == rid and getattr(entry, "category", "") == category)
+    if category != rcat and not kept:
+        if category:
+            evidence.append(f"{rid} documents {a.status} as {rcat}, which wins over {category} from generic wording")
+        words = _tokens(text)
+        best = max(own, key=lambda e: len(words & _tokens(e.text)) + (1 if e.code == a.code else 0))
+        category, confidence, entry = rcat, "high" if recv is not None else "medium", best
+        evidence.append(f"catalog {best.key}: {best.reply} [{rcat}]")
+    return category, confidence, entry, True, meaning
 
 
 def _expiry(a: Attempt, human: str, retried: float | None, found: tuple, evidence: list[str], table) -> tuple:
@@ -265,7 +319,7 @@ def _inner_reply(a: Attempt) -> Attempt | None:
     return None
 
 
-def _result(a, category, confidence, evidence, rule, entry, underlying, table) -> Result:
+def _result(a, category, confidence, evidence, rule, entry, underlying, table, status_meaning: str = "") -> Result:
     cat = categories.get(category)
     agree = entry is not None and getattr(entry, "category", category) in (category, "", None)
     meaning = (rule.meaning if rule and rule.category == category and rule.meaning else "") or \
@@ -285,5 +339,5 @@ def _result(a, category, confidence, evidence, rule, entry, underlying, table) -
         attempt=a, category=category, title=cat.title, meaning=meaning, owner=owner, fix=fix, checks=checks,
         confidence=confidence, evidence=evidence, rule=rule.id if rule and rule.category == category else "",
         catalog_key=entry.key if entry is not None and agree else "", underlying=underlying,
-        status_meaning=st.describe(a.status),
+        status_meaning=status_meaning or st.describe(a.status),
     )

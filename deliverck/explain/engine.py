@@ -252,16 +252,18 @@ def explain_bytes(data: bytes, source: str, notes: list[str] | None = None, expl
         e = explain_bounce(b, source)
         b.notes.extend(notes)
         return [e]
-    out = []
-    for i, msg in enumerate(reader.split_mbox(data)):
-        try:
-            b = parse_message(msg)
-        except (ValueError, RecursionError) as ex:
-            b = parse_text(reader.decode(msg), explicit)
-            b.notes.append(f"read as plain text: {ex}")
-        b.notes[:0] = notes
-        out.append(explain_bounce(b, source, i))
-    return out
+    return [explain_message(msg, source, i, notes, explicit) for i, msg in enumerate(reader.split_mbox(data))]
+
+
+def explain_message(msg: bytes, source: str, index: int, notes: list[str], explicit: bool = True) -> Explanation:
+    """One message of a file (the file's own notes first); also what a worker runs per mbox message."""
+    try:
+        b = parse_message(msg)
+    except (ValueError, RecursionError) as ex:
+        b = parse_text(reader.decode(msg), explicit)
+        b.notes.append(f"read as plain text: {ex}")
+    b.notes[:0] = notes
+    return explain_bounce(b, source, index)
 
 
 def explain_path(path: str, limit: int = reader.MAX_BYTES, explicit: bool = True) -> list[Explanation]:
@@ -296,7 +298,12 @@ def iter_files(root: str) -> Iterator[str]:
 
 def iter_directory(root: str, limit: int = reader.MAX_BYTES) -> Iterator[Explanation]:
     for path in iter_files(root):
-        try:
-            yield from explain_path(path, limit, explicit=False)
-        except Exception as ex:  # noqa: BLE001 - one bad file never stops the triage of the others
-            yield Explanation(source=path, error=f"{path}: could not be read ({type(ex).__name__}: {' '.join(str(ex).split())[:200]})")
+        yield from explain_guarded(path, limit)
+
+
+def explain_guarded(path: str, limit: int = reader.MAX_BYTES) -> list[Explanation]:
+    """A file of a directory: one bad file never stops the triage of the others."""
+    try:
+        return explain_path(path, limit, explicit=False)
+    except Exception as ex:  # noqa: BLE001
+        return [Explanation(source=path, error=f"{path}: could not be read ({type(ex).__name__}: {' '.join(str(ex).split())[:200]})")]

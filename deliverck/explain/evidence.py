@@ -76,9 +76,9 @@ _STATUS_FIELD_RE = re.compile(r"^[ \t]*+Status[ \t]*+:[ \t]*+(?P<st>[45]\.\d{1,3
 _CONTINUATION_RE = re.compile(r"(?:\n[ \t]*[2-5]\d\d[ -][^\n]*){1,30}")
 
 # The reporting MTA's own sentences (Postfix bounce(8) templates, Exim, qmail-send, Sendmail,
-# Exchange/Exchange Online NDRs, Gmail, Chinese providers, seeds 002 and 004).
+# Exchange/Exchange Online NDRs, Gmail, Chinese providers, seeds 002 and 004, FML, Japanese carriers).
 _WORDING_RE = re.compile(
-    r"(?=[umecdrfnpti*\u9000\u6295\u672A\u65E0\u90AE])"     # the first characters of the sentences below
+    r"(?=[umecdrfnptiy*\u9000\u6295\u672A\u65E0\u90AE\u914D\u9001\u5C4A])"     # the first characters of the sentences below
     r"(?:undeliver(?:able|ed mail)|"
     r"\b(?:message|mail|e-?mail)\b[^\n.]{0,80}?\b(?:could ?n[o']t|was ?n[o']t|has ?n[o']t|have ?n[o']t|is ?n[o']t)"
     r"[ \t]+(?:yet[ \t]+)?(?:been[ \t]+|be[ \t]+)?(?:yet[ \t]+)?delivered|"
@@ -91,7 +91,10 @@ _WORDING_RE = re.compile(
     r"\bThis is the (?:mail system|Postfix program|qmail-send program) at\b|"
     r"\bcreated automatically by mail delivery software\b|\b(?:could ?n[o']t|unable to) deliver (?:your |the |this )?(?:message|mail)\b|"
     r"\bI'?m sorry to (?:have to )?inform you that your message\b|"
-    r"\u9000\u4FE1|\u6295\u9012\u5931\u8D25|\u672A\u80FD\u6210\u529F\u9001\u8FBE|\u65E0\u6CD5\u9001\u8FBE|\u90AE\u4EF6\u53D1\u9001\u5931\u8D25)",
+    r"\byou are not a member of this (?:mailing )?list\b|"                                   # FML's refusal of a post
+    r"\u9000\u4FE1|\u6295\u9012\u5931\u8D25|\u672A\u80FD\u6210\u529F\u9001\u8FBE|\u65E0\u6CD5\u9001\u8FBE|\u90AE\u4EF6\u53D1\u9001\u5931\u8D25|"
+    r"\u914D\u4FE1\u3067\u304D\u307E\u305B\u3093\u3067\u3057\u305F|\u9001\u4FE1\u3067\u304D\u307E\u305B\u3093\u3067\u3057\u305F|"  # Japanese: could not be delivered / sent
+    r"\u5C4A\u3051\u3089\u308C\u307E\u305B\u3093\u3067\u3057\u305F)",
     re.I)
 WORDING_HEAD = 3000      # characters from the start of a text in which the bounce's framing counts
 # The From field of the reporting MTA (RFC 3464 section 2 has no rule for it; every MTA uses one of these).

@@ -33,6 +33,18 @@ import re
 
 from deliverck.explain import evidence
 from deliverck.explain.formats_mta import exim, postfix, postfix_log, qmail, sendmail
+from deliverck.explain.formats_other import (
+    courier,
+    dma,
+    imail,
+    interscan,
+    james,
+    mailfoundry,
+    mailmarshal,
+    mfilter,
+    opensmtpd,
+    sun_messaging,
+)
 from deliverck.explain.formats_provider import chinese, exchange, gmail, musemail
 from deliverck.explain.model import Attempt
 from deliverck.explain.replies import MAX_DIAG, MAX_TEXT, first_addr, parse_reply, smtp_code, unwrap
@@ -163,6 +175,16 @@ EXTRACTORS = (
                             r"Delivery is delayed to these recipients", re.I), exchange),
     ("gmail", re.compile(r"The response (?:from the remote server )?was:|Technical details of (?:permanent|temporary) failure|\*\* (?:Address not found|Message not delivered|"
                          r"Message blocked|Delivery incomplete) \*\*|Google tried to deliver your message|The error that the other server returned was", re.I), gmail),
+    ("courier", re.compile(r"running the Courier mail server|Your message to the following recipients cannot be delivered", re.I), courier),
+    ("sun-messaging", re.compile(r"This report relates to a message you sent with the following header fields", re.I), sun_messaging),
+    ("james", re.compile(r"This is the James mail server|Failed recipient\(s\):", re.I), james),
+    ("mailmarshal", re.compile(r"Could not be delivered because of", re.I), mailmarshal),
+    ("dma", re.compile(r"This is the DragonFly Mail Agent|There was an error delivering your mail to <", re.I), dma),
+    ("opensmtpd", re.compile(r"This is the MAILER-DAEMON, please DO NOT REPLY|the following list of recipients:", re.I), opensmtpd),
+    ("mailfoundry", re.compile(r"Unable to deliver message to:", re.I), mailfoundry),
+    ("interscan", re.compile(r"Sent <<< (?:RCPT TO|MAIL FROM):|InterScan Messaging Security", re.I), interscan),
+    ("mfilter", re.compile(r"-{3}server message-{3}|m-FILTER", re.I), mfilter),
+    ("imail", re.compile(r"^[ \t]*+(?:Unknown user|Delivery failed \d{1,4} attempts)[ \t]*+:", re.I | re.M), imail),
     ("postfix", re.compile(r"This is the (?:mail system|Postfix program) at host|^<[^<>\n]+>(?: \(expanded from <[^<>\n]*>\))?: (?:host \S+\[|Host or domain name not found|connect to )", re.I | re.M), postfix),
     ("qmail", re.compile(r"qmail-send program|wasn'?t able to deliver your message to the following addresses|unable to deliver your message to the following address", re.I), qmail),
     ("exim", re.compile(r"This message was created automatically by mail delivery software|could not be delivered to one or more of its\s+recipients|"

@@ -87,6 +87,10 @@ _QMAIL_SAID_RE = re.compile(r"Remote host said:\s*+(.*)", re.S)
 _QMAIL_REFUSED_BY_RE = re.compile(r"(?<!\S)(\S++) does not like recipient")
 _QMAIL_CONNECTED_RE = re.compile(r"Connected to (\S++) but")
 _QMAIL_GIVING_UP_RE = re.compile(r"(?m)^Giving up on \S+\.?\s*$")
+# qmail-send's closing sentence of an expired message: the bounce's own words, not the remote reply
+# (the reply before it is the last attempt's, so the expiry and its cause are read apart).
+_QMAIL_TOO_LONG = "I'm not going to try again; this message has been in the queue too long."
+
 
 
 def qmail(text: str) -> tuple[list[Attempt], dict]:
@@ -104,6 +108,8 @@ def qmail(text: str) -> tuple[list[Attempt], dict]:
             kw["remote_ip" if ips(r.group(1)) else "remote_mta"] = r.group(1)
         diag = said.group(1) if said else body
         diag = _QMAIL_GIVING_UP_RE.sub("", diag)
+        if said and _QMAIL_TOO_LONG in diag:
+            diag = diag.replace(_QMAIL_TOO_LONG, " ")
         out.append(attempt(b.group(1), diag, "qmail", **kw))
     return out, info
 
@@ -120,6 +126,7 @@ _EXIM_COMMAND_RE = re.compile(r"SMTP error from remote (?:mail server|mailer) af
 # "SMTP error from remote mail server after RCPT TO:<user@example.com>:" up to its last ':'.
 _EXIM_ERROR_LINE_RE = re.compile(r"SMTP error from remote (?:mail server|mailer) after [^\n]{0,600}?:\s*(?:\n|$)")
 _EXIM_HOST_SUB_RE = re.compile(r"host \S++ \[[^\]]{1,255}+\]:?")
+_EXIM_RETRY_RE = re.compile(r"retry timeout exceeded|all hosts have been failing for a long time(?: \(and retry time not reached\))?")
 
 
 def exim(text: str) -> tuple[list[Attempt], dict]:
@@ -147,6 +154,10 @@ def exim(text: str) -> tuple[list[Attempt], dict]:
         diag = drop_spans(body, "(generated from ", ")")
         diag = _EXIM_ERROR_LINE_RE.sub(" ", diag)
         diag = _EXIM_HOST_SUB_RE.sub(" ", diag)
+        if _EXIM_RETRY_RE.search(diag) and _EXIM_ERROR_LINE_RE.search(body):
+            # "retry timeout exceeded" is Exim's own verdict; the SMTP error under it is the last
+            # attempt's reply (the expiry is read from the bounce's text, the cause from the reply)
+            diag = _EXIM_RETRY_RE.sub(" ", diag)
         out.append(attempt(rcpt, diag, "exim", **kw))
         if len(out) >= MAX_ATTEMPTS:
             break

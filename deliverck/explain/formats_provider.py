@@ -160,7 +160,7 @@ def exchange(text: str) -> tuple[list[Attempt], dict]:
 
 
 _GM_DELAYED_RE = re.compile(r"Delivery incomplete|temporary problem delivering|will retry for|Technical details of temporary failure", re.I)
-_GM_RCPT_RES = (re.compile(r"wasn'?t delivered to (" + ADDR + ")"), re.compile(r"delivering your message to (" + ADDR + ")"),
+_GM_RCPT_RES = (re.compile(r"wasn'?t delivered to (" + ADDR + ")"), re.compile(r"couldn'?t be delivered to (" + ADDR + ")"), re.compile(r"delivering your message to (" + ADDR + ")"),
                 re.compile(r"Your message to (" + ADDR + ") has been blocked"),
                 re.compile(r"Delivery to the following recipients? failed (?:permanently|temporarily):[^\S\n]*+\n\s*+(" + ADDR + ")"),
                 re.compile(r"Delivery to the following recipients? (?:has been delayed|failed):[^\S\n]*+\n\s*+(" + ADDR + ")"))

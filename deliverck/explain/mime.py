@@ -16,6 +16,7 @@ from email import policy
 from email.message import Message
 
 from deliverck.explain import dsn, evidence, formats, replies
+from deliverck.explain.message import BounceMessage
 from deliverck.explain.model import Attempt, Bounce
 from deliverck.explain.reader import decode
 
@@ -40,6 +41,12 @@ def _decode_header(raw) -> str:
     if raw is None:
         return ""
     s = str(raw)
+    if "=?" not in s:
+        # No RFC 2047 encoded word: email.header.decode_header would hand s back whole, and the
+        # round trip below changes nothing in ASCII text.  Most fields of a bounce take this path.
+        if not s.isascii():
+            s = s.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+        return replies.unwrap(s)[:2000]
     try:
         parts = email.header.decode_header(s)
     except Exception:  # noqa: BLE001
@@ -182,17 +189,6 @@ def _is_attachment(part: Message) -> bool:
         return False
 
 
-class _Message(Message):
-    """A message whose message/delivery-status parts the parser keeps as text (RFC 3464 fields,
-    read by dsn.field_blocks in one pass).  The stdlib parser would make each block of such
-    a part, each blank line, a message object of its own: 1 MB of blank lines took 12 s and
-    380 MB.  _collect takes the part for what it is by this type."""
-
-    def get_content_type(self) -> str:
-        ctype = super().get_content_type()
-        return "text/delivery-status" if ctype == "message/delivery-status" else ctype
-
-
 # email.feedparser's rules: a header line, and the line ends it splits lines at.
 _HEADER_LINE_RE = re.compile(r"\A(?:From |[\041-\071\073-\176]*+:|[\t ])")
 _LINE_END_RE = re.compile(r"\r\n|\r|\n")
@@ -304,7 +300,7 @@ def find_bounce(msg: Message, notes: list[str], depth: int = 0) -> tuple[Message
 def parse_message(data: bytes) -> Bounce:
     notes: list[str] = []
     try:
-        msg = email.message_from_bytes(data, _class=_Message, policy=policy.compat32)
+        msg = email.message_from_bytes(data, _class=BounceMessage, policy=policy.compat32)
     except (RecursionError, MemoryError) as e:
         raise ValueError(f"the MIME structure is too deep to parse ({type(e).__name__})") from None
     bmsg, parts, text, _ = find_bounce(msg, notes)

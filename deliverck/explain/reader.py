@@ -125,15 +125,34 @@ def looks_like_message(data: bytes) -> bool:
     return headers >= 2 and known >= 1
 
 
+_MBOX_SEP_RE = re.compile(rb"(?:\r?\n)(?=From \S+ +\w{3} )")
+
+
+def mbox_spans(data: bytes) -> list[tuple[int, int]]:
+    """Where each message of an mbox file lies in data ("From " separator lines), as (start, end)
+    offsets: worker processes read their own messages from the file by these (explain/pool.py).
+    A single message is one span of the whole."""
+    if not data.startswith(b"From "):
+        return [(0, len(data))]
+    pieces: list[tuple[int, int]] = []
+    start = 0
+    for m in _MBOX_SEP_RE.finditer(data):
+        pieces.append((start, m.start()))
+        start = m.end()
+        if len(pieces) == MAX_MESSAGES:
+            break
+    else:
+        pieces.append((start, len(data)))
+    out = []
+    for s, e in pieces:
+        nl = data.find(b"\n", s, e)
+        if data.startswith(b"From ", s, e) and nl >= 0:
+            s = nl + 1
+        if data[s:e].strip():
+            out.append((s, e))
+    return out or [(0, len(data))]
+
+
 def split_mbox(data: bytes) -> list[bytes]:
     """The messages of an mbox file ("From " separator lines); a single message is a list of one."""
-    if not data.startswith(b"From "):
-        return [data]
-    parts = re.split(rb"(?:\r?\n)(?=From \S+ +\w{3} )", data)
-    out = []
-    for p in parts[:MAX_MESSAGES]:
-        nl = p.find(b"\n")
-        body = p[nl + 1:] if p.startswith(b"From ") and nl >= 0 else p
-        if body.strip():
-            out.append(body)
-    return out or [data]
+    return [data[s:e] for s, e in mbox_spans(data)]

@@ -31,6 +31,8 @@ MAX_FIELD = 2000            # characters kept of a field read from remote text: 
 
 
 def unwrap(text: str) -> str:
+    if text.isascii() and text.isprintable() and "  " not in text:
+        return text.strip()     # its only white space is single spaces: the substitution changes nothing
     return _WS_RE.sub(" ", text).strip()
 
 

@@ -144,7 +144,7 @@ def _present(words_re: re.Pattern | None, words: frozenset[str], text: str) -> f
     a bounce's own text is tried for each of its recipients."""
     if words_re is None or not text.isascii():
         return None
-    found = {m.group(1) for m in words_re.finditer(text.lower())}
+    found = set(words_re.findall(text.lower()))      # the one group: the longest word at each place
     return frozenset().union(*(_within(words, w) for w in found))
 
 
@@ -168,6 +168,18 @@ class RuleTable:
     problems: tuple[str, ...]
     words: frozenset[str] = field(default=frozenset(), compare=False, repr=False)   # every Rule.needs word
     words_re: re.Pattern | None = field(default=None, compare=False, repr=False)     # finds them (_trie)
+    # The rules each word may let through, and those no word rules out (no prefilter, or status
+    # only): first() then visits only the rules a text can match, in table order, instead of all.
+    by_word: dict[str, tuple[int, ...]] = field(default_factory=dict, compare=False, repr=False)
+    always: frozenset[int] = field(default=frozenset(), compare=False, repr=False)
+
+    def _candidates(self, present: frozenset[str] | None) -> list[int] | range:
+        if present is None or not self.by_word:
+            return range(len(self.rules))
+        found = set(self.always)
+        for w in present:
+            found.update(self.by_word.get(w, ()))
+        return sorted(found)
 
     def first(self, text: str, status: str = "", code: int = 0, skip: tuple[str, ...] = (),
               only: tuple[str, ...] = (), memo: dict[int, str | None] | None = None) -> tuple[Rule, str] | None:
@@ -177,7 +189,9 @@ class RuleTable:
         filled as rules are tried; a bounce's text is tried once per recipient, the rules run on
         it once."""
         present = _present(self.words_re, self.words, text)
-        for i, r in enumerate(self.rules):
+        rules = self.rules
+        for i in self._candidates(present):
+            r = rules[i]
             if r.category in skip or (only and r.category not in only):
                 continue
             if present is not None and r.words is not None and r.words.isdisjoint(present):
@@ -260,7 +274,12 @@ def from_mapping(data: dict) -> RuleTable:
         if cid not in categories.IDS:
             problems.append(f"[fix]: unknown category {cid!r}")
     words = frozenset(w for r in rules for n in r.needs if n is not None for w in n)
-    return RuleTable(tuple(rules), fixes, tuple(problems), words, re.compile(_trie(words)) if words else None)
+    by_word: dict[str, list[int]] = {}
+    for i, r in enumerate(rules):
+        for w in r.words or ():
+            by_word.setdefault(w, []).append(i)
+    return RuleTable(tuple(rules), fixes, tuple(problems), words, re.compile(_trie(words)) if words else None,
+                     {w: tuple(ix) for w, ix in by_word.items()}, frozenset(i for i, r in enumerate(rules) if r.words is None))
 
 
 @functools.cache

@@ -115,7 +115,7 @@ DETAILS = {
 # subject.detail -> (category, confidence) implied by the code alone.
 DEFAULTS: dict[str, tuple[str, str]] = {
     "1.1": ("user_unknown", "high"), "1.2": ("host_unknown", "high"), "1.3": ("user_unknown", "medium"),
-    "1.4": ("user_unknown", "low"), "1.6": ("user_unknown", "medium"), "1.8": ("host_unknown", "medium"),
+    "1.4": ("user_unknown", "low"), "1.6": ("user_unknown", "medium"), "1.7": ("sender_rejected", "medium"), "1.8": ("sender_rejected", "medium"),
     "1.10": ("no_mail_accepted", "high"),
     "2.1": ("mailbox_disabled", "high"), "2.2": ("mailbox_full", "high"), "2.3": ("message_too_large", "high"),
     "3.1": ("mailbox_full", "low"), "3.2": ("no_mail_accepted", "medium"), "3.4": ("message_too_large", "high"),
@@ -135,6 +135,60 @@ DEFAULTS: dict[str, tuple[str, str]] = {
     "7.26": ("auth_dmarc", "high"), "7.28": ("rate_limited", "medium"), "7.29": ("auth_dmarc", "medium"),
     "7.30": ("tls", "medium"),
 }
+
+
+# subject.detail -> meaning, per receiver (catalog system id), where a large receiver gives a code a
+# meaning of its own: a detail the IANA registry assigns to something else (Gmail's X.7.27-X.7.30,
+# Yahoo's X.7.9) or one it does not register (Gmail's X.7.40, Outlook.com's X.7.515).  When the reply
+# shows the receiver, its meaning wins (deliverck/explain/classify.py).  Sources: Google Workspace Admin
+# Help "Gmail SMTP errors and codes" (support.google.com/a/answer/3726730); Yahoo Sender Hub "SMTP error
+# codes" (senders.yahooinc.com/error-codes); support.microsoft.com "Fix NDR error 550 5.7.515 in
+# Outlook.com"; gathered in the project's reference on receiver rules since 2024.
+RECEIVER_DETAILS: dict[str, dict[str, str]] = {
+    "gmail": {
+        "7.23": "no PTR record for the sending IP, or it does not resolve back to it (Gmail)",
+        "7.25": "no PTR record for the sending IP, or it does not resolve back to it (Gmail)",
+        "7.26": "unauthenticated: neither SPF nor DKIM passes, or the DMARC policy rejects (Gmail)",
+        "7.27": "SPF did not pass (Gmail's sender requirements)",
+        "7.28": "rate limited: the sender does not meet Gmail's sender requirements (Gmail)",
+        "7.29": "message not sent over TLS (Gmail)",
+        "7.30": "DKIM did not pass (Gmail's sender requirements)",
+        "7.31": "no DMARC record for the sender's domain (Gmail, older code)",
+        "7.40": "no usable DMARC record for the sender's domain (Gmail)",
+        "7.32": "From domain not aligned with the SPF or DKIM domain (Gmail)",
+    },
+    "yahoo": {
+        "7.9": "not accepted for policy reasons; DMARC policy rejection or unauthenticated sender (Yahoo)",
+    },
+    "outlook-com": {
+        "7.515": "sending domain does not meet the required authentication level: SPF, DKIM, DMARC (Outlook.com)",
+    },
+}
+
+
+def receiver_detail(status: str, receiver: str) -> str:
+    """The receiver's own meaning of a status, or "" when it has none of its own."""
+    return RECEIVER_DETAILS.get(receiver, {}).get(split(status)[1], "") if status else ""
+
+
+def receivers_with_own_meaning(status: str) -> tuple[str, ...]:
+    """Receivers that give this status a meaning of their own (an ambiguity when no receiver is known)."""
+    sd = split(status)[1] if status else ""
+    return tuple(r for r, table in RECEIVER_DETAILS.items() if sd in table)
+
+
+def describe_for(status: str, receiver: str = "", candidates: tuple[str, ...] = ()) -> str:
+    """The meaning of a status as the receiver uses it: its own meaning first with the registry's
+    beside it, or, when no receiver is known, every meaning it can have."""
+    base = describe(status)
+    own = receiver_detail(status, receiver)
+    cls = CLASSES.get(split(status)[0], "")
+    if own:
+        return f"{cls}: {own}; the IANA registry: {base.split(': ', 1)[-1]}"
+    others = [receiver_detail(status, r) for r in candidates if receiver_detail(status, r)]
+    if others:
+        return f"{base} (IANA registry); or, from a receiver with its own meaning: " + "; ".join(others)
+    return base
 
 
 def split(status: str) -> tuple[str, str]:

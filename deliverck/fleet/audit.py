@@ -103,7 +103,8 @@ def apply_ignores(spec: TargetSpec, report: Report, today: dt.date) -> TargetRes
         return TargetResult(spec, report, (), expired)
     domain = spec.config.target.name or _ptr_name(checks) or spec.config.target.ip
     j = judge(checks, fail_on=report.fail_on, receivers=report.receivers, domain=domain,
-              sender=spec.config.sender or None, overrides=spec.config.severity_overrides)
+              sender=spec.config.sender or None, overrides=spec.config.severity_overrides,
+              sender_profile=spec.config.sender_profile)
     report = dataclasses.replace(report, checks=j.checks, verdict=j.verdict, exit_code=j.exit_code,
                                  predicted_ndrs=j.predicted_ndrs)
     return TargetResult(spec, report, tuple(ignored), expired)

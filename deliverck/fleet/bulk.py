@@ -384,6 +384,31 @@ class Progress:
             sys.stderr.flush()
 
 
+async def audit_line(item: Item) -> tuple[str, str | None]:
+    """One item's output line and verdict (None: an error line).  One target's internal error
+    becomes its error line: it must not end the run."""
+    from deliverck.runner import run_audit
+
+    if item.config is None:
+        return result_line(item), None
+    try:
+        report = await run_audit(item.config)
+        return result_line(item, report), report.verdict.value
+    except DeliverckError as e:
+        return result_line(item, error=str(e)), None
+    except Exception as e:
+        return result_line(item, error=f"internal error: {type(e).__name__}: {e}"), None
+
+
+def write_failure(e: BaseException) -> DeliverckError:
+    """The one error a run raises when a line could not be written (the output stays resumable)."""
+    if isinstance(e, DeliverckError):
+        return e
+    why = "broken pipe: the reader stopped reading" if isinstance(e, BrokenPipeError) else \
+        (getattr(e, "strerror", None) or str(e))
+    return DeliverckError(f"cannot write the results ({why})")
+
+
 async def run_items(items: Iterable[Item], out: LineSink, concurrency: int,
                     progress: VerdictSink | None = None, on_bad=None) -> dict[str, int]:
     """Audit every item with at most `concurrency` in flight; write each line as it completes.
@@ -392,7 +417,6 @@ async def run_items(items: Iterable[Item], out: LineSink, concurrency: int,
     audits in flight are cancelled, and the error is raised once: every line written before
     is complete and the output can be resumed."""
     from deliverck.net.dns import SharedCache, shared_cache
-    from deliverck.runner import run_audit
 
     shared_cache.set(SharedCache())       # audits started below share definite DNS answers
     counts = {"pass": 0, "fail": 0, "incomplete": 0, "error": 0}
@@ -402,18 +426,9 @@ async def run_items(items: Iterable[Item], out: LineSink, concurrency: int,
 
     async def one(item: Item) -> None:
         try:
-            if item.config is None:
-                line, verdict = result_line(item), None
-                if on_bad:
-                    on_bad(item)
-            else:
-                try:
-                    report = await run_audit(item.config)
-                    line, verdict = result_line(item, report), report.verdict.value
-                except DeliverckError as e:
-                    line, verdict = result_line(item, error=str(e)), None
-                except Exception as e:      # one target's internal error must not end the run
-                    line, verdict = result_line(item, error=f"internal error: {type(e).__name__}: {e}"), None
+            if item.config is None and on_bad:
+                on_bad(item)
+            line, verdict = await audit_line(item)
             if failed:
                 return
             try:
@@ -442,10 +457,5 @@ async def run_items(items: Iterable[Item], out: LineSink, concurrency: int,
     if running:
         await asyncio.gather(*running, return_exceptions=bool(failed))
     if failed:
-        e = failed[0]
-        if isinstance(e, DeliverckError):
-            raise e
-        why = "broken pipe: the reader stopped reading" if isinstance(e, BrokenPipeError) else \
-            (getattr(e, "strerror", None) or str(e))
-        raise DeliverckError(f"cannot write the results ({why})")
+        raise write_failure(failed[0])
     return counts

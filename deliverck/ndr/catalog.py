@@ -20,19 +20,23 @@ from typing import Any
 from deliverck import datacache
 from deliverck.model import Direction, Likelihood, Owner
 from deliverck.ndr import categories
+from deliverck.ndr.catalog_problems import CONTROL_RE as _CONTROL_RE
+from deliverck.ndr.catalog_problems import PROFILES as PROFILES
+from deliverck.ndr.catalog_problems import STATUS_RE as _STATUS_RE
+from deliverck.ndr.catalog_problems import code_problems as _code_problems
+from deliverck.ndr.catalog_problems import likelihood_problems as _likelihood_problems
+from deliverck.ndr.catalog_problems import value as _value
 
 PLACEHOLDERS = ("ip", "host", "domain", "recipient", "sender", "helo", "zone", "greeting")
 FAMILIES = ("ipv4", "ipv6")
 ENTRY_DIRECTIONS = (Direction.INBOUND, Direction.OUTBOUND, Direction.INTERNAL)
 
-_STATUS_RE = re.compile(r"^([245])\.(\d{1,3})\.(\d{1,3})$")
 # A qmail-style status carried in the reply text instead of after the code,
 # e.g. "553 sorry, that domain isn't in my list of allowed rcpthosts (#5.7.1)".
 _TEXT_STATUS_RE = re.compile(r"\(#([245]\.\d{1,3}\.\d{1,3})\)")
 _FINDING_RE = re.compile(r"^[a-z0-9_]+\.[a-z0-9_]+$")
 _SYSTEM_ID_RE = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 _PLACEHOLDER_RE = re.compile(r"\{([^{}]*)\}")
-_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 @dataclass(frozen=True)
@@ -80,8 +84,14 @@ class CatalogEntry:
     likelihood_by_finding: Mapping[str, str] = dataclasses.field(default_factory=dict)
     # Per placeholder, what a typical receiver prints where no finding knows the value.
     examples: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    # "bulk": the receiver documents the rule for bulk senders; `likelihood` is then the likelihood
+    # for a bulk sender, and `condition` says in words what it takes for anyone else.
+    profile: str = ""
 
-    def likelihood_for(self, finding_id: str) -> Likelihood:
+    def likelihood_for(self, finding_id: str, sender_profile: str = "") -> Likelihood:
+        """A bulk-only rule is only a possibility for a sender not known to send in bulk."""
+        if self.profile and sender_profile != self.profile:
+            return Likelihood.MAY
         raw = self.likelihood_by_finding.get(finding_id, self.likelihood)
         return Likelihood.WILL if raw == Likelihood.WILL.value else Likelihood.MAY
 
@@ -269,74 +279,11 @@ class Catalog:
         return out
 
 
-def _likelihood_problems(e: CatalogEntry) -> list[str]:
-    where = f"entry {e.key!r}"
-    names = tuple(x.value for x in Likelihood)
-    out: list[str] = []
-    if e.likelihood and e.likelihood not in names:
-        out.append(f"{where}: unknown likelihood {e.likelihood!r} (use one of: {', '.join(names)})")
-    if e.findings and not e.likelihood:
-        out.append(f"{where}: missing likelihood (will or may): findings predict this entry")
-    for fid, value in e.likelihood_by_finding.items():
-        if fid not in e.findings:
-            out.append(f"{where}: 'likelihood_by_finding' names {fid!r}, which is not in its findings")
-        if value not in names:
-            out.append(f"{where}: unknown likelihood {value!r} for {fid} (use one of: {', '.join(names)})")
-    may = e.likelihood == "may" or "may" in e.likelihood_by_finding.values()
-    if may and not e.condition.strip():
-        out.append(f"{where}: likelihood 'may' needs a condition (what the reply depends on)")
-    if e.condition and _CONTROL_RE.search(e.condition):
-        out.append(f"{where}: control character in condition")
-    return out
-
-
-def _value(x: Any) -> Any:
-    return x.value if isinstance(x, Direction | Owner) else x
-
-
-def _code_problems(e: CatalogEntry) -> list[str]:
-    where = f"entry {e.key!r}"
-    out: list[str] = []
-    if isinstance(e.code, bool) or not isinstance(e.code, int):
-        return [f"{where}: reply code must be an integer, got {e.code!r}"]
-    if e.code != 0 and not 200 <= e.code <= 599:
-        out.append(f"{where}: reply code {e.code} is not an SMTP reply code (200-599, or 0 for none)")
-    if e.status:
-        m = _STATUS_RE.match(e.status)
-        if not m:
-            out.append(f"{where}: bad enhanced status syntax {e.status!r} (want class.subject.detail, e.g. 5.7.25)")
-        elif e.code and str(e.code)[0] != m.group(1) and not e.mixed_class:
-            out.append(
-                f"{where}: status {e.status} disagrees with reply code {e.code} "
-                "(set mixed_class = true only if the system really does this)"
-            )
-        elif e.mixed_class and (not e.code or str(e.code)[0] == m.group(1)):
-            out.append(f"{where}: mixed_class is set but code and status agree")
-    elif e.mixed_class:
-        out.append(f"{where}: mixed_class is set but there is no status")
-    if e.status_range_end:
-        start, end = _STATUS_RE.match(e.status or ""), _STATUS_RE.match(e.status_range_end)
-        if not start:
-            out.append(f"{where}: status_range_end needs a status that opens the range")
-        elif not end:
-            out.append(f"{where}: bad status_range_end syntax {e.status_range_end!r} (want e.g. 5.7.649)")
-        elif start.groups()[:2] != end.groups()[:2] or int(end.group(3)) <= int(start.group(3)):
-            out.append(
-                f"{where}: status range {e.status}-{e.status_range_end} must stay in one class and "
-                "subject and end above its start")
-    if e.code == 0 and not e.status and not e.text:
-        out.append(f"{where}: neither reply code, status nor text")
-    return out
-
-
 # -- parsing
 
 
 def _enum(cls: type, raw: Any) -> Any:
-    try:
-        return cls(raw)
-    except ValueError:
-        return str(raw)
+    return cls(raw) if raw in {m.value for m in cls} else str(raw)  # type: ignore[attr-defined]
 
 
 def _strs(raw: Any) -> tuple[str, ...]:
@@ -349,7 +296,7 @@ _SYSTEM_FIELDS = {"id", "name", "description", "default", "fallback"}
 _ENTRY_FIELDS = {
     "key", "system", "direction", "code", "status", "text", "meaning", "causes",
     "owner", "fix", "findings", "source", "family", "mixed_class", "predict_at_info", "when",
-    "category", "status_range_end", "likelihood", "condition", "likelihood_by_finding", "examples",
+    "category", "status_range_end", "likelihood", "condition", "likelihood_by_finding", "examples", "profile",
 }
 _ENTRY_REQUIRED = {
     "key", "system", "direction", "code", "status", "text", "meaning", "owner", "fix", "findings", "source",
@@ -407,6 +354,7 @@ def from_mapping(data: Mapping[str, Any]) -> Catalog:
             condition=str(raw.get("condition", "")),
             likelihood_by_finding=_likelihood_map(raw.get("likelihood_by_finding", {}), label, problems),
             examples=_examples(raw.get("examples", {}), label, problems),
+            profile=str(raw.get("profile", "")),
         ))
     return Catalog(systems, entries, problems)
 

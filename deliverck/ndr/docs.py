@@ -96,6 +96,9 @@ def _likelihood(e: CatalogEntry) -> list[str]:
     exceptions = [f"{_code(f)}: {v}" for f, v in e.likelihood_by_finding.items()]
     if exceptions:
         line += f" (except {', '.join(exceptions)})"
+    if e.profile == "bulk":
+        line += ("; documented for bulk senders (5,000+ messages a day): this likelihood holds under "
+                 "`--sender-profile bulk`, for other senders it is *may*")
     if e.condition:
         line += f"; may depends on: {e.condition}"
     return [line]
@@ -142,6 +145,11 @@ def render_markdown(catalog: Catalog) -> str:
         "  words. A *will* permanent (5xx) reply from a receiver the report is for makes",
         "  its finding at least `error`. A prediction from a finding deliverck could not",
         "  settle (a lookup that failed for it) is always *may*.",
+        "- Profile *bulk*: the receiver documents the rule for bulk senders only (5,000 or",
+        "  more messages a day to its users from one From domain: Gmail and Yahoo since",
+        "  2024, Outlook.com since May 2025). The likelihood shown holds for a bulk sender",
+        "  (`--sender-profile bulk`); for any other sender the prediction is *may*, with",
+        "  the volume condition in words.",
         "- A prediction names the owner of the finding that causes it.",
         "- Predictions use the selected receivers (`--receivers`, default:",
         f"  {', '.join(catalog.default_receivers())}). Where none of them documents a",

@@ -37,9 +37,11 @@ def predict(
     domain: str,
     sender: str | None = None,
     catalog: Catalog | None = None,
+    sender_profile: str = "",
 ) -> tuple[NdrPrediction, ...]:
     """One prediction per reply a receiver would give; see `predict_links`."""
-    return predict_links(list(findings), receivers, domain=domain, sender=sender, catalog=catalog)[0]
+    return predict_links(list(findings), receivers, domain=domain, sender=sender, catalog=catalog,
+                         sender_profile=sender_profile)[0]
 
 
 def predict_links(
@@ -49,6 +51,7 @@ def predict_links(
     domain: str,
     sender: str | None = None,
     catalog: Catalog | None = None,
+    sender_profile: str = "",
 ) -> tuple[tuple[NdrPrediction, ...], list[tuple[str, ...]]]:
     """The predictions, and for each finding (same order) the keys of the
     predictions it causes, so that a finding and its NDRs can be shown together.
@@ -58,6 +61,10 @@ def predict_links(
     direction) that no selected system covers.  A prediction names the owner
     of the finding that causes it, so the two never disagree on who must act;
     findings of different owners or likelihoods give separate rows.
+
+    sender_profile ("transactional", "bulk"; "" = not known): an entry the receiver documents for
+    bulk senders only (`profile = "bulk"`) keeps its likelihood for a bulk sender and is `may`,
+    with the entry's condition in words, for anyone else: volume is what deliverck cannot see.
     """
     cat = catalog or load()
     known = set(cat.system_ids())
@@ -70,7 +77,7 @@ def predict_links(
     groups: dict[tuple[str, Owner, Likelihood], list[int]] = {}
     for i, f in enumerate(findings):
         for e in _entries_for(cat, f, selected, fallback):
-            group = groups.setdefault((e.key, f.owner, _likelihood(e, f)), [])
+            group = groups.setdefault((e.key, f.owner, _likelihood(e, f, sender_profile)), [])
             if all(findings[j] is not f for j in group):
                 group.append(i)
 
@@ -79,7 +86,7 @@ def predict_links(
     for gkey in sorted(groups, key=lambda g: (g[0], g[1].value, g[2].value)):
         key, owner, likely = gkey
         fs = [findings[j] for j in groups[gkey]]
-        p = _prediction(cat, cat.entry(key), fs, owner, likely, domain, sender)
+        p = _prediction(cat, cat.entry(key), fs, owner, likely, domain, sender, sender_profile)
         # One row per reply a user would see: entries that render to the same
         # reply from the same system (an open relay and the listing it caused) merge.
         rkey = (p.system, p.direction, p.code, p.status, p.reply, p.owner, p.likelihood, p.condition)
@@ -117,15 +124,15 @@ def predict_links(
 _UNSETTLED = "only if senders meet the failure deliverck met (it could not finish this check)"
 
 
-def _likelihood(e: CatalogEntry, f: Finding) -> Likelihood:
-    return Likelihood.MAY if f.inconclusive else e.likelihood_for(f.id)
+def _likelihood(e: CatalogEntry, f: Finding, profile: str) -> Likelihood:
+    return Likelihood.MAY if f.inconclusive else e.likelihood_for(f.id, profile)
 
 
-def _condition(e: CatalogEntry, fs: Sequence[Finding], likely: Likelihood) -> str:
+def _condition(e: CatalogEntry, fs: Sequence[Finding], likely: Likelihood, profile: str) -> str:
     if likely is Likelihood.WILL:
         return ""
     if all(f.inconclusive for f in fs):
-        own = e.condition if e.likelihood_for(fs[0].id) is Likelihood.MAY else ""
+        own = e.condition if e.likelihood_for(fs[0].id, profile) is Likelihood.MAY else ""
         return f"{own}; and {_UNSETTLED}" if own else _UNSETTLED
     return e.condition or _UNSETTLED
 
@@ -150,7 +157,7 @@ def _entries_for(cat: Catalog, f: Finding, selected: set[str], fallback: set[str
 
 def _prediction(
     cat: Catalog, e: CatalogEntry, fs: list[Finding], owner: Owner, likely: Likelihood,
-    domain: str, sender: str | None,
+    domain: str, sender: str | None, profile: str,
 ) -> NdrPrediction:
     first = fs[0]
     values = {
@@ -184,7 +191,7 @@ def _prediction(
         subjects=tuple(dict.fromkeys(clean(f.subject) for f in fs)),
         source=e.source,
         likelihood=likely,
-        condition=_condition(e, fs, likely),
+        condition=_condition(e, fs, likely, profile),
     )
 
 

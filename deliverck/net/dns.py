@@ -8,7 +8,8 @@ question at the same moment share one query.
 
 Built on dnspython's async resolver, which already does TCP fallback on
 truncation and EDNS; we add the classification, the run cache, resolver
-selection (`--resolver IP[:port]`) and per-query timeouts.
+selection (`--resolver IP[:port]`) and per-query timeouts.  Its UDP exchange goes
+through net/udp.py (directly written queries, a few shared sockets per resolver).
 """
 
 from __future__ import annotations
@@ -23,19 +24,28 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-import dns.asyncresolver
-import dns.flags
-import dns.name
-import dns.nameserver
-import dns.rdatatype
-import dns.resolver
-import dns.reversename
+import dns._features
+
+# deliverck never speaks DNS over HTTPS (RFC 8484): say so before dnspython's query modules are
+# imported, or `dns.query` imports its DoH stack (httpx, httpcore, h2, anyio), 130-220 ms of every
+# audit's start-up (issue 16).  MTA-STS imports httpx itself when it fetches a policy.  force() is
+# dnspython's own switch (2.6+); both modules that import dns.query first do this.
+dns._features.force("doh", False)
+
+import dns.asyncresolver  # noqa: E402
+import dns.flags  # noqa: E402
+import dns.name  # noqa: E402
+import dns.nameserver  # noqa: E402
+import dns.rdatatype  # noqa: E402
+import dns.resolver  # noqa: E402
+import dns.reversename  # noqa: E402
 
 from deliverck.errors import IncompleteError, UsageError
 from deliverck.net import dnssanity
 from deliverck.net.dnsanswer import DnsAnswer, Outcome, ResolverAddress
 from deliverck.net.dnsanswer import norm as _norm
 from deliverck.net.dnssanity import ResolverProblem, classify_errors, is_ip, is_referral, plain
+from deliverck.net.udp import SharedSocketNameserver
 
 __all__ = ["DnsAnswer", "Outcome", "ResolverAddress", "DnsClient", "DnsStats", "SharedCache", "shared_cache",
            "parse_resolver", "system_resolvers", "reverse_name", "public_suffix", "close"]
@@ -229,7 +239,8 @@ class DnsClient:
             )
         self.timeout = timeout
         r = dns.asyncresolver.Resolver(configure=False)
-        r.nameservers = [dns.nameserver.Do53Nameserver(a.ip, a.port) for a in self.resolvers]
+        # One shared UDP socket per resolver address instead of one per query (net/udp.py, issue 16).
+        r.nameservers = [SharedSocketNameserver(a.ip, a.port) for a in self.resolvers]
         r.use_edns(0, 0, EDNS_PAYLOAD)
         r.flags = dns.flags.RD | dns.flags.AD   # AD=1: a validating resolver tells us if it validated (RFC 6840 5.7)
         # Per-server wait: several tries fit in the lifetime, each server gets a chance.

@@ -12,13 +12,18 @@ import asyncio
 import weakref
 from dataclasses import dataclass
 
-import dns.asyncquery
-import dns.exception
-import dns.flags
-import dns.message
-import dns.name
-import dns.rcode
-import dns.rdatatype
+import dns._features
+
+# No DNS over HTTPS, before dns.query is imported (why: deliverck/net/dns.py).
+dns._features.force("doh", False)
+
+import dns.asyncquery  # noqa: E402
+import dns.exception  # noqa: E402
+import dns.flags  # noqa: E402
+import dns.message  # noqa: E402
+import dns.name  # noqa: E402
+import dns.rcode  # noqa: E402
+import dns.rdatatype  # noqa: E402
 
 QUERY_TIMEOUT = 3.0       # per resolver, per query
 UDP_TRIES = 2             # sends of one query within QUERY_TIMEOUT (a lost datagram is sent again)

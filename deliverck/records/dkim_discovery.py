@@ -21,7 +21,7 @@ from deliverck.records.dkim import DkimKey, DkimSyntaxError, parse_key_record
 
 # Selectors of widely used signers; modest on purpose (each one is a lookup).
 COMMON_SELECTORS: tuple[str, ...] = (
-    "selector1", "selector2",      # Microsoft 365 (CNAMEs into <tenant>.onmicrosoft.com)
+    "selector1", "selector2",      # Microsoft 365 (CNAMEs into <tenant>.onmicrosoft.com or *.dkim.mail.microsoft)
     "google",                      # Google Workspace
     "default", "dkim", "mail", "smtp",
     "k1", "k2",                    # Mailchimp / Mandrill
@@ -30,7 +30,13 @@ COMMON_SELECTORS: tuple[str, ...] = (
     "key1", "sig1",                # (sig1: iCloud custom domains)
 )
 
-M365_TARGET = re.compile(r"^selector[12]-.+\._domainkey\.[^.]+\.onmicrosoft\.com$", re.I)
+# Microsoft 365 points selector1/selector2 at keys it publishes for the tenant: first under
+# <tenant>.onmicrosoft.com, and for domains set up since 2025 under <tenant>.<partition>.dkim.mail.microsoft
+# (e.g. contoso.n-v1.dkim.mail.microsoft; Microsoft Learn, "Set up DKIM to sign mail from your Microsoft 365
+# domain", CNAME records section).  Either way the CNAME exists before DKIM is enabled in the tenant, and
+# leads nowhere until it is.
+M365_TARGET = re.compile(
+    r"^selector[12]-.+\._domainkey\.[^.]+\.(?:onmicrosoft\.com|[a-z0-9-]+\.dkim\.mail\.microsoft)$", re.I)
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,8 @@
-"""DMARC policy records, discovery rules and alignment (RFC 7489).
+"""DMARC policy records, discovery rules and alignment (RFC 7489, with the DMARCbis tags).
+
+DMARCbis (draft-ietf-dmarc-dmarcbis, "General Record Format") adds psd= (y: a public suffix
+operator's record, n: an organizational domain's, u: not said) and t= (y: test mode), keeps np=
+from RFC 9091, and removes pct=, rf= and ri=; records/dmarc_discovery.py applies them.
 
 `parse_record(text)` raises `DmarcSyntaxError` for a record that is not a
 DMARC record at all (bad tag-list syntax, v=DMARC1 not first); a record that
@@ -17,7 +21,9 @@ from urllib.parse import unquote
 from deliverck.records import tags as taglist
 from deliverck.target import org_domain
 
-KNOWN_TAGS = ("v", "p", "sp", "np", "adkim", "aspf", "pct", "rua", "ruf", "fo", "rf", "ri")
+KNOWN_TAGS = ("v", "p", "sp", "np", "adkim", "aspf", "pct", "rua", "ruf", "fo", "rf", "ri", "psd", "t")
+# Tags DMARCbis removes: its receivers ignore them (draft-ietf-dmarc-dmarcbis, "Changes from RFC 7489").
+REMOVED_TAGS = ("pct", "rf", "ri")
 POLICIES = ("none", "quarantine", "reject")
 _VERSION = re.compile(r"\s*v\s*=\s*DMARC1(?![0-9A-Za-z_.-])", re.I)
 _URI = re.compile(r"^(?P<uri>[^!]+?)(?:!(?P<size>\d+)(?P<unit>[kmgt])?)?$", re.I)
@@ -71,6 +77,13 @@ class DmarcRecord:
     problems: tuple[str, ...] = ()    # invalid values; each says what receivers do instead
     unknown_tags: tuple[str, ...] = ()
     syntax_notes: tuple[str, ...] = ()
+    psd: str = "u"                    # DMARCbis psd=: "y", "n" or "u" (not said)
+    test_mode: bool = False           # DMARCbis t=y
+
+    @property
+    def removed_tags(self) -> tuple[str, ...]:
+        """The tags of this record that DMARCbis receivers ignore (pct, rf, ri), as written."""
+        return tuple(t for t in REMOVED_TAGS if t in self.tags)
 
     @property
     def applies(self) -> bool:
@@ -192,6 +205,8 @@ def parse_record(text: str) -> DmarcRecord:
     effective = p if policy_valid else ("none" if rua else "")
     pct, ri, fo, rf = _report_options(t, problems)
     sub = sp or effective
+    psd = choice("psd", ("y", "n", "u"), "u")
+    test_mode = choice("t", ("y", "n"), "n") == "y"
     return DmarcRecord(
         text=text, tags=dict(t), policy=effective, policy_valid=policy_valid,
         subdomain_policy=sub if effective else "", nonexistent_policy=(np_ or sub) if effective else "",
@@ -199,6 +214,7 @@ def parse_record(text: str) -> DmarcRecord:
         pct=pct, rua=rua, ruf=ruf, fo=fo, rf=rf, ri=ri, problems=tuple(problems),
         unknown_tags=tuple(tl.raw_names[n] for n in tl.order if n not in KNOWN_TAGS),
         syntax_notes=tl.notes,
+        psd=psd, test_mode=test_mode,
     )
 
 

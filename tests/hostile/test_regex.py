@@ -73,6 +73,8 @@ BUILT = {
     ("mime", "_HIDDEN_CLOSE_RE"): lambda m: [(f"mime._HIDDEN_CLOSE_RE[{k}]", p) for k, p in m._HIDDEN_CLOSE_RE.items()],
     ("rules", "from_mapping"): _rule_table,
     ("systems", "_c"): _system_table,
+    ("systems", "_index"): lambda m: [(f"systems.toml words of {a}", m._index(a).words_re)
+                                      for a in ("hosts", "text", "from_") if m._index(a).words_re is not None],
 }
 _RE_FUNCS = {"compile": 1, "search": 2, "match": 2, "fullmatch": 2, "sub": 4, "subn": 4, "findall": 2, "finditer": 2, "split": 3}
 
