@@ -90,18 +90,22 @@ def _audit_in_debug_mode(tmp_path: Path, env: dict[str, str]) -> tuple[subproces
 def test_one_audit_never_blocks_the_event_loop(lab, tmp_path):
     """Run after the cache is warm, as every run but the first after an install or upgrade is.
 
-    The machine is shared: a callback that crosses 20 ms once under load is run again, and only
-    one slow in both runs fails (a blocking parse is slow every time; scheduling noise is not)."""
+    The machine is shared: a callback that crosses 20 ms under load is run again, up to three
+    runs, and only one slow in every run fails (a blocking parse is slow every time; a step that
+    lost its core to another process is not)."""
     env = {**os.environ, datacache.CACHE_ENV: str(tmp_path / "cache"), "COLUMNS": "160"}
     subprocess.run([sys.executable, "-c", WARM], check=True, env=env, timeout=60)
     assert list((tmp_path / "cache").glob("psl-*.marshal")), "the warm-up left no cached suffix list"
     proc, slow = _audit_in_debug_mode(tmp_path, env)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    if slow:
+    times = {k: (v,) for k, v in slow.items()}
+    for _ in range(2):
+        if not times:
+            break
         _, again = _audit_in_debug_mode(tmp_path, env)
-        slow = {k: (v, again[k]) for k, v in slow.items() if k in again}
-    assert not slow, "callbacks that held the event loop longer than 20 ms in two runs (seconds): " + ", ".join(
-        f"{k} {a:.3f}/{b:.3f}" for k, (a, b) in sorted(slow.items()))
+        times = {k: (*v, again[k]) for k, v in times.items() if k in again}
+    assert not times, "callbacks that held the event loop longer than 20 ms in three runs (seconds): " + ", ".join(
+        f"{k} {'/'.join(f'{t:.3f}' for t in v)}" for k, v in sorted(times.items()))
 
 
 # The cache itself.

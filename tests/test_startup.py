@@ -40,9 +40,9 @@ ENGINE_DENIED = ("dns", "httpx", "httpx2", "httpcore", "httpcore2", "anyio", "cr
 COMMANDS = ("check", "spf", "checks", "explain", "bulk", "audit", "lab")
 
 
-def _imports(*args: str) -> tuple[subprocess.CompletedProcess[str], set[str]]:
+def _imports(*args: str, env: dict[str, str] | None = None) -> tuple[subprocess.CompletedProcess[str], set[str]]:
     """Run `python -X importtime ARGS`; the process and the names of the modules it imported."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}, **(env or {})}
     r = subprocess.run([sys.executable, "-X", "importtime", *args], capture_output=True, text=True,
                        env=env, timeout=60)
     names = {line.rpartition("|")[2].strip() for line in r.stderr.splitlines()
@@ -141,3 +141,33 @@ def test_quick_coercion_gives_what_typer_gives(kind):
         if kind == "list":
             assert [type(x) for x in got] == [type(x) for x in want]
     assert answered >= 2
+
+
+def test_the_plain_audit_form_imports_no_other_command_and_no_toml_parser(tmp_path):
+    """`deliverck DOMAIN` runs `check` alone: the other commands (bulk's worker pool, the lab,
+    explain) and, once the bundled data is cached, the TOML parser are never imported (~20-30 ms
+    of every audit's start-up).  A resolver on loopback that never answers: nothing leaves."""
+    import socket
+
+    env = {"DELIVERCK_CACHE_DIR": str(tmp_path / "cache")}
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as silent:
+        silent.bind(("127.0.0.1", 0))
+        resolver = f"127.0.0.1:{silent.getsockname()[1]}"
+        argv = ("-m", "deliverck", "example.com", "--resolver", resolver, "--dns-timeout", "0.3",
+                "--deadline", "2", "--only", "mx,dnsbl")
+        for _ in range(2):          # the first run fills the data cache, the second reads it
+            r, names = _imports(*argv, env=env)
+    assert r.returncode == 3 and "did not answer" in r.stderr.splitlines()[-1], r.stderr[-2000:]
+    assert "deliverck.runner" in names and "deliverck.records.dnsbl" in names
+    assert _denied(names, ("deliverck.cli.bulk", "deliverck.cli.explain", "deliverck.cli.audit",
+                           "deliverck.cli.spf", "deliverck.cli.checks", "deliverck.lab", "deliverck.fleet",
+                           "tomllib")) == []
+
+
+def test_the_check_only_app_has_the_full_apps_check_command():
+    """The plain form's app (check alone) parses and helps exactly as the full app's `check`."""
+    from deliverck.cli import _click_command
+
+    full, alone = _click_command(), _click_command(only_check=True)
+    assert list(alone.commands) == ["check"]
+    assert [p.opts for p in alone.commands["check"].params] == [p.opts for p in full.commands["check"].params]

@@ -28,12 +28,14 @@ if TYPE_CHECKING:
 _HELP = "Predict the bounces (NDRs) a mail server will cause, before it causes them."
 
 
-def _build_app() -> typer.Typer:
+def _build_app(only_check: bool = False) -> typer.Typer:
     """The typer app with every command registered; typer and the command modules cost tens of
-    milliseconds, which `deliverck --version` does not pay (see main)."""
+    milliseconds, which `deliverck --version` does not pay (see main).  `deliverck DOMAIN` runs
+    only `check`, and gets an app of that command alone: importing the other commands (bulk's
+    worker pool, the lab, explain) cost it ~20 ms for nothing (issue 16)."""
     import typer
 
-    from deliverck.cli import audit, bulk, check, checks, explain, lab, spf
+    from deliverck.cli import check
 
     app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True, help=_HELP)
 
@@ -50,6 +52,10 @@ def _build_app() -> typer.Typer:
         """deliverck TARGET runs every check; see `deliverck check --help`."""
 
     app.command("check")(check.check_cmd)
+    if only_check:
+        return app
+    from deliverck.cli import audit, bulk, checks, explain, lab, spf
+
     app.command("spf")(spf.spf_cmd)
     app.command("checks")(checks.checks_cmd)
     app.command("explain")(explain.explain_cmd)
@@ -78,22 +84,38 @@ def __getattr__(name: str) -> Any:
 _COMMANDS_HELP = ("--help", "-h", "--version")
 
 
-_CLICK: list = []
+_CLICK: dict[bool, Any] = {}
 
 
-def _click_command():
+def _click_command(only_check: bool = False):
     """The click command of the app, built once per process (typer builds it anew on each call,
-    tens of milliseconds that every run would pay two or three times)."""
-    if not _CLICK:
+    tens of milliseconds that every run would pay two or three times).  With `only_check`, the
+    same root with the `check` command alone (see _check_only)."""
+    if only_check not in _CLICK:
         import typer.main
 
         from deliverck.cli import coerce
 
-        command = typer.main.get_command(_app())
+        command = typer.main.get_command(_app() if not only_check else _build_app(only_check=True))
         coerce.install(command)
         _plain_help(command)
-        _CLICK.append(command)
-    return _CLICK[0]
+        _CLICK[only_check] = command
+    return _CLICK[only_check]
+
+
+def _check_only(args: list[str]) -> bool:
+    """True when these arguments can only mean `deliverck check ...`, the common `deliverck DOMAIN`
+    form: the first word is `check`, or it can be no command (it starts with a dash or has a dot,
+    colon, @, bracket or slash, as a target has: see _not_a_command).  Then the other commands
+    are never needed, and neither is their import; any other first word takes the full app, so
+    help, suggestions for a mistyped command and the other commands behave as before."""
+    if not args:
+        return False
+    first = args[0].split("=", 1)[0]
+    if first in _COMMANDS_HELP:
+        return False
+    w = args[0].strip().lower()
+    return args[0] == "check" or w.startswith("-") or any(c in w for c in ".:@[/")
 
 
 def _plain_help(command) -> None:
@@ -136,12 +158,12 @@ def _not_a_command(word: str, names: set[str]) -> None:
                          "(a target is a domain, host or address, e.g. example.com)")
 
 
-def _help_hint(ctx, args: list[str]) -> str:
+def _help_hint(ctx, args: list[str], only_check: bool = False) -> str:
     """`deliverck lab run --help` for an error in `lab run`; click raises some errors (a flag given
     a value) without a context, and then the command is read from the arguments."""
     path = getattr(ctx, "command_path", "") or ""
     if not path or path == "deliverck":
-        cmd, words = _click_command(), ["deliverck"]
+        cmd, words = _click_command(only_check), ["deliverck"]
         for a in args:
             sub = getattr(cmd, "commands", {}).get(a)
             if sub is None:
@@ -188,9 +210,13 @@ def main(argv: list[str] | None = None) -> None:
     from deliverck.model import EXIT_INCOMPLETE, EXIT_USAGE
 
     debug = "--debug" in args
-    command = _click_command()
+    only_check = _check_only(args)
+    command = _click_command(only_check)
+    run_args = (args if args[0] == "check" else ["check", *args]) if only_check else args
     try:
-        rc = command.main(args=_with_default_command(args), prog_name="deliverck", standalone_mode=False)
+        if not only_check:
+            run_args = _with_default_command(args)
+        rc = command.main(args=run_args, prog_name="deliverck", standalone_mode=False)
     except DeliverckError as e:
         if debug:
             import traceback
@@ -212,7 +238,8 @@ def main(argv: list[str] | None = None) -> None:
             sys.stderr.write("deliverck: interrupted\n")
             rc = 130
         elif _usage_error(e):
-            hint = _help_hint(getattr(e, "ctx", None), _with_default_command(args))
+            hint = _help_hint(getattr(e, "ctx", None), run_args if only_check else _with_default_command(args),
+                              only_check)
             msg = " ".join(e.format_message().split())
             sys.stderr.write(f"deliverck: error: {msg} (see `{hint}`)\n")
             rc = EXIT_USAGE

@@ -114,7 +114,8 @@ def _workers(workers: int | None) -> int:
     return check(workers)
 
 
-def _results(mode: str, items: list[str], limit: int, workers: int = 1) -> Iterator[Explanation]:
+def _results(mode: str, items: list[str], limit: int, workers: int = 1,
+             view: tuple[bool, bool, bool] | None = None) -> Iterator[Any]:
     from deliverck.explain import engine
 
     if mode == "text":
@@ -129,12 +130,12 @@ def _results(mode: str, items: list[str], limit: int, workers: int = 1) -> Itera
         if workers > 1:
             from deliverck.explain.pool import explain_files
 
-            return explain_files(engine.iter_files(items[0]), limit, workers, explicit=False)
+            return explain_files(engine.iter_files(items[0]), limit, workers, explicit=False, view=view)
         return engine.iter_directory(items[0], limit)
     if workers > 1:
         from deliverck.explain.pool import explain_files
 
-        return explain_files(items, limit, workers, explicit=True)
+        return explain_files(items, limit, workers, explicit=True, view=view)
     return (e for path in items for e in engine.explain_path(path, limit))
 
 
@@ -162,30 +163,29 @@ def _one_input(results: Iterator[Explanation], items: list[str], as_json: bool, 
     return code
 
 
-def _many(results: Iterator[Explanation], mode: str, items: list[str], jsonl: bool, verbose: bool) -> int:
+def _many(results: Iterator[Any], mode: str, items: list[str], jsonl: bool, verbose: bool) -> int:
     """Directory triage skips what is not a bounce (docs/explain.md): the table says how many and
     why in one closing line (-v: one line per skipped input); --jsonl keeps one record per input,
     the skipped ones with category "not_a_bounce".  Skipped inputs do not make the exit code 1,
-    unless nothing at all was a bounce."""
-    from deliverck.explain.render import not_a_bounce_line, render_jsonl, render_table, skipped_summary
+    unless nothing at all was a bounce.  Results come as Explanations, or already rendered by the
+    worker processes (render.Triaged, see _view)."""
+    from deliverck.explain.render import Triaged, skipped_summary, triage
 
     code = printed = total = 0
     skipped: dict[str, int] = {}
-    for e in results:
+    directory = mode == "dir"
+    for x in results:
+        t = x if isinstance(x, Triaged) else triage(x, jsonl, verbose, directory)
         total += 1
-        skip = mode == "dir" and not e.is_bounce and not e.error
-        if skip and e.bounce is not None:         # not a bounce: always a parsed Bounce
-            skipped[e.bounce.not_bounce_kind] = skipped.get(e.bounce.not_bounce_kind, 0) + 1
-        if jsonl:
-            sys.stdout.write(render_jsonl(e))
-        elif skip:
-            if verbose:
-                sys.stdout.write(not_a_bounce_line(e))
-        else:
-            sys.stdout.write(("\n" if printed else "") + render_table(e, verbose=verbose, header=True))
+        if t.skipped:
+            skipped[t.kind] = skipped.get(t.kind, 0) + 1
+        if t.table:
+            sys.stdout.write(("\n" if printed else "") + t.text)
             printed += 1
+        elif t.text:
+            sys.stdout.write(t.text)
         sys.stdout.flush()
-        if e.exit_code and not skip:
+        if t.exit_code and not t.skipped:
             code = 1
     if mode == "dir" and total and sum(skipped.values()) == total:
         code = 1
@@ -236,7 +236,9 @@ def explain_cmd(
         raise UsageError("explain: --run takes one bounce, not a directory or several files")
     if mode == "dir" and as_json:
         raise UsageError("explain: a directory gives one result per message: use --jsonl")
-    results = _results(mode, items, limit, 1 if run else n_workers)
     if mode != "dir" and len(items) == 1 and not jsonl:
+        results = _results(mode, items, limit, 1 if run else n_workers)
         raise typer.Exit(_one_input(results, items, as_json, verbose, (base, debug) if run else None))
+    # Directory triage: the workers render each record themselves (render.triage).
+    results = _results(mode, items, limit, 1 if run else n_workers, view=(jsonl, verbose, mode == "dir"))
     raise typer.Exit(_many(results, mode, items, jsonl, verbose))

@@ -29,6 +29,7 @@ MAX_TEXT characters and at most MAX_ATTEMPTS recipients.
 
 from __future__ import annotations
 
+import functools
 import re
 
 from deliverck.explain import evidence
@@ -195,21 +196,40 @@ EXTRACTORS = (
 )
 
 
+@functools.cache
+def _detector_words() -> tuple[tuple[frozenset[str] | None, ...], frozenset[str], re.Pattern | None]:
+    """Each detector's words one of which any of its matches contains (rules._needs), and the scan
+    that finds them: the rule table's word prefilter, so that a text is scanned once for all the
+    words instead of once per case-insensitive detector (issue 16)."""
+    from deliverck.explain.rules import _needs, _trie
+
+    needs = tuple(_needs(detector) for _, detector, _ in EXTRACTORS)
+    words = frozenset(w for n in needs if n is not None for w in n)
+    return needs, words, re.compile(_trie(words)) if words else None
+
+
+def _detected(text: str):
+    """(name, extractor) of every detector that fires on text, in EXTRACTORS order, lazily."""
+    from deliverck.explain.rules import _present
+
+    needs, words, words_re = _detector_words()
+    present = _present(words_re, words, text)
+    for (name, detector, fn), need in zip(EXTRACTORS, needs, strict=True):
+        if present is not None and need is not None and need.isdisjoint(present):
+            continue        # none of its words is in the text: it cannot match
+        if detector.search(text):
+            yield name, fn
+
+
 def extract(text: str) -> tuple[str, list[Attempt], dict]:
     """(format name, attempts, info) from a bounce's human-readable text (its first MAX_TEXT
     characters); ("", [], {}) when no format fits."""
-    text = text[:MAX_TEXT]
-    for name, detector, fn in EXTRACTORS:
-        if detector.search(text):
-            attempts, info = fn(text)
-            if attempts:
-                return name, attempts, info
+    for name, fn in _detected(text[:MAX_TEXT]):
+        attempts, info = fn(text[:MAX_TEXT])
+        if attempts:
+            return name, attempts, info
     return "", [], {}
 
 
 def detected_format(text: str) -> str:
-    text = text[:MAX_TEXT]
-    for name, detector, _ in EXTRACTORS:
-        if detector.search(text):
-            return name
-    return ""
+    return next((name for name, _ in _detected(text[:MAX_TEXT])), "")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import email
 import email.header
+import email.parser
 import html
 import re
 from email import policy
@@ -450,7 +451,9 @@ def _original(b: Bounce, parts: _Parts) -> None:
         hdrs = parts.rfc822[0]
     elif parts.headers:
         try:
-            hdrs = email.message_from_string(parts.headers[0].lstrip(), policy=policy.compat32)
+            # Only its header fields are read: headersonly stops the parser at the first blank
+            # line instead of parsing a body (a MIME tree, for a multipart type) nobody reads.
+            hdrs = email.parser.Parser(policy=policy.compat32).parsestr(parts.headers[0].lstrip(), headersonly=True)
         except Exception:  # noqa: BLE001
             hdrs = None
     if hdrs is None:

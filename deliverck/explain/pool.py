@@ -3,7 +3,8 @@
 Explaining a bounce is pure CPU (the stdlib email parser, the rule and catalog regexes), so one
 process uses one core (issue 16).  The results come back in the order --workers 1 gives them,
 with the same content: each task runs the very functions of engine.py that the single process
-runs, and only its list of Explanations travels back (pickled; cheap next to the parsing).
+runs, and for directory triage the records come back rendered (render.Triaged): pickling whole
+Explanation trees cost about a fifth of the CPU of explaining them.
 
 What a worker is sent is small: paths for a directory or a list of files, and for an mbox the
 byte offsets of its messages (reader.mbox_spans), so each worker reads its own bytes from the file.
@@ -35,23 +36,36 @@ FILES_PER_TASK = 32        # files handed to a worker at once
 MESSAGES_PER_TASK = 64     # messages of an mbox handed to a worker at once
 IN_FLIGHT = 4              # tasks queued per worker: enough to keep it busy, few results held for ordering
 
-Task = tuple[Callable[..., list[Explanation]], tuple[Any, ...]]
+Task = tuple[Callable[..., list[Any]], tuple[Any, ...]]
 
 
-def _files_task(paths: list[str], limit: int, explicit: bool) -> list[Explanation]:
+View = tuple[bool, bool, bool]     # render.triage's (jsonl, verbose, directory)
+
+
+def _rendered(out: list[Explanation], view: View | None) -> list[Any]:
+    """The task's results as they travel back: Explanations, or with a view the records already
+    rendered (render.Triaged), which cost far less to pickle and to load than the dataclass trees."""
+    if view is None:
+        return out
+    from deliverck.explain.render import triage
+
+    return [triage(e, *view) for e in out]
+
+
+def _files_task(paths: list[str], limit: int, explicit: bool, view: View | None = None) -> list[Any]:
     out: list[Explanation] = []
     for p in paths:
         out.extend(engine.explain_path(p, limit, explicit) if explicit else engine.explain_guarded(p, limit))
-    return out
+    return _rendered(out, view)
 
 
-def _mbox_task(path: str, spans: list[tuple[int, int]], first: int, notes: list[str]) -> list[Explanation]:
+def _mbox_task(path: str, spans: list[tuple[int, int]], first: int, notes: list[str], view: View | None = None) -> list[Any]:
     out: list[Explanation] = []
     with open(path, "rb") as f:
         for i, (start, end) in enumerate(spans, first):
             f.seek(start)
             out.append(engine.explain_message(f.read(end - start), path, i, notes, True))
-    return out
+    return _rendered(out, view)
 
 
 def _start_worker() -> None:
@@ -84,7 +98,7 @@ def _context() -> Any:
     return ctx
 
 
-def _ordered(tasks: Iterable[Task], workers: int) -> Iterator[Explanation]:
+def _ordered(tasks: Iterable[Task], workers: int) -> Iterator[Any]:
     """The tasks' results in task order, at most workers x IN_FLIGHT tasks ahead of the reader."""
     # Imported here: explaining one code or file never loads the process machinery.
     from concurrent.futures import ProcessPoolExecutor
@@ -93,7 +107,7 @@ def _ordered(tasks: Iterable[Task], workers: int) -> Iterator[Explanation]:
     pending: collections.deque[tuple[Task, Future | None]] = collections.deque()
     broken = False
 
-    def take() -> list[Explanation]:
+    def take() -> list[Any]:
         nonlocal broken
         task, fut = pending.popleft()
         if fut is not None:
@@ -129,22 +143,25 @@ def _chunks(items: Iterable[Any], n: int) -> Iterator[list[Any]]:
         yield chunk
 
 
-def explain_files(paths: Iterable[str], limit: int, workers: int, explicit: bool) -> Iterator[Explanation]:
+def explain_files(paths: Iterable[str], limit: int, workers: int, explicit: bool,
+                  view: View | None = None) -> Iterator[Any]:
     """The files in order, as engine.iter_directory (explicit False: directory triage) or
-    engine.explain_path over files the user named (explicit True) give them."""
+    engine.explain_path over files the user named (explicit True) give them.  With a view, what
+    the workers explain comes back rendered (render.Triaged); what this process explains itself
+    comes as Explanations either way."""
     it = iter(paths)
     head = list(itertools.islice(it, MIN_FOR_WORKERS))
     if workers > 1 and len(head) == MIN_FOR_WORKERS:
-        tasks = ((_files_task, (chunk, limit, explicit)) for chunk in _chunks(itertools.chain(head, it), FILES_PER_TASK))
+        tasks = ((_files_task, (chunk, limit, explicit, view)) for chunk in _chunks(itertools.chain(head, it), FILES_PER_TASK))
         yield from _ordered(tasks, workers)
         return
     for p in itertools.chain(head, it):
         # A directory's mbox stays whole in one process: an error in any of its messages replaces
         # the whole file's results there (engine.explain_guarded).
-        yield from _explain_named(p, limit, workers) if explicit else engine.explain_guarded(p, limit)
+        yield from _explain_named(p, limit, workers, view) if explicit else engine.explain_guarded(p, limit)
 
 
-def _explain_named(path: str, limit: int, workers: int) -> Iterator[Explanation]:
+def _explain_named(path: str, limit: int, workers: int, view: View | None = None) -> Iterator[Any]:
     """A file the user named, as engine.explain_path explains it; an mbox of MIN_FOR_WORKERS
     messages or more is split among the workers by the offsets of its messages."""
     try:
@@ -164,7 +181,7 @@ def _explain_named(path: str, limit: int, workers: int) -> Iterator[Explanation]
         yield from engine.explain_bytes(raw, path, notes)
         return
     notes = notes + more
-    tasks = ((_mbox_task, (path, chunk, i * MESSAGES_PER_TASK, notes))
+    tasks = ((_mbox_task, (path, chunk, i * MESSAGES_PER_TASK, notes, view))
              for i, chunk in enumerate(_chunks(spans, MESSAGES_PER_TASK)))
     yield from _ordered(tasks, workers)
 

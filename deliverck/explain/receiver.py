@@ -64,8 +64,11 @@ def identify(a: Attempt, wording_system: str = "", wording_key: str = "") -> Rec
     return None
 
 
+@functools.lru_cache(maxsize=1024)
 def own_entries(receiver: str, status: str) -> tuple:
-    """The receiver's catalog entries for exactly this status, when it gives the status a meaning of its own."""
+    """The receiver's catalog entries for exactly this status, when it gives the status a meaning of its own.
+    Cached: the catalog is loaded once per process and never changes, and a scan of it for a status
+    cost about 2 ms, paid again by every bounce with that status (issue 16)."""
     if not status or not st.receiver_detail(status, receiver):
         return ()
     try:

@@ -75,6 +75,13 @@ def by_host(host: str) -> System | None:
     h = host.strip().strip(".").lower()
     if not h:
         return None
+    return _by_host(h)
+
+
+@functools.lru_cache(maxsize=4096)
+def _by_host(h: str) -> System | None:
+    """Cached: a directory of bounces names the same few reporting and receiving hosts again and
+    again, and the table of systems never changes within a process."""
     hit = _first("hosts", h)
     return hit[0] if hit else None
 

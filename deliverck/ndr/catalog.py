@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import re
-import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from importlib import resources
@@ -384,6 +383,8 @@ def _examples(raw: Any, label: str, problems: list[str]) -> dict[str, str]:
 
 
 def from_toml(text: str) -> Catalog:
+    import tomllib
+
     return from_mapping(tomllib.loads(text))
 
 
@@ -410,6 +411,9 @@ def load() -> Catalog:
 
 def _merge(parts: list[tuple[str, str]]) -> dict[str, Any]:
     """catalog.toml with the [[entry]] tables of every catalog/*.toml appended, as plain data."""
+    # Only on a cache miss: most runs load the cached parse (deliverck/datacache.py).
+    import tomllib
+
     data = tomllib.loads(parts[0][1])
     for name, text in parts[1:]:
         more = tomllib.loads(text)

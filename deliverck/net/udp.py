@@ -29,6 +29,7 @@ resolver (loopback or the local network), where the ID and the question check re
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import struct
 import time
@@ -75,9 +76,11 @@ def _wire(name: dns.name.Name) -> bytes:
     return wire
 
 
-def query_wire(request: dns.message.Message) -> bytes:
+def query_wire(request: dns.message.Message | PlainQuery) -> bytes:
     """The request as dnspython's `to_wire()` writes it, without its generic writer when the
     request is the plain shape (one question, nothing else, EDNS0 with no options)."""
+    if isinstance(request, PlainQuery):
+        return request.to_wire()
     if (len(request.question) != 1 or request.answer or request.authority or request.additional
             or request.keyring or request.edns != 0 or request.options or request.ednsflags & 0xFFFF0000 != 0):
         return request.to_wire()
@@ -85,6 +88,43 @@ def query_wire(request: dns.message.Message) -> bytes:
     header = struct.pack("!HHHHHH", request.id, request.flags & 0xFFFF, 1, 0, 0, 1)
     opt = struct.pack("!BHHIH", 0, _OPT_TYPE, request.payload, request.ednsflags & 0xFFFF, 0)
     return b"".join((header, encode_name(q.name), struct.pack("!HH", q.rdtype, q.rdclass), opt))
+
+
+_QUERY_OPCODE = 0
+_BLANK_QUESTION_RCODES = frozenset((1, 2, 4, 5))   # FORMERR, SERVFAIL, NOTIMP, REFUSED
+
+
+class PlainQuery:
+    """The one question shape deliverck asks (RD and AD set, EDNS0 at EDNS_PAYLOAD, no options,
+    no TSIG), as just the fields the exchange needs: a `dns.message.make_query` Message with
+    its OPT record cost ~0.2 ms of CPU per question, a sixth of a bulk audit (issue 16).
+    `is_response` is dnspython's rule (message.py `Message.is_response`) for this shape."""
+    __slots__ = ("id", "flags", "name", "rdtype", "rdclass", "payload", "_tail")
+    keyring = None
+    mac = b""
+
+    def __init__(self, name: dns.name.Name, rdtype: int, flags: int, payload: int) -> None:
+        self.name, self.rdtype, self.rdclass = name, rdtype, dns.rdataclass.IN
+        self.flags, self.payload = flags, payload
+        self._tail = b"".join((encode_name(name), struct.pack("!HH", rdtype, self.rdclass),
+                               struct.pack("!BHHIH", 0, _OPT_TYPE, payload, 0, 0)))
+        self.set_random_id()
+
+    def set_random_id(self) -> None:
+        self.id = int.from_bytes(os.urandom(2), "big")
+
+    def to_wire(self) -> bytes:
+        return struct.pack("!HHHHHH", self.id, self.flags & 0xFFFF, 1, 0, 0, 1) + self._tail
+
+    def is_response(self, other: dns.message.Message) -> bool:
+        if other.flags & dns.flags.QR == 0 or other.id != self.id or (other.flags >> 11) & 0xF != _QUERY_OPCODE:
+            return False
+        if other.rcode() in _BLANK_QUESTION_RCODES and not other.question:
+            return True
+        if len(other.question) != 1:
+            return False
+        q = other.question[0]
+        return q.rdtype == self.rdtype and q.rdclass == self.rdclass and q.name == self.name
 
 
 class _Endpoint:
@@ -137,7 +177,7 @@ class _Query:
     answers arrived together (tests/test_fixed_cost.py); each task now parses its own."""
     __slots__ = ("request", "future", "begin", "backlog")
 
-    def __init__(self, request: dns.message.Message, future: asyncio.Future) -> None:
+    def __init__(self, request: dns.message.Message | PlainQuery, future: asyncio.Future) -> None:
         self.request, self.future, self.begin = request, future, time.time()
         self.backlog: list[bytes] = []
 
@@ -202,7 +242,7 @@ def _endpoint(ip: str, port: int) -> _Endpoint:
     return ep
 
 
-async def exchange(request: dns.message.Message, ip: str, port: int, timeout: float | None) -> dns.message.Message:
+async def exchange(request: dns.message.Message | PlainQuery, ip: str, port: int, timeout: float | None) -> dns.message.Message:
     """Send `request` to ip:port over the shared socket and wait for its answer (or raise
     dns.exception.Timeout, dns.message.Truncated, OSError as dnspython's `udp()` does)."""
     ep = _endpoint(ip, port)

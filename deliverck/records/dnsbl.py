@@ -11,10 +11,10 @@ size bound when the lists are first loaded.
 from __future__ import annotations
 
 import functools
+import hashlib
 import ipaddress
 import os
 import re
-import tomllib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
@@ -323,7 +323,22 @@ def from_mapping(data: Mapping[str, Any]) -> Lists:
 
 
 def from_toml(text: str) -> Lists:
+    # Imported here: most runs load cached parses (deliverck/datacache.py) and never need it.
+    import tomllib
+
     return from_mapping(tomllib.loads(text))
+
+
+def _toml_error() -> type[Exception]:
+    import tomllib
+
+    return tomllib.TOMLDecodeError
+
+
+def _parse_toml(blob: bytes) -> dict[str, Any]:
+    import tomllib
+
+    return tomllib.loads(blob.decode("utf-8"))
 
 
 # Extra lists files (same format as dnsbl-lists.toml), separated by os.pathsep: a user's private
@@ -357,7 +372,7 @@ def _load(extra: tuple[str, ...]) -> Lists:
     # The shipped file's TOML parse is cached by content hash (deliverck/datacache.py); the
     # user's extra files are read and parsed each time, as they may change at any moment.
     raw = resources.files("deliverck.records").joinpath("dnsbl-lists.toml").read_bytes()
-    shipped = from_mapping(datacache.load("dnsbl-lists", raw, lambda b: tomllib.loads(b.decode("utf-8"))))
+    shipped = from_mapping(datacache.load("dnsbl-lists", raw, _parse_toml))
     if not extra:
         return shipped
     lists = list(shipped.lists)
@@ -381,9 +396,12 @@ def _extra(path: str) -> Lists:
                              "or unset the variable") from None
     if more:
         raise ListsFileError(f"{where} is larger than {MAX_LISTS_BYTES // 1024} KiB: a lists file is small")
+    # Read every time (the file may change at any moment), parsed only when its bytes are new:
+    # the parse is cached by content hash like the shipped file's, one cache file per path.
+    slot = "dnsbl-extra-" + hashlib.sha256(os.path.realpath(path).encode("utf-8", "surrogateescape")).hexdigest()[:16]
     try:
-        lists = from_toml(blob.decode("utf-8"))
-    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
+        lists = from_mapping(datacache.load(slot, blob, _parse_toml))
+    except (UnicodeDecodeError, _toml_error()) as e:     # evaluated only when something was raised
         raise ListsFileError(f"{where} is not a TOML lists file ({' '.join(str(e).split())})") from None
     if lists.load_problems:
         raise ListsFileError(f"{where}: {lists.load_problems[0]}")

@@ -73,6 +73,7 @@ BUILT = {
     ("mime", "_HIDDEN_CLOSE_RE"): lambda m: [(f"mime._HIDDEN_CLOSE_RE[{k}]", p) for k, p in m._HIDDEN_CLOSE_RE.items()],
     ("rules", "from_mapping"): _rule_table,
     ("systems", "_c"): _system_table,
+    ("formats", "_detector_words"): lambda m: [("formats detector words", m._detector_words()[2])],
     ("systems", "_index"): lambda m: [(f"systems.toml words of {a}", m._index(a).words_re)
                                       for a in ("hosts", "text", "from_") if m._index(a).words_re is not None],
 }
@@ -499,6 +500,8 @@ def _pattern_text(size: int) -> str:
         if isinstance(p.pattern, bytes) or label.startswith(("rules.toml", "systems.toml")):
             continue          # the tables see at most 20,000 characters (classify.py); swept above
         cuts = prefixes(p)
+        if not cuts:
+            continue          # a word-list alternation (built words): no literal prefix to repeat
         for prefix in (cuts[len(cuts) // 2], cuts[-1]):
             regions.append((prefix * (4096 // len(prefix) + 1))[:4096])
     text = "\n".join(regions)
