@@ -34,7 +34,7 @@ from deliverck.model import CheckSpec, Direction, Finding, FindingSpec, Owner, S
 from deliverck.net.dns import DnsAnswer, Outcome
 from deliverck.records import dmarc as dm
 from deliverck.records.dkim_discovery import txt_text
-from deliverck.target import org_domain
+from deliverck.target import org_domain, sender_domain_of
 
 OUT, NONE = Direction.OUTBOUND, Direction.NONE
 DNS = Owner.DNS_ADMIN
@@ -93,19 +93,6 @@ CHECK = CheckSpec(
 )
 
 
-def sender_domain_of(sender: str) -> str:
-    """The domain part of a --sender address, without a trailing dot, lower case ("" for none)."""
-    if "@" not in (sender or ""):
-        return ""
-    return sender.rsplit("@", 1)[1].rstrip(".").lower()
-
-
-def _selected(ctx: CheckContext, check_id: str) -> bool:
-    """Does `check_id` run in this audit?  The same rule as runner.select_checks."""
-    cfg = ctx.config
-    return (not cfg.only or check_id in cfg.only) and check_id not in cfg.skip
-
-
 def _null_only(mx: DnsAnswer) -> bool:
     """Is the MX RRset a null MX (every exchange the root), as RFC 7505 3 defines it?"""
     exchanges = [r.exchange.to_text(omit_final_dot=True) for r in mx.records]
@@ -127,12 +114,12 @@ async def _dmarc_missing(ctx: CheckContext, domain: str) -> tuple[bool, list[str
 
 async def _records(ctx: CheckContext, domain: str, args: dict) -> list[Finding]:
     out: list[Finding] = []
-    if not _selected(ctx, "spf"):
+    if not ctx.config.selects("spf"):
         lint = await ctx.spf_lint(domain)
         if not lint.records and lint.lookup.outcome.definite:
             out.append(CHECK.finding("no_spf", domain, (lint.lookup.describe(),),
                                      outcome=lint.lookup.outcome.value.upper(), **args))
-    if not _selected(ctx, "dmarc"):
+    if not ctx.config.selects("dmarc"):
         missing, names = await _dmarc_missing(ctx, domain)
         if missing:
             out.append(CHECK.finding("no_dmarc", domain, tuple(names), names=", ".join(names),

@@ -34,6 +34,7 @@ from deliverck.records.spf.blame import Blame
 from deliverck.records.spf.evaluator import SpfResult
 from deliverck.records.spf.lint import LOOP_SUMMARY, SpfLint
 from deliverck.records.spf.trace import LookupTrace
+from deliverck.target import sender_domain_of
 
 OUT, NONE = Direction.OUTBOUND, Direction.NONE
 DNS, MAIL = Owner.DNS_ADMIN, Owner.MAIL_ADMIN
@@ -179,9 +180,9 @@ def _trace(res) -> tuple[str, ...]:
 
 
 def _domain(ctx: CheckContext) -> str:
-    sender = ctx.config.sender
-    if sender and "@" in sender:
-        return sender.rpartition("@")[2].rstrip(".").lower()
+    sender = sender_domain_of(ctx.config.sender)
+    if sender:
+        return sender
     if ctx.target.is_ip:
         return ""
     return ctx.target.name

@@ -56,3 +56,8 @@ class Config:
     zone_files: tuple[ZoneFileSpec, ...] = ()   # --zone-file: answers for these zones come from the files
     per_address: int = 0                        # bulk --per-address: SMTP connections per remote address
                                                 # across all audits of the process (0: one audit's own rule)
+
+    def selects(self, check_id: str) -> bool:
+        """Does the check run in this audit (--only / --skip)?  The one rule: runner.select_checks
+        and the checks that report in another check's stead when it does not run."""
+        return (not self.only or check_id in self.only) and check_id not in self.skip

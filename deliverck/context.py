@@ -29,7 +29,7 @@ from deliverck.records.spf.evaluator import SpfResult, check_host
 from deliverck.records.spf.lint import SpfLint, lint_domain
 from deliverck.records.spf.trace import LookupTrace
 from deliverck.smtpfacts import split_followers
-from deliverck.target import org_domain
+from deliverck.target import org_domain, sender_domain_of
 
 T = TypeVar("T")
 
@@ -405,9 +405,9 @@ class Context:
 
         "" when there is none (an IP literal without --sender) or when the target
         name does not exist (the mx check reports that)."""
-        sender = self.config.sender or ""
-        if "@" in sender:
-            return sender.rsplit("@", 1)[1].rstrip(".").lower()
+        sender = sender_domain_of(self.config.sender)
+        if sender:
+            return sender
         if self.target.is_ip:
             return ""
         mx = await self.mx()

@@ -45,10 +45,7 @@ def select_checks(config: Config, options: tuple[str, str] = ("--only", "--skip"
     for name in config.only + config.skip:
         if name not in known:
             raise UsageError(f"unknown check {name!r} (known: {', '.join(sorted(known))}; see `deliverck checks`)")
-    selected = tuple(
-        c for c in checks
-        if (not config.only or c.id in config.only) and c.id not in config.skip
-    )
+    selected = tuple(c for c in checks if config.selects(c.id))
     if not selected:
         only, skip = options
         chose = f"{only} {','.join(config.only)} and " if config.only else ""

@@ -25,6 +25,13 @@ from deliverck.errors import UsageError
 _LDH = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 
 
+def sender_domain_of(sender: str) -> str:
+    """The domain part of a --sender address, without a trailing dot, lower case ("" for none)."""
+    if "@" not in (sender or ""):
+        return ""
+    return sender.rsplit("@", 1)[1].rstrip(".").lower()
+
+
 def org_domain(name: str) -> str:
     """The registrable (organizational) domain, from the bundled public suffix list.
 

@@ -13,7 +13,7 @@ import pytest
 from conftest import validate_report
 from test_scenarios import EXIT, assert_one_story, audit
 
-from deliverck.checks.sender_domain import sender_domain_of
+from deliverck.target import sender_domain_of
 
 TARGET = "sender-good.test"
 
