@@ -117,8 +117,9 @@ async def run(ctx: CheckContext) -> list[Finding]:
         ips = [a.ip for a in await ctx.mail_addresses() if ctx.probe_allowed(a) or a.scope.routable]
         if not ips:
             raise Skip("no sending address known: give --ip ADDR with --helo")
-        seen: tuple[str, ...] = (f"--helo {ctx.config.helo_name}",)
-        results = await asyncio.gather(*(judge(ctx, ip, ctx.config.helo_name, "--helo", seen) for ip in ips))
+        where = ctx.config.helo_source or "--helo"
+        seen: tuple[str, ...] = (f"{where}: {ctx.config.helo_name}",)
+        results = await asyncio.gather(*(judge(ctx, ip, ctx.config.helo_name, where, seen) for ip in ips))
         return [f for r in results for f in r]
     greeted, undecided = await ctx.greeted_sessions()
     jobs = []

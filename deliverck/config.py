@@ -36,6 +36,8 @@ class Config:
     debug: bool = False
     ehlo_name: str = ""                         # what deliverck says in EHLO; "" = default_ehlo_name()
     helo_name: str = ""                         # --helo: the name the server uses for outbound mail
+    helo_source: str = ""                       # where helo_name was read, when not --helo (message: "SMTP session",
+                                                # "header Received #1 (by mx.example.net)")
     ca_file: Path | None = None                 # extra trust anchors (private CA, the lab's CA)
     cert_warn_days: int = 21
     smtp_timeout: float = 10.0                  # per SMTP phase (connect, greeting, EHLO, ...)

@@ -11,7 +11,10 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from deliverck.message.model import MessageInfo
 
 REPORT_SCHEMA = "deliverck.report/1"
 
@@ -254,6 +257,7 @@ class Report:
     schema: str = REPORT_SCHEMA
     zone_files: tuple[tuple[str, str], ...] = ()   # --zone-file: (path, origin) answered from files
     baseline: BaselineDiff | None = None          # --baseline: what is new, fixed, unchanged
+    message: MessageInfo | None = None            # `deliverck message` / `listen`: the message judged
 
 
 @dataclass(frozen=True)

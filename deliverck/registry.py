@@ -100,9 +100,28 @@ def all_checks() -> tuple[Check, ...]:
     return tuple(sorted(found.values(), key=lambda c: (c.spec.order, c.id)))
 
 
+@lru_cache(maxsize=1)
+def message_checks() -> tuple[Check, ...]:
+    """The checks of `deliverck message` and `deliverck listen`: the modules of deliverck.message.checks.
+    They judge one message (deliverck.message.context.MessageContext), never a domain, so the audit's
+    --only/--skip never names them; their findings share the catalog, the config's [severity] and ignores."""
+    import deliverck.message.checks as pkg
+
+    found: dict[str, Check] = {}
+    for info in pkgutil.iter_modules(pkg.__path__, prefix=pkg.__name__ + "."):
+        if info.name.rsplit(".", 1)[1].startswith("_"):
+            continue
+        check = _load_module(importlib.import_module(info.name))
+        if check.id in {c.id for c in all_checks()} or check.id in found:
+            raise ValueError(f"{info.name}: check id {check.id!r} is already taken")
+        found[check.id] = check
+    return tuple(sorted(found.values(), key=lambda c: (c.spec.order, c.id)))
+
+
 def check_ids() -> tuple[str, ...]:
     return tuple(c.id for c in all_checks())
 
 
 def finding_specs() -> dict[str, FindingSpec]:
-    return {f.id: f for c in all_checks() for f in c.spec.findings}
+    """Every finding deliverck can emit: the audit's checks and the message checks."""
+    return {f.id: f for c in all_checks() + message_checks() for f in c.spec.findings}

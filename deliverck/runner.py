@@ -15,6 +15,7 @@ import time
 import traceback
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import Protocol
 
 from deliverck import __version__, datacache
 from deliverck.config import Config
@@ -32,6 +33,7 @@ from deliverck.model import (
 from deliverck.net import dns as dnsnet
 from deliverck.net.overlay import load_overlay
 from deliverck.registry import Check, all_checks
+from deliverck.target import Target
 from deliverck.verdict import judge, status_of
 
 
@@ -60,7 +62,15 @@ def _apply_overrides(findings: list[Finding], overrides: dict[str, Severity]) ->
     return [dataclasses.replace(f, severity=overrides[f.id]) if f.id in overrides else f for f in findings]
 
 
-async def attempt(check: Check, ctx: Context) -> CheckResult:
+class Attempted(Protocol):
+    """What an attempt needs of the context a check runs with: the audit's Context, or the
+    MessageContext of a message check (deliverck.message.context)."""
+
+    config: Config
+    target: Target
+
+
+async def attempt(check: Check, ctx: Attempted) -> CheckResult:
     cfg = ctx.config
     start = time.monotonic()
     tb = ""

@@ -25,9 +25,12 @@ ROOT = Path(__file__).resolve().parent.parent
 # Where the source of each import name lives: checks/ is installed as deliverck.checks.
 SOURCES = (("deliverck", ROOT / "deliverck"), ("deliverck.checks", ROOT / "checks"))
 
-# Bottom first.  A module belongs to the first layer with a prefix that names it or a package above it.
+# Bottom first.  A module belongs to the layer with the longest prefix that names it or a package
+# above it (deliverck.message.model is ground, deliverck.message.runner engine, the rest of
+# deliverck.message the message layer).
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("ground", ("deliverck.text", "deliverck.model", "deliverck.errors", "deliverck.inputfile")),
+    ("ground", ("deliverck.text", "deliverck.model", "deliverck.errors", "deliverck.inputfile",
+                "deliverck.message.model")),
     ("data", ("deliverck.datacache",)),      # bundled data sets parsed once, cached (keyed by version)
     ("net", ("deliverck.net",)),             # the only code that touches the network; no judgement
     ("config", ("deliverck.config", "deliverck.target")),
@@ -39,7 +42,10 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("options", ("deliverck.options",)),     # every option once; validators may use records (DNSBL ids)
     ("context", ("deliverck.smtpfacts", "deliverck.clocks", "deliverck.context", "deliverck.checkcontext")),
     ("checks", ("deliverck.checks",)),
-    ("engine", ("deliverck.registry", "deliverck.verdict", "deliverck.runner", "deliverck.baseline")),
+    # `deliverck message` / `listen`: reading a message, its authentication, the message checks, the receiver.
+    ("message", ("deliverck.message",)),
+    ("engine", ("deliverck.registry", "deliverck.verdict", "deliverck.runner", "deliverck.baseline",
+                "deliverck.message.runner")),
     ("report", ("deliverck.report",)),       # renderers, the fleet's combined documents included
     ("fleet", ("deliverck.fleet",)),         # audit --config, its config file, bulk, Dask, their files
     ("lab", ("deliverck.lab",)),             # the hermetic lab: uses the engine, the engine never uses it
@@ -134,10 +140,12 @@ def check_misuses(tree: ast.AST) -> list[Use]:
 
 
 def layer_of(name: str) -> int | None:
+    best: tuple[int, int] | None = None          # (prefix length, layer)
     for i, (_, prefixes) in enumerate(LAYERS):
-        if any(_within(name, p) for p in prefixes):
-            return i
-    return None
+        for p in prefixes:
+            if _within(name, p) and (best is None or len(p) > best[0]):
+                best = (len(p), i)
+    return None if best is None else best[1]
 
 
 def _graph() -> dict[str, tuple[Path, ast.AST, list[Use]]]:

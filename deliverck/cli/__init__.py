@@ -54,11 +54,13 @@ def _build_app(only_check: bool = False) -> typer.Typer:
     app.command("check")(check.check_cmd)
     if only_check:
         return app
-    from deliverck.cli import audit, bulk, checks, explain, lab, spf
+    from deliverck.cli import audit, bulk, checks, explain, lab, listen, message, spf
 
     app.command("spf")(spf.spf_cmd)
     app.command("checks")(checks.checks_cmd)
     app.command("explain")(explain.explain_cmd)
+    app.command("message")(message.message_cmd)
+    app.command("listen")(listen.listen_cmd)
     lab.register(app)
     app.command("bulk")(bulk.bulk_cmd)
     app.command("audit")(audit.audit_cmd)

@@ -254,11 +254,9 @@ class _Run:
         self.on_bad = on_bad
         self.window = WINDOW * concurrency
         self.permits = Permits(per_address)
-        mp = _context()
-        self.outbox = mp.Queue()
+        self.shape = (workers, concurrency, per_address)
+        self.outbox: Any = None
         self.pool: list[_Worker] = []
-        for wid, share in enumerate(shares(concurrency, workers)):
-            self.pool.append(_Worker(mp, wid, share, self.outbox, per_address))
         self.counts = {"pass": 0, "fail": 0, "incomplete": 0, "error": 0}
         self.ready: dict[int, tuple[str, str | None, Item | None]] = {}
         self.seq = self.next = 0
@@ -277,6 +275,8 @@ class _Run:
             if item.config is None:                         # a bad line: nothing to audit
                 self.ready[self.seq] = (result_line(item), None, item)
             else:
+                if self.outbox is None:
+                    self.start()
                 alive = [w for w in self.pool if w.alive]
                 if not alive:
                     raise DeliverckError("every bulk worker process ended: run the same command again "
@@ -288,6 +288,15 @@ class _Run:
                 w.inflight[self.seq] = item
             self.seq += 1
             self.pending = None
+
+    def start(self) -> None:
+        """The processes start with the first line that has something to audit: a file of bad lines
+        only is answered without a worker to start and stop."""
+        workers, concurrency, per_address = self.shape
+        mp = _context()
+        self.outbox = mp.Queue()
+        for wid, share in enumerate(shares(concurrency, workers)):
+            self.pool.append(_Worker(mp, wid, share, self.outbox, per_address))
 
     def drain(self) -> None:
         while self.next in self.ready:
@@ -340,6 +349,8 @@ class _Run:
             self.drain()
             if self.exhausted and self.next == self.seq:
                 return self.counts
+            if self.outbox is None:         # only bad lines so far: fill() goes on reading
+                continue
             if time.monotonic() - self.checked > POLL:
                 self.check_health()
             try:
@@ -362,7 +373,8 @@ class _Run:
                 w.proc.join(STOP_GRACE)
             w.inbox.cancel_join_thread()      # what a dead worker never read is dropped, not waited for
             w.inbox.close()
-        self.outbox.close()
+        if self.outbox is not None:
+            self.outbox.close()
 
 
 def run_workers(items: Iterable[Item], out: LineSink, workers: int, concurrency: int, per_address: int = 0,

@@ -130,51 +130,17 @@ SENDER_MASTER_CF = (postfix.COMMON_SERVICES
 
 
 def sender_main_cf(d: Path, address: str, ca_file: str | None) -> str:
-    owner = pwd.getpwnam("postfix")
     transports = ", ".join(f"{c.recipient.split('@')[1]}={c.transport}:" for c in CASES if c.transport)
     policies = "{no-starttls.test=encrypt}, {expired-cert.test=secure match=nexthop:dot-nexthop}"
-    lines = {
-        "compatibility_level": "3.6",
-        "queue_directory": str(d / "queue"),
-        "data_directory": str(d / "data"),
-        "mail_owner": "postfix",
-        "setgid_group": "postdrop",
-        "myhostname": SENDER_HOST,
-        "mydomain": SENDER_DOMAIN,
-        "myorigin": "$mydomain",
-        "mydestination": "",
-        "inet_interfaces": address,
-        "inet_protocols": "ipv4",
-        "smtp_bind_address": address,
-        "mynetworks": "127.0.0.1/32",
-        "relayhost": "",
-        "relay_domains": "",
-        "local_recipient_maps": "",
-        "alias_maps": "",
-        "alias_database": "",
-        "biff": "no",
-        "append_dot_mydomain": "no",
-        # one attempt: temporary failures bounce at once (no retry, no delay warnings)
-        "maximal_queue_lifetime": "0",
-        "bounce_queue_lifetime": "0",
-        "delay_warning_time": "0",
+    # one attempt: temporary failures bounce at once (no retry, no delay warnings); the bounces go to
+    # a Maildir for sender@bounce-sender.test
+    lines = postfix.sender_settings(d, SENDER_HOST, SENDER_DOMAIN, address, ENVELOPE_FROM)
+    lines.update({
         "smtp_connect_timeout": f"{CONNECT_TIMEOUT}s",
         "bounce_size_limit": "4096",           # larger messages come back as headers only
         "transport_maps": f"inline:{{{transports}}}",
-        "smtp_tls_security_level": "may",
         "smtp_tls_policy_maps": f"inline:{{{policies}}}",
-        "smtp_tls_loglevel": "1",
-        # the bounces: a Maildir for sender@bounce-sender.test
-        "virtual_mailbox_domains": SENDER_DOMAIN,
-        "virtual_mailbox_base": str(d / "mail"),
-        "virtual_mailbox_maps": f"inline:{{{ENVELOPE_FROM}=sender/}}",
-        "virtual_uid_maps": f"static:{owner.pw_uid}",
-        "virtual_gid_maps": f"static:{owner.pw_gid}",
-        "maillog_file": str(d / "maillog"),
-        "maillog_file_prefixes": str(d),
-        "smtputf8_enable": "no",
-        "multi_instance_directories": "",
-    }
+    })
     if ca_file:
         lines["smtp_tls_CAfile"] = ca_file
     return "".join(f"{k} = {v}\n" for k, v in lines.items())

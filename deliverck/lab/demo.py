@@ -7,6 +7,8 @@ $DELIVERCK_CA_FILE and $DELIVERCK_TRUST_ANCHOR, which deliverck reads as
 --ca-file and --trust-anchor (a private CA and a private root, as a user
 would pass them); the system trust store is never touched.  So the commands
 shown are exactly the ones run, and the same a user types after the demo.
+Last, `deliverck listen` receives real messages from the lab's sending Postfix
+(sendtest.py): a healthy one and one whose From domain is not aligned.
 Exits non-zero only if a report does not end the way its scenario expects.
 """
 
@@ -15,6 +17,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 
 from deliverck.lab.manifest import current
 
@@ -23,6 +26,46 @@ SHOWN = ("good", "no-ptr", "expired-cert", "helo-bare", "kerberos-skew", "slow")
 BOUNCE = ("550 5.7.25 [203.0.113.7] The IP address sending this message does not have a PTR record "
           "setup, or the corresponding forward DNS entry does not point to the sending IP.")
 EXIT = {"pass": 0, "fail": 1, "incomplete": 3}
+# `deliverck listen` receiving from the lab's sending Postfix (deliverck/lab/sendtest.py): the good
+# case, then one broken one.  (case, expected exit)
+LISTENED = (("good", 0), ("unaligned", 1))
+
+
+def listen_step(lab, case: str, expected: int) -> str | None:
+    """Run `deliverck listen` on the listen-rcpt MX address, let the lab's Postfix send `case` to it,
+    show the report; returns what went wrong, or None."""
+    from deliverck.lab import sendtest
+
+    rcpt = f"postmaster@{case}.{sendtest.RCPT_DOMAIN}"
+    args = ["listen", "--address", sendtest.LISTEN_ADDRESS, "--port", "25", "--rcpt", rcpt, "--timeout", "30"]
+    print(f"$ deliverck {' '.join(args)}    # then the lab's Postfix ({sendtest.HOST}) sends case {case!r}: "
+          f"{sendtest.CASES[case].cause}", flush=True)
+    proc = subprocess.Popen([sys.executable, "-m", "deliverck", *args], stderr=subprocess.PIPE, text=True)
+    assert proc.stderr is not None
+    end = time.monotonic() + 30
+    listening = False
+    for line in proc.stderr:                  # what listen says while it waits, shown as it comes
+        sys.stdout.write(line)
+        sys.stdout.flush()
+        listening = "listening on" in line
+        if listening or time.monotonic() > end:
+            break
+    if not listening:
+        proc.kill()
+        rc = proc.wait()
+        print(f"[exit {rc}]\n", flush=True)
+        return f"listen {case}: exit {rc} before it listened, expected {expected}"
+    try:
+        sendtest.send_case(case, rcpt, lab_dir=None)
+    except Exception as e:  # noqa: BLE001 - the demo goes on with the next step
+        proc.kill()
+        proc.wait()
+        return f"listen {case}: the lab's Postfix could not send ({e})"
+    for line in proc.stderr:
+        sys.stdout.write(line)
+    rc = proc.wait(60)
+    print(f"[exit {rc}]\n", flush=True)
+    return None if rc == expected else f"listen {case}: exit {rc}, expected {expected}"
 
 
 def main() -> int:
@@ -49,6 +92,18 @@ def main() -> int:
     print(f"[exit {rc}]\n", flush=True)
     if rc != 0:
         wrong.append(f"explain: exit {rc}, expected 0")
+    if lab.postfix is None:
+        print(f"(`deliverck listen` with the lab's Postfix is not shown: {lab.postfix_unavailable})\n", flush=True)
+    else:
+        from deliverck.lab import sendtest
+
+        try:
+            for case, expected in LISTENED:
+                problem = listen_step(lab, case, expected)
+                if problem:
+                    wrong.append(problem)
+        finally:
+            sendtest.stop()
     print("Try your own: deliverck lab run -- deliverck <scenario>.test   "
           "(scenarios: deliverck lab scenarios)")
     if wrong:

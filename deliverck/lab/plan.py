@@ -9,7 +9,7 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
-from deliverck.lab import badns, certs, kdc, postfix, signing, tlsa, zones
+from deliverck.lab import badns, certs, dkim_keys, kdc, postfix, signing, tlsa, zones
 from deliverck.lab import manifest as m
 from deliverck.lab.errors import LabUnavailable
 from deliverck.lab.host import namespace_flags
@@ -267,6 +267,7 @@ def prepare(d: Path, zone_dirs: Sequence[Path] = (), dns_latency_ms: int = 0,
     builtin = len(zones.user_zone_files([BUILTIN_ZONES]))
     tree = zones.build(scenarios, [BUILTIN_ZONES, *zone_dirs])
     del tree.user_origins[:builtin]        # built-in zones are lab zones, not the user's
+    dkim_keys.export(d)                    # private halves of {dkim:...} keys, for the lab's test sender (sendtest.py)
     trust_anchor = d / "root.ds" if dnssec else None
     if postfix_unavailable is True:
         postfix_unavailable = postfix_reason()

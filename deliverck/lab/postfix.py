@@ -117,13 +117,10 @@ def make_queue(queue: Path) -> None:
         sub.chmod(mode)
 
 
-def main_cf(d: Path, address: str, hostname: str, domain: str, starttls: bool,
-            cert_file: str | None, key_file: str | None, options: dict[str, str] | None = None) -> str:
-    """options: extra main.cf parameters (a scenario's `postfix` table); PROTECTED ones are refused."""
-    bad = sorted(k for k in (options or {}) if k in PROTECTED or not PARAMETER.match(k))
-    if bad:
-        raise ValueError(f"a lab Postfix peer cannot set {bad}")
-    lines = {
+def _instance(d: Path, hostname: str, domain: str, address: str) -> dict[str, str]:
+    """What every lab Postfix instance sets: its own directories and log, its names, one address, no
+    local delivery, no aliases, nothing trusted but the loopback."""
+    return {
         "compatibility_level": "3.6",
         "queue_directory": str(d / "queue"),
         "data_directory": str(d / "data"),
@@ -132,27 +129,61 @@ def main_cf(d: Path, address: str, hostname: str, domain: str, starttls: bool,
         "myhostname": hostname,
         "mydomain": domain,
         "myorigin": "$mydomain",
-        "mydestination": domain,
         "inet_interfaces": address,
         "inet_protocols": "ipv6" if ":" in address else "ipv4",
-        "mynetworks": "127.0.0.1/32",           # the probe connects from the peer's own address: not trusted
+        "mynetworks": "127.0.0.1/32",           # a probe connects from a lab address: never trusted
         "relay_domains": "",
-        "smtpd_relay_restrictions": "reject_unauth_destination",
-        "smtpd_recipient_restrictions": "reject_unauth_destination",
-        "smtpd_data_restrictions": REJECT_DATA,
         "local_recipient_maps": "",
         "alias_maps": "",
         "alias_database": "",
         "biff": "no",
         "append_dot_mydomain": "no",
-        "smtpd_banner": "$myhostname ESMTP Postfix",
         "maillog_file": str(d / "maillog"),
         "maillog_file_prefixes": str(d),
+        "smtputf8_enable": "no",
+        "multi_instance_directories": "",
+    }
+
+
+def sender_settings(d: Path, hostname: str, domain: str, address: str, mailbox: str) -> dict[str, str]:
+    """main.cf of a lab *sending* Postfix (bounces.py, sendtest.py): sends from `address` only, tries
+    each message once (maximal_queue_lifetime = 0: no retry outlives a test), keeps what comes back for
+    MAILBOX (an inline virtual_mailbox_maps key) in a Maildir under D/mail/sender/, logs to D/maillog."""
+    owner = pwd.getpwnam("postfix")
+    return {
+        **_instance(d, hostname, domain, address),
+        "mydestination": "",
+        "smtp_bind_address": address,
+        "relayhost": "",
+        "maximal_queue_lifetime": "0",
+        "bounce_queue_lifetime": "0",
+        "delay_warning_time": "0",
+        "smtp_tls_security_level": "may",
+        "smtp_tls_loglevel": "1",
+        "virtual_mailbox_domains": domain,
+        "virtual_mailbox_base": str(d / "mail"),
+        "virtual_mailbox_maps": f"inline:{{{mailbox}=sender/}}",
+        "virtual_uid_maps": f"static:{owner.pw_uid}",
+        "virtual_gid_maps": f"static:{owner.pw_gid}",
+    }
+
+
+def main_cf(d: Path, address: str, hostname: str, domain: str, starttls: bool,
+            cert_file: str | None, key_file: str | None, options: dict[str, str] | None = None) -> str:
+    """options: extra main.cf parameters (a scenario's `postfix` table); PROTECTED ones are refused."""
+    bad = sorted(k for k in (options or {}) if k in PROTECTED or not PARAMETER.match(k))
+    if bad:
+        raise ValueError(f"a lab Postfix peer cannot set {bad}")
+    lines = {
+        **_instance(d, hostname, domain, address),
+        "mydestination": domain,
+        "smtpd_relay_restrictions": "reject_unauth_destination",
+        "smtpd_recipient_restrictions": "reject_unauth_destination",
+        "smtpd_data_restrictions": REJECT_DATA,
+        "smtpd_banner": "$myhostname ESMTP Postfix",
         "smtpd_client_port_logging": "yes",
         "debug_peer_list": address if ":" not in address else f"[{address}]",
         "debug_peer_level": "2",
-        "smtputf8_enable": "no",
-        "multi_instance_directories": "",
     }
     if starttls and cert_file and key_file:
         lines.update({

@@ -11,17 +11,19 @@ import json
 
 from tabulate import tabulate
 
-from deliverck.registry import all_checks
+from deliverck.registry import all_checks, message_checks
 
 
 def checks_data() -> list[dict]:
     out = []
-    for c in all_checks():
+    for c in all_checks() + message_checks():
         out.append({
             "id": c.id,
             "title": c.spec.title,
             "cause": c.spec.cause,
             "module": c.module,
+            # Which commands run it: the audit's checks, or the message checks of `message` / `listen`.
+            "judges": "message" if c.module.startswith("deliverck.message.") else "target",
             "findings": [
                 {
                     "id": f.id,
@@ -88,7 +90,12 @@ def _markdown(data: list[dict]) -> str:
         "status becomes `error` and the run's verdict `incomplete` (exit 3) unless something failed.",
         "",
     ]
+    first_message = next((c["id"] for c in data if c["judges"] == "message"), None)
     for c in data:
+        if c["id"] == first_message:
+            lines += ["# Message checks", "",
+                      "`deliverck message` and `deliverck listen` run these on a real message (docs/message.md),",
+                      "together with `ptr`, `dnsbl` and `helo` for the address and HELO name it came from.", ""]
         lines += [f"## `{c['id']}`: {c['title']}", "", c["cause"], ""]
         lines += ["| finding | severity | mail | owner | predicted NDRs |", "|---|---|---|---|---|"]
         for f in c["findings"]:

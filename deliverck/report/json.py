@@ -96,7 +96,39 @@ def report_dict(report: Report, debug: bool = False) -> dict:
         d["zone_files"] = [{"path": p, "origin": o} for p, o in report.zone_files]
     if report.baseline is not None:
         d["baseline"] = baseline_dict(report)
+    if report.message is not None:
+        d["message"] = message_dict(report.message)
     return d
+
+
+def _claim(c) -> dict | None:
+    return None if c is None else {"value": c.value, "source": c.source, "proven": c.proven}
+
+
+def message_dict(m) -> dict:
+    """`message` of a report of `deliverck message` / `listen` (docs/report.schema.json)."""
+    e, s = m.envelope, m.session
+    return {
+        "label": m.label,
+        "size": m.size,
+        "from": list(m.from_),
+        "from_domain": m.from_domain,
+        "subject": m.subject,
+        "message_id": m.message_id,
+        "date": m.date,
+        "envelope": {"ip": _claim(e.ip), "helo": _claim(e.helo), "mail_from": _claim(e.mail_from),
+                     "rcpt": list(e.rcpt)},
+        "session": None if s is None else {
+            "peer_ip": s.peer_ip, "peer_port": s.peer_port, "helo": s.helo, "esmtp": s.esmtp,
+            "tls_version": s.tls_version, "tls_cipher": s.tls_cipher, "mail_from": s.mail_from,
+            "rcpt": list(s.rcpt), "received_at": s.received_at, "local_address": s.local_address,
+            "smtputf8": s.smtputf8},
+        "hops": [{"index": h.index, "from_name": h.from_name, "from_rdns": h.from_rdns, "from_ip": h.from_ip,
+                  "by": h.by, "with": h.with_, "tls": h.tls, "encrypted": h.encrypted, "date": h.date}
+                 for h in m.hops],
+        "notes": list(m.notes),
+        "authentication": _plain(dict(m.authentication)) if m.authentication is not None else None,
+    }
 
 
 def baseline_dict(report: Report) -> dict:

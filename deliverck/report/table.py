@@ -196,16 +196,35 @@ def _checks_table(report: Report, opts, width: int) -> list[str]:
         detail_w = max(detail_w - over, 24)
 
 
+def _message_lines(m, width: int) -> list[str]:
+    """Who the message says it is from and how it came: the facts the checks below judge."""
+    out: list[str] = []
+    head = f"From {', '.join(m.from_) or '(none)'}"
+    if m.subject:
+        head += f"; Subject {m.subject}"
+    out += _wrap(head, width, "  ")
+    s = m.session
+    if s is not None:
+        tls = f"{s.tls_version} {s.tls_cipher}".strip() if s.tls_version else "no TLS (STARTTLS not used)"
+        out += _wrap(f"received from {s.peer_ip} ({'EHLO' if s.esmtp else 'HELO'} {s.helo}), MAIL FROM "
+                     f"<{s.mail_from}>, {tls}", width, "  ")
+    return out
+
+
 def render(report: Report, opts) -> str:
     width = _width()
     t = report.target
     lines: list[str] = []
     label = t.name or t.ip
     roles = f" ({', '.join(t.roles)})" if t.roles else ""
+    if report.message is not None:
+        label, roles = f"message {t.input}", ""
     lines.append(f"deliverck {report.tool_version}: {safe(label)}{roles}")
     lines += _wrap(
         f"VERDICT: {report.verdict.value.upper()} (exit {report.exit_code}; fail on {report.fail_on.to_text()}"
         f" or worse; {report.duration_ms} ms; resolver {', '.join(report.resolvers)})", width, "  ", first="")
+    if report.message is not None:
+        lines += _message_lines(report.message, width)
     for note in t.notes:
         lines += _wrap(f"note: {note}", width, "  ")
     for path, origin in report.zone_files:
