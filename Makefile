@@ -9,9 +9,11 @@ STAMP    := $(VENV)/.installed
 # resolver), iproute2 (addresses in the namespace), util-linux (unshare),
 # Postfix (a real MTA as SMTP peer), openssl (signs the lab's SHA-1 test cert),
 # MIT Kerberos (krb5kdc, kadmind for kpasswd, kdb5_util) and faketime (a KDC with its clock off).
-LAB_DEBS := nsd unbound iproute2 util-linux postfix openssl krb5-kdc krb5-admin-server faketime
+# Not the lab's but installed the same way: chromium, the real browser the HTML report tests drive
+# through Playwright (tests/browser.py, by executable_path: `playwright install` is never run).
+LAB_DEBS := nsd unbound iproute2 util-linux postfix openssl krb5-kdc krb5-admin-server faketime chromium
 LAB_BINS := /usr/sbin/nsd /usr/sbin/unbound /usr/bin/unshare /usr/sbin/postfix /usr/bin/openssl \
-            /usr/sbin/krb5kdc /usr/sbin/kadmind /usr/sbin/kdb5_util /usr/bin/faketime
+            /usr/sbin/krb5kdc /usr/sbin/kadmind /usr/sbin/kdb5_util /usr/bin/faketime /usr/bin/chromium
 LAB      := $(BIN)/deliverck lab run --
 
 .PHONY: setup debs demo test bench docs lint clean

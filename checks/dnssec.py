@@ -25,6 +25,7 @@ not be done here (`dnssec.cannot_validate`, status error, exit 3).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 
 from deliverck.checkcontext import CheckContext
 from deliverck.context import first_mx_hosts
@@ -228,7 +229,8 @@ async def run(ctx: CheckContext) -> list[Finding]:
         suffixes[public_suffix(ctx.target.name)] = asyncio.ensure_future(ctx.suffix_view(ctx.target.name))
     try:
         states = await asyncio.gather(*(rrset_state(ctx, n, t) for n, t in questions))
-        return await _judge_all(ctx, questions, states, suffixes)
+        out = await _judge_all(ctx, questions, states, suffixes)
+        return await _with_chains(ctx, [v for v, _ in states], out)
     finally:
         for f in suffixes.values():
             f.cancel()
@@ -306,3 +308,60 @@ async def _judge_all(ctx: CheckContext, questions, states, suffixes: dict[str, a
         # Not a disagreement per RRset: the resolver simply does not validate.
         out.append(CHECK.finding("resolver_not_validating", resolver, count=secure_seen))
     return out
+
+
+def _zone_path(zone: str) -> list[str]:
+    """The root, then each name down to `zone` ("." for the root, no trailing dot below it)."""
+    labels = [] if zone in ("", ".") else zone.rstrip(".").split(".")
+    return ["."] + [".".join(labels[i:]) for i in range(len(labels) - 1, -1, -1)]
+
+
+def chain_links(v: dnssec.Validation, zone_keys_secure: bool) -> list[dict]:
+    """The chain of trust from the root to one RRset, link by link, for the report's picture.
+
+    A link is {zone, kind ("zone": its DS in the parent and its DNSKEY; "rrset": the record's own
+    signatures), rdtype, status (secure, insecure, bogus, indeterminate), why}.  Built from
+    deliverck's own validation: the links above the zone where it broke validated, the break is
+    the zone it names (net/dnssec.py `broken_at`), and the links below it were not reached
+    (indeterminate).  A break reported at the zone holding the record whose own DNSKEY validates
+    (`zone_keys_secure`) is in the record's signatures, so that zone's link is secure.
+    The names between the root and the zone are the possible zone cuts; one that is not a cut
+    (an empty non-terminal) shows as secure when the chain passes it."""
+    path = _zone_path(v.zone)
+    state, broken = v.state, (v.broken_at or "").rstrip(".") or ("." if v.broken_at else "")
+    if broken and broken == path[-1] and zone_keys_secure:
+        broken = ""                      # the zone is sound: the record's signatures broke
+    links: list[dict] = []
+    reached = True
+    for zone in path:
+        status, why = dnssec.SECURE, ""
+        if state == dnssec.INSECURE and zone == path[-1]:
+            status, why = dnssec.INSECURE, v.reason
+        elif state in (dnssec.BOGUS, dnssec.INDETERMINATE) and broken == zone:
+            status, why, reached = state, v.reason, False
+        elif not reached:
+            status, why = dnssec.INDETERMINATE, f"not reached: the chain broke at {broken}"
+        links.append({"zone": zone, "kind": "zone", "rdtype": "DS/DNSKEY", "status": status, "why": why})
+    if not reached:
+        last = {"status": dnssec.INDETERMINATE, "why": f"not reached: the chain broke at {broken}"}
+    else:
+        last = {"status": state, "why": v.reason}
+    links.append({"zone": v.name, "kind": "rrset", "rdtype": v.rdtype, **last})
+    return links
+
+
+async def _with_chains(ctx: CheckContext, validations: list[dnssec.Validation], out: list[Finding]) -> list[Finding]:
+    """Add `chain` (chain_links) to each finding about one RRset judged by deliverck's own validation
+    (not to those the resolver's AD bit answered for: their own chain broke above the domain)."""
+    chains: dict[tuple[str, str], list[dict]] = {}
+    for v in validations:
+        if v.broken_above or (v.name, v.rdtype) in chains:
+            continue
+        keys_secure = False
+        if v.state in (dnssec.BOGUS, dnssec.INDETERMINATE) and v.zone and v.broken_at.rstrip(".") == v.zone.rstrip("."):
+            # The zone's own DNSKEY RRset: the same cached chain questions, no new lookup.
+            keys_secure = (await ctx.dnssec_validation(v.zone, "DNSKEY")).state == dnssec.SECURE
+        chains[(v.name, v.rdtype)] = chain_links(v, keys_secure)
+    return [dataclasses.replace(f, args={**f.args, "chain": chains[key]})
+            if (key := (f.subject, str(f.args.get("rdtype", "")))) in chains and "own" in f.args else f
+            for f in out]

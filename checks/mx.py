@@ -196,7 +196,7 @@ async def run(ctx: CheckContext) -> list[Finding]:
     out: list[Finding] = []
     if not mx.records:  # NODATA: implicit MX or nothing at all
         if mx.apex.ips:
-            out.append(CHECK.finding("implicit", d, ev + mx.apex.evidence()))
+            out.append(CHECK.finding("implicit", d, ev + mx.apex.evidence(), hosts=[_host_fact(0, d, mx.apex)]))
             host_findings, state = _host_findings(d, mx.apex, d)
             out += host_findings + _over_limit(d, mx.apex)
             if state in ("not_found", "unreachable"):
@@ -211,7 +211,8 @@ async def run(ctx: CheckContext) -> list[Finding]:
 
     every = [f"{p} {ex or '.'}" for p, ex in mx.records]
     shown = _shown(every)
-    out.append(CHECK.finding("records", d, shown, count=len(mx.records), records=", ".join(shown)))
+    out.append(CHECK.finding("records", d, shown, count=len(mx.records), records=", ".join(shown),
+                             hosts=host_facts(mx)))
     if mx.unresolved:
         count = len({ex for _, ex in mx.records if ex})
         out.append(CHECK.finding("too_many_hosts", d, shown, count=count, limit=MX_HOST_LIMIT,
@@ -287,3 +288,34 @@ async def left_out_findings(ctx: CheckContext) -> list[Finding]:
     return [CHECK.finding("addresses_not_audited", ctx.target.name, _shown(plan.left_out),
                           count=len(plan.left_out), limit=ADDRESS_LIMIT,
                           addresses=", ".join(_shown(plan.left_out, 5)))]
+
+
+def host_facts(mx) -> list[dict]:
+    """The MX hosts as plain data for the report's diagram: {name, preference, addresses (all published),
+    audited (the first HOST_ADDRESS_LIMIT per family: the ptr, dnsbl, smtp and starttls findings name
+    these in `ip`; past ADDRESS_LIMIT in all, mx.too_many_addresses names those left out), cname, error}.
+    Hosts past MX_HOST_LIMIT are listed with the reason they were not looked up.  mx.implicit carries
+    the same list with the domain itself as its one host (preference 0, RFC 5321 5.1)."""
+    out: list[dict] = []
+    resolved = {h.name: h for h in mx.hosts}
+    for pref, name in mx.records:
+        if not name or any(o["name"] == name and o["preference"] == pref for o in out):
+            continue
+        h = resolved.get(name)
+        if h is None:
+            out.append({"name": name, "preference": pref, "addresses": [], "audited": [], "cname": "",
+                        "error": f"not looked up: past the first {MX_HOST_LIMIT} MX hosts"})
+            continue
+        out.append(_host_fact(pref, name, h.addresses))
+    return out
+
+
+def _host_fact(pref: int, name: str, a: HostAddresses) -> dict:
+    if a.nxdomain:
+        error = "does not exist (NXDOMAIN)"
+    elif a.failed and not a.ips:
+        error = f"address lookup failed ({a.failed[0].outcome.value})"
+    else:
+        error = "" if a.ips else "no A or AAAA record"
+    return {"name": name, "preference": pref, "addresses": list(a.ips), "audited": list(a.audited),
+            "cname": a.cname_target, "error": error}

@@ -63,7 +63,8 @@ CHECK = CheckSpec(
                     "Complaint Feedback Loop (Yahoo Sender Hub, senders.yahooinc.com) and Microsoft SNDS "
                     "(sendersupport.olc.protection.outlook.com/snds); check that a real marketing message carries "
                     "List-Unsubscribe (https) and List-Unsubscribe-Post: List-Unsubscribe=One-Click, both "
-                    "covered by its DKIM signature.",
+                    "covered by its DKIM signature (`deliverck message FILE --sender-profile bulk` checks a "
+                    "saved one).",
                     Owner.NOBODY, NONE, refs=("RFC 8058",) + GUIDELINES),
     ),
 )

@@ -32,7 +32,10 @@ from deliverck.model import CheckSpec, Direction, Finding, FindingSpec, Owner, S
 from deliverck.net.dns import Outcome
 from deliverck.records.spf.blame import Blame
 from deliverck.records.spf.evaluator import SpfResult
-from deliverck.records.spf.lint import LOOP_SUMMARY, SpfLint
+from deliverck.records.spf.lint import LOOP_SUMMARY, MAX_RECORDS, SpfLint
+from deliverck.records.spf.names import txt_string
+from deliverck.records.spf.record import Modifier, ParseError, is_spf_record, parse_record
+from deliverck.records.spf.state import LOOKUP_LIMIT
 from deliverck.records.spf.trace import LookupTrace
 from deliverck.target import sender_domain_of
 
@@ -282,7 +285,83 @@ async def _failed_lookup(subject: str, lk: LookupTrace, blamer: _Blamer, evidenc
     return [await blamer.resolver_finding(subject, b)]
 
 
-async def _record_findings(domain: str, lint: SpfLint, blamer: _Blamer) -> list[Finding]:
+async def include_tree(ctx: CheckContext, domain: str) -> dict:
+    """The include tree of `domain`'s SPF record, for the report's picture of the 10-lookup budget.
+
+    Each node: domain, term (the include:/redirect= that names it, "" at the top), lookups (the
+    DNS-querying terms of its own record, RFC 7208 4.6.4), total (its own and its subtree's),
+    over and over_term (the term that spends the 11th lookup: the include naming this node, or
+    one of its own terms), error
+    ("" or why it was not followed), children.  Counted as records/spf/lint.py counts (the whole
+    tree, as if no term matched first); asked from the run's DNS cache, which the lint filled."""
+    budget = [MAX_RECORDS]
+    root = await _tree_node(ctx, domain, "", (domain,), budget)
+    _mark_over(root, [0])
+    return _strip(root)
+
+
+async def _tree_node(ctx: CheckContext, domain: str, term: str, path: tuple[str, ...], budget: list[int]) -> dict:
+    node = _leaf(domain, term, "")
+    ans = await ctx.dns(domain, "TXT")
+    found = [t for t in (txt_string(r) for r in ans.records) if is_spf_record(t)] if ans.ok else []
+    parsed = parse_record(found[0]) if len(found) == 1 else None
+    if not ans.outcome.definite:
+        node["error"] = f"TXT lookup failed ({ans.outcome.value})"
+    elif len(found) != 1:
+        node["error"] = f"{len(found)} SPF records" if found else (
+            "does not exist" if ans.outcome is Outcome.NXDOMAIN else "no SPF record")
+    elif isinstance(parsed, ParseError):
+        node["error"] = f"syntax error: {parsed}"
+    if node["error"] or parsed is None or isinstance(parsed, ParseError):
+        node["total"] = 0
+        return node
+    follow = []
+    for t in parsed.terms:
+        if not t.counts or (isinstance(t, Modifier) and parsed.has_all):
+            continue
+        node["lookups"] += 1
+        spec = t.value if isinstance(t, Modifier) else t.domain_spec
+        if t.name in ("include", "redirect") and spec is not None and not spec.has_macros:
+            follow.append((len(node["_seq"]), t.text, spec.literal.rstrip(".").lower()))
+        node["_seq"].append(t.text)
+    jobs = []
+    for pos, text, target in follow:
+        if target in path:
+            node["_seq"][pos] = _leaf(target, text, "loop: already on the path")
+        elif budget[0] <= 0:
+            node["_seq"][pos] = _leaf(target, text, f"not followed: the tree is past {MAX_RECORDS} records")
+        else:
+            budget[0] -= 1
+            jobs.append((pos, _tree_node(ctx, target, text, path + (target,), budget)))
+    for (pos, _), child in zip(jobs, await asyncio.gather(*(j for _, j in jobs))):
+        node["_seq"][pos] = child
+    node["children"] = [c for c in node["_seq"] if isinstance(c, dict)]
+    node["total"] = node["lookups"] + sum(c["total"] for c in node["children"])
+    return node
+
+
+def _leaf(domain: str, term: str, error: str) -> dict:
+    return {"domain": domain, "term": term, "lookups": 0, "total": 0, "over": False, "over_term": "",
+            "error": error, "children": [], "_seq": []}
+
+
+def _mark_over(node: dict, count: list[int]) -> None:
+    """Walk the terms in evaluation order; the term that spends lookup LOOKUP_LIMIT + 1 marks its node
+    (for an include, the included node: the include that went over)."""
+    for item in node["_seq"]:
+        count[0] += 1
+        if count[0] == LOOKUP_LIMIT + 1:
+            marked = item if isinstance(item, dict) else node
+            marked["over"], marked["over_term"] = True, item["term"] if isinstance(item, dict) else item
+        if isinstance(item, dict):
+            _mark_over(item, count)
+
+
+def _strip(node: dict) -> dict:
+    return {k: ([_strip(c) for c in v] if k == "children" else v) for k, v in node.items() if k != "_seq"}
+
+
+async def _record_findings(ctx: CheckContext, domain: str, lint: SpfLint, blamer: _Blamer) -> list[Finding]:
     out: list[Finding] = []
     ans = lint.lookup
     if not ans.outcome.definite:
@@ -296,7 +375,9 @@ async def _record_findings(domain: str, lint: SpfLint, blamer: _Blamer) -> list[
     if lint.record is None:
         return [CHECK.finding("syntax", domain, lint.records, error=lint.parse_error, record=lint.records[0])]
     record = lint.record.text
-    out.append(CHECK.finding("record", domain, (record,), record=record))
+    tree = await include_tree(ctx, domain)
+    out.append(CHECK.finding("record", domain, (record,), record=record, tree=tree,
+                             lookups=tree["total"], limit=LOOKUP_LIMIT))
     if lint.over_limit:
         out.append(CHECK.finding("too_many_lookups", domain, (record,), count=lint.total_lookups))
     if lint.over_void_limit:
@@ -340,7 +421,7 @@ async def run(ctx: CheckContext) -> list[Finding]:
     lint = await ctx.spf_lint(domain)
     public, notes = split_public(CHECK, await ctx.mail_addresses())
     evaluated = await asyncio.gather(*(_address(ctx, ma, domain, sender, helo) for ma in public))
-    out = await _record_findings(domain, lint, blamer)
+    out = await _record_findings(ctx, domain, lint, blamer)
     out += notes
     no_record = not lint.records and lint.lookup.outcome.definite
     for ma, res, hres in evaluated:

@@ -18,6 +18,7 @@ from typing import TypeVar
 
 import dns.rdtypes.ANY.MX
 
+from deliverck import timing
 from deliverck.config import Config
 from deliverck.net import dnssec, http, overlay, smtp, tls
 from deliverck.net import kerberos as krb
@@ -219,9 +220,9 @@ async def _shared_slot(ip: str, limit: int):
 class Context:
     """The facts of one run; checks see it as deliverck.checkcontext.CheckContext."""
 
-    def __init__(self, config: Config, dns_client: DnsClient) -> None:
-        self.config = config
-        self.target = config.target
+    def __init__(self, config: Config, dns_client: DnsClient, timeline: timing.Timeline | None = None) -> None:
+        self.config, self.target = config, config.target
+        self.timeline = timeline or timing.Timeline()   # the SMTP/TLS/HTTP/Kerberos steps (deliverck/timing.py)
         self.dns_client = dns_client
         self._facts: dict[object, asyncio.Future] = {}
         self._address_locks: dict[str, asyncio.Lock] = {}
@@ -368,7 +369,7 @@ class Context:
                     # Submission ports: is the service there?  No relay test.
                     opts.relay_test = False
                     opts.implicit_tls = port == 465
-                return await smtp.probe(ma.ip, ma.host, port, opts)
+                return await self.timeline.smtp(ma.ip, port, ma.host, smtp.probe(ma.ip, ma.host, port, opts))
 
         return await self.fact(("smtp", ma.ip, port), compute)
 
@@ -452,9 +453,9 @@ class Context:
 
     async def https(self, url: str, addresses: Sequence[str], timeout: float) -> http.HttpResult:
         """One bounded GET of `url` per run, from `addresses` (this run's own resolution of the host)."""
-        return await self.fact(("https", url), lambda: http.fetch(
+        return await self.fact(("https", url), lambda: self.timeline.timed("http", f"GET {url}", http.fetch(
             url, ca_file=self.config.ca_file, addresses=tuple(addresses),
-            connect_timeout=timeout, read_timeout=timeout))
+            connect_timeout=timeout, read_timeout=timeout)))
 
     @property
     def resolvers(self) -> tuple[str, ...]:
@@ -477,13 +478,13 @@ class Context:
     async def dnssec_validation(self, name: str, rdtype: str) -> dnssec.Validation:
         """deliverck's own chain validation of one RRset from the trust anchor (CD=1 queries)."""
         anchors = await self.dnssec_anchors()
-        return await self.fact(("dnssec_validation", name.rstrip(".").lower(), rdtype),
-                               lambda: dnssec.validate(self.dns_client, name, rdtype, anchors))
+        return await self.fact(("dnssec_validation", name.rstrip(".").lower(), rdtype), lambda: self.timeline.timed(
+            "dns", f"DNSSEC {rdtype} {name}", dnssec.validate(self.dns_client, name, rdtype, anchors)))
 
     async def resolver_view(self, name: str, rdtype: str) -> dnssec.ResolverView:
         """The configured resolver's own verdict on one RRset (AD bit, SERVFAIL, EDE)."""
-        return await self.fact(("resolver_view", name.rstrip(".").lower(), rdtype),
-                               lambda: dnssec.resolver_view(self.dns_client, name, rdtype))
+        return await self.fact(("resolver_view", name.rstrip(".").lower(), rdtype), lambda: self.timeline.timed(
+            "dns", f"AD {rdtype} {name}", dnssec.resolver_view(self.dns_client, name, rdtype)))
 
     async def suffix_view(self, name: str) -> dnssec.ResolverView:
         """The resolver's verdict (AD bit) on the public suffix above `name`: AD there shows that the
@@ -493,6 +494,7 @@ class Context:
 
     async def kdc_probe(self, ip: str, host: str, realm: str, principal: str, port: int) -> krb.KdcProbe:
         """AS-REQ over UDP and TCP to ip:port, and a kpasswd connect, once per run (--kdc-timeout each)."""
-        return await self.fact(("kdc", ip, port, realm, principal), lambda: krb.probe_kdc(
-            ip, host, realm, principal, self.config.kdc_timeout, port))
+        label, timeout = f"AS-REQ {realm} {timing.where(ip, port)}", self.config.kdc_timeout
+        return await self.fact(("kdc", ip, port, realm, principal), lambda: self.timeline.timed(
+            "kerberos", label, krb.probe_kdc(ip, host, realm, principal, timeout, port)))
 

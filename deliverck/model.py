@@ -241,6 +241,24 @@ class TargetInfo:
 
 
 @dataclass(frozen=True)
+class Step:
+    """One network step of an audit, for the report's timing waterfall (deliverck/timing.py).
+
+    Times are milliseconds since the audit started, so steps of one report share an axis.
+    `check` is the check whose question started the step: a fact several checks read is
+    computed once, for whoever asked first ("" when the run itself asked, e.g. the resolver's
+    sanity questions).  `critical` marks the steps on the chain that decided when the audit ended.
+    """
+
+    kind: str                   # "dns" | "smtp" | "tls" | "http" | "kerberos"
+    label: str                  # e.g. "MX example.com", "connect 192.0.2.1:25", "GET https://..."
+    check: str
+    start_ms: float
+    end_ms: float
+    critical: bool = False
+
+
+@dataclass(frozen=True)
 class Report:
     target: TargetInfo
     started: str                # RFC 3339 UTC
@@ -258,6 +276,8 @@ class Report:
     zone_files: tuple[tuple[str, str], ...] = ()   # --zone-file: (path, origin) answered from files
     baseline: BaselineDiff | None = None          # --baseline: what is new, fixed, unchanged
     message: MessageInfo | None = None            # `deliverck message` / `listen`: the message judged
+    timings: tuple[Step, ...] = ()                # network steps in start order (at most timing.MAX_STEPS)
+    timings_dropped: int = 0                      # steps past that bound, counted but not kept
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Protocol
 
-from deliverck import __version__, datacache
+from deliverck import __version__, datacache, timing
 from deliverck.config import Config
 from deliverck.context import Context
 from deliverck.errors import IncompleteError, UsageError
@@ -71,6 +71,15 @@ class Attempted(Protocol):
 
 
 async def attempt(check: Check, ctx: Attempted) -> CheckResult:
+    # The network steps this check's questions start are credited to it (deliverck/timing.py).
+    token = timing.current_check.set(check.id)
+    try:
+        return await _attempt(check, ctx)
+    finally:
+        timing.current_check.reset(token)
+
+
+async def _attempt(check: Check, ctx: Attempted) -> CheckResult:
     cfg = ctx.config
     start = time.monotonic()
     tb = ""
@@ -118,7 +127,7 @@ async def run_audit(config: Config, checks: Sequence[Check] | None = None) -> Re
     started, t0 = _now(), time.monotonic()
     overlay = load_overlay(config.zone_files) if config.zone_files else None
     client = dnsnet.DnsClient(config.resolvers, timeout=config.dns_timeout, overlay=overlay)
-    ctx = Context(config, client)
+    ctx = Context(config, client, timing.Timeline(t0))
     # The public suffix list is loaded before the first question goes out (~8 ms from the cache,
     # once per process): checks ask for it synchronously (org_domain).  Built on the loop in
     # mid-audit it stalled every check for ~0.1 s; loaded in a thread beside the first round
@@ -147,6 +156,7 @@ async def run_audit(config: Config, checks: Sequence[Check] | None = None) -> Re
         await asyncio.gather(*tasks, return_exceptions=True)
         await ctx.close()
         await dnsnet.close(client)
+    steps, dropped = timing.collect(ctx.timeline, client.stats.log, client.t0, client.stats.log_dropped)
     receivers = config.receivers or load_catalog().default_receivers()
     domain = config.target.name or _ptr_name(results) or config.target.ip
     j = judge(results, fail_on=config.fail_on, receivers=receivers, domain=domain,
@@ -173,6 +183,8 @@ async def run_audit(config: Config, checks: Sequence[Check] | None = None) -> Re
         receivers=tuple(receivers),
         tool_version=__version__,
         zone_files=tuple((z["path"], z["origin"]) for z in overlay.describe()) if overlay else (),
+        timings=steps,
+        timings_dropped=dropped,
     )
 
 

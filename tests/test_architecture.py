@@ -30,7 +30,7 @@ SOURCES = (("deliverck", ROOT / "deliverck"), ("deliverck.checks", ROOT / "check
 # deliverck.message the message layer).
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("ground", ("deliverck.text", "deliverck.model", "deliverck.errors", "deliverck.inputfile",
-                "deliverck.message.model")),
+                "deliverck.message.model", "deliverck.timing")),
     ("data", ("deliverck.datacache",)),      # bundled data sets parsed once, cached (keyed by version)
     ("net", ("deliverck.net",)),             # the only code that touches the network; no judgement
     ("config", ("deliverck.config", "deliverck.target")),

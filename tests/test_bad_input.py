@@ -374,6 +374,32 @@ CASES: list[Case] = [
     C("checks-format-empty", "checks", "--format", "", expect="--format"),
     C("checks-extra", "checks", "extra", expect="unexpected extra argument"),
     C("checks-json", "checks", "--json", expect="No such option"),
+    # --- report history and HTML output (issue 19) ------------------------------------------------
+    C("report-history-no-dir", "report", "history", expect="Missing argument 'DIR'"),
+    C("report-history-missing", "report", "history", "@D/nope", expect="no such directory"),
+    C("report-history-not-dir", "report", "history", "@D/f.json", files={"f.json": "{}"}, expect="not a directory"),
+    C("report-history-empty-name", "report", "history", "", expect="DIR is empty"),
+    C("report-history-no-json", "report", "history", "@D", files={"x.txt": "a"}, expect="no *.json file in it"),
+    C("report-history-only-bad", "report", "history", "@D", files={"a.json": BINARY, "b.json": '{"schema": "x/1"}'},
+      expect="none of its JSON files"),
+    C("report-history-unreadable", "report", "history", "@D", files={"a.json": UNREADABLE},
+      expect="none of its JSON files"),
+    C("report-history-fifo", "report", "history", "@D", files={"a.json": FIFO}, expect="none of its JSON files"),
+    C("report-history-format", "report", "history", "@D", "--format", "pdf", files={"a.json": "{}"},
+      expect="unknown --format"),
+    C("report-history-output-directory", "report", "history", "@D", "-o", "@D", files={"a.json": "{}"},
+      expect="is a directory"),
+    C("report-history-output-no-dir", "report", "history", "@D", "-o", "@D/nodir/x.html", files={"a.json": "{}"},
+      expect="does not exist"),
+    C("report-history-output-empty", "report", "history", "@D", "-o", "", files={"a.json": "{}"},
+      expect="--output is empty"),
+    C("report-history-debug-value", "report", "history", "@D", "--debug=1", files={"a.json": "{}"},
+      expect="does not take a value"),
+    C("audit-format-html-output-directory", "audit", "-c", "@D/d.toml", "--format", "html", "-o", "@D",
+      files=toml(GOOD_TOML), expect="is a directory"),
+    C("check-html-bad-target", "exa mple.com", "--format", "html", expect="is not a valid host name"),
+    C("message-html-empty-dir", "message", "@D/d", "--format", "html", "--ip", "192.0.2.1",
+      files={"d": DIR}, expect="no message"),
     # --- message and listen (issue 18) ----------------------------------------------------------
     C("message-nothing", "message", expect="Missing argument"),
     C("message-ip-word", "message", "@D/m.eml", "--ip", "mail.example.com", files={"m.eml": GOOD_EML},
@@ -959,8 +985,8 @@ def _commands():
 
 
 def _command_of(args: tuple[str, ...], commands) -> tuple[str, ...]:
-    if args and args[0] == "lab" and len(args) > 1 and ("lab", args[1]) in commands:
-        return ("lab", args[1])
+    if args and args[0] in ("lab", "report") and len(args) > 1 and (args[0], args[1]) in commands:
+        return (args[0], args[1])
     if args and (args[0],) in commands:
         return (args[0],)
     return ("check",)

@@ -29,7 +29,7 @@ DATA_PROBE = (
 # Data files, by directory: every one must be in the wheel.
 DATA = {"deliverck/lab/scenarios": "*.toml", "deliverck/lab/zones": "*.zone", "deliverck/ndr/catalog": "*.toml",
         "deliverck/ndr": "*.toml", "deliverck/records": "*.toml", "deliverck/explain": "*.toml",
-        "deliverck/lab": "*.toml"}
+        "deliverck/lab": "*.toml", "deliverck/report/templates": "*"}
 
 
 def _source_copy(dest: Path) -> Path:
@@ -65,6 +65,7 @@ def test_wheel_contains_checks_as_subpackage(tmp_path):
     assert "deliverck/ndr/catalog.toml" in names
     assert {"deliverck/ndr/catalog/spf.toml", "deliverck/ndr/catalog/dnsbl.toml"} <= set(names)
     assert "deliverck/records/dnsbl-lists.toml" in names
+    assert "deliverck/report/templates/report.html.j2" in names      # issue 19: the HTML report
     assert "deliverck/lab/zones/zen.spamhaus.org.zone" in names
     assert any(n.startswith("deliverck/lab/scenarios/") and n.endswith(".toml") for n in names)
     assert not any(n.startswith("checks/") for n in names)

@@ -37,7 +37,7 @@ HELP_DENIED = ("dns", "httpx", "httpx2", "httpcore", "httpcore2", "anyio", "cryp
 ENGINE_DENIED = ("dns", "httpx", "httpx2", "httpcore", "httpcore2", "anyio", "cryptography", "aiosmtplib",
                  "deliverck.checks", "deliverck.context", "deliverck.registry", "deliverck.runner")
 
-COMMANDS = ("check", "spf", "checks", "explain", "bulk", "audit", "lab")
+COMMANDS = ("check", "spf", "checks", "explain", "bulk", "audit", "lab", "message", "listen", "report")
 
 
 def _imports(*args: str, env: dict[str, str] | None = None) -> tuple[subprocess.CompletedProcess[str], set[str]]:

@@ -54,7 +54,7 @@ def _build_app(only_check: bool = False) -> typer.Typer:
     app.command("check")(check.check_cmd)
     if only_check:
         return app
-    from deliverck.cli import audit, bulk, checks, explain, lab, listen, message, spf
+    from deliverck.cli import audit, bulk, checks, explain, lab, listen, message, report, spf
 
     app.command("spf")(spf.spf_cmd)
     app.command("checks")(checks.checks_cmd)
@@ -64,6 +64,7 @@ def _build_app(only_check: bool = False) -> typer.Typer:
     lab.register(app)
     app.command("bulk")(bulk.bulk_cmd)
     app.command("audit")(audit.audit_cmd)
+    report.register(app)
     return app
 
 

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from deliverck.fleet import audit as au
     from deliverck.fleet import configfile
 
-AUDIT_FORMATS = ("table", "json", "prometheus")
+AUDIT_FORMATS = ("table", "json", "prometheus", "html")
 MAX_CONCURRENCY = 1000       # targets of one config file audited at once; more is a typo
 
 
@@ -82,10 +82,24 @@ def _save_state(state_path: Path, result: au.Audit, old: dict) -> None:
                              "again") from None
 
 
+def _render(out_format: str, result: au.Audit, old: dict | None, opts: RenderOptions) -> str:
+    """html is the fleet dashboard (report/dashboard.py), drawn from the audit's JSON document and
+    compared with the state file read before this run; the others are report/fleet.py's."""
+    from deliverck.report.fleet import RENDERERS, audit_dict
+
+    if out_format == "html":
+        from deliverck.report.dashboard import render_audit
+
+        return render_audit(audit_dict(result, opts), old)
+    return RENDERERS[out_format](result, opts)
+
+
 def audit_cmd(
     config: str = typer.Option(..., "--config", "-c", metavar="FILE",
                                help="The config file (deliverck.toml; see docs/config.md)."),
-    fmt: str = typer.Option("table", "--format", "-f", help="Output format: table, json or prometheus."),
+    fmt: str = typer.Option("table", "--format", "-f",
+                            help="Output format: table, json, prometheus or html (the fleet dashboard, one "
+                                 "self-contained page; with --state it shows new and fixed findings)."),
     as_json: bool = typer.Option(False, "--json", help="Same as --format json."),
     output: str | None = typer.Option(None, "--output", "-o", metavar="FILE",
                                          help="Write the report to FILE atomically (temporary file, fsync, rename) "
@@ -114,7 +128,7 @@ def audit_cmd(
 
     from deliverck.fleet import audit as au
     from deliverck.fleet import configfile
-    from deliverck.report.fleet import RENDERERS, expired_line
+    from deliverck.report.fleet import expired_line
 
     out_format = _check_usage(fmt, as_json, output, changes_only, state, concurrency)
     cfg = configfile.load(config)
@@ -133,7 +147,7 @@ def audit_cmd(
     changes = au.compare(result, old) if state_path else {}
     if changes_only:
         result.changes = changes
-    text = RENDERERS[out_format](result, RenderOptions(verbose=verbose, debug=debug))
+    text = _render(out_format, result, old if state_path else None, RenderOptions(verbose=verbose, debug=debug))
     _write(text, changes, output, state, changes_only)
     if state_path:
         _save_state(state_path, result, old)

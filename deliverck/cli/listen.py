@@ -93,8 +93,8 @@ def listen_cmd(
 ) -> None:
     """Receive a test message from your own mail server, then judge its real session and content."""
     out_format = "json" if jsonl else output_format(fmt, as_json)
-    if out_format == "json" and not jsonl and count > 1:
-        raise UsageError("--count above 1 with --json: use --jsonl for one report per line")
+    if out_format in ("json", "html") and count > 1:
+        raise UsageError(f"--count above 1 with --format {out_format}: use --jsonl for one report per line")
     bind = _address(address)
     if not 1 <= port <= 65535:
         raise UsageError(f"--port {port}: give a TCP port from 1 to 65535")

@@ -98,9 +98,10 @@ async def _emit(config, messages, given, out_format: str, jsonl: bool, opts: Ren
     async for report in run_messages(config, messages, given):
         if jsonl:
             sys.stdout.write(json.dumps(report_dict(report, opts.debug), ensure_ascii=True) + "\n")
-        elif out_format == "json":
+        elif out_format in ("json", "html"):
             if codes:
-                raise UsageError("the input holds more than one message: use --jsonl for one report per line")
+                raise UsageError(f"the input holds more than one message: use --jsonl for one report per line "
+                                 f"(--format {out_format} makes one document of one message)")
             held = FORMATS[out_format](report, opts)
         else:
             if codes:

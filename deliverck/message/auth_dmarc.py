@@ -170,7 +170,7 @@ async def evaluate(from_domain: str, spf: SpfInput, dkim: tuple[DkimSignature, .
                         bis.rfc7489_policy(rec, from_domain, policy_domain))
     view, more = await _dmarcbis(from_domain, spf, dkim, lookup)
     return DmarcResult(from_domain, rfc, view, rec.adkim if rec else "r", rec.aspf if rec else "r",
-                       tuple(evidence) + more)
+                       tuple(dict.fromkeys((*evidence, *more))))   # the two walks often ask the same names
 
 
 async def _dmarcbis(from_domain: str, spf: SpfInput, dkim: tuple[DkimSignature, ...],

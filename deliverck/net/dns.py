@@ -40,6 +40,7 @@ import dns.rdatatype  # noqa: E402
 import dns.resolver  # noqa: E402
 import dns.reversename  # noqa: E402
 
+from deliverck import timing
 from deliverck.errors import IncompleteError, UsageError
 from deliverck.net import dnssanity
 from deliverck.net.dnsanswer import DnsAnswer, Outcome, ResolverAddress
@@ -164,7 +165,10 @@ class DnsStats:
     queries: int = 0
     cache_hits: int = 0
     shared: int = 0
-    log: list = field(default_factory=list)   # (qname, rdtype, start, end) relative seconds
+    # (qname, rdtype, start, end, check): seconds since the client was made, and the check whose
+    # question started the query (deliverck/timing.py); at most timing.MAX_STEPS, the rest counted.
+    log: list = field(default_factory=list)
+    log_dropped: int = 0
 
 
 class SharedCache:
@@ -256,6 +260,7 @@ class DnsClient:
         self._shared = shared_cache.get()
         self.stats = DnsStats()
         self._t0 = time.monotonic()
+        self.t0 = self._t0              # the origin of stats.log's times
         self._health: asyncio.Future | None = None      # ResolverProblem | None, once reachable() asked
 
     async def lookup(self, name: str, rdtype: str) -> DnsAnswer:
@@ -378,7 +383,11 @@ class DnsClient:
 
     def _done(self, qname, rdtype, start, outcome, errors=None, **kw) -> DnsAnswer:
         end = time.monotonic()
-        self.stats.log.append((qname, rdtype, start - self._t0, end - self._t0))
+        log = self.stats.log
+        if len(log) < timing.MAX_STEPS:
+            log.append((qname, rdtype, start - self._t0, end - self._t0, timing.current_check.get()))
+        else:
+            self.stats.log_dropped += 1
         if "server" not in kw:
             kw["server"] = ", ".join(str(r) for r in self.resolvers)
         return DnsAnswer(qname=qname, rdtype=rdtype, outcome=outcome,

@@ -50,6 +50,12 @@ def _github(report: Report, opts: RenderOptions) -> str:
     return render(report, opts)
 
 
+def _html(report: Report, opts: RenderOptions) -> str:
+    from deliverck.report.html import render
+
+    return render(report, opts)
+
+
 FORMATS: dict[str, Callable[[Report, RenderOptions], str]] = {
     "table": _table,
     "json": _json,
@@ -57,4 +63,5 @@ FORMATS: dict[str, Callable[[Report, RenderOptions], str]] = {
     "markdown": _markdown,
     "github": _github,
     "prometheus": _prometheus,
+    "html": _html,
 }

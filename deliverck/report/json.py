@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from deliverck.model import CheckResult, Finding, NdrPrediction, Report
+from deliverck.model import CheckResult, Finding, NdrPrediction, Report, Step
 
 
 def _plain(v: Any) -> Any:
@@ -69,7 +69,15 @@ def prediction_dict(p: NdrPrediction) -> dict:
     }
 
 
-def report_dict(report: Report, debug: bool = False) -> dict:
+def step_dict(s: Step) -> dict:
+    return {"kind": s.kind, "label": s.label, "check": s.check, "start_ms": s.start_ms, "end_ms": s.end_ms,
+            "critical": s.critical}
+
+
+def report_dict(report: Report, debug: bool = False, timings: bool = False) -> dict:
+    """The report as plain JSON.  `timings` adds the audit's network steps: the JSON of one report
+    carries them; a bulk line or a fleet document would grow by ~100 steps per target for data
+    no dashboard of theirs reads, so they leave them out."""
     t = report.target
     d = {
         "schema": report.schema,
@@ -98,6 +106,9 @@ def report_dict(report: Report, debug: bool = False) -> dict:
         d["baseline"] = baseline_dict(report)
     if report.message is not None:
         d["message"] = message_dict(report.message)
+    if timings and (report.timings or report.timings_dropped):
+        d["timings"] = [step_dict(s) for s in report.timings]
+        d["timings_dropped"] = report.timings_dropped
     return d
 
 
@@ -147,4 +158,4 @@ def baseline_dict(report: Report) -> dict:
 
 
 def render(report: Report, opts) -> str:
-    return json.dumps(report_dict(report, opts.debug), indent=2, ensure_ascii=True) + "\n"
+    return json.dumps(report_dict(report, opts.debug, timings=True), indent=2, ensure_ascii=True) + "\n"

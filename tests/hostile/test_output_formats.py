@@ -45,7 +45,7 @@ def test_json_keeps_remote_text_exactly_and_human_formats_escape_it(lab):
     greeting = next(f for c in doc["checks"] for f in c["findings"] if f["id"] == "smtp.greeting_rejected")
     assert greeting["args"]["greeting"] == BANNER               # the real ESC and BEL, not "\\x1b"
     assert BANNER in greeting["summary"]
-    for fmt in ("table", "markdown", "github", "junit"):
+    for fmt in ("table", "markdown", "github", "junit", "html"):
         out = deliverck("hostile-banner.test", "--format", fmt, "--only", "mx,smtp", "--smtp-timeout", "3",
                         "-v").stdout
         assert "\x1b" not in out and "\x07" not in out, fmt
