@@ -403,3 +403,23 @@ def test_audit_format_html_with_state(lab, tmp_path):
     assert any("ptr.missing" in c for c in changes)
     assert [text for a, text in p.find("li", **{"class": "expired-ignore"})][0].endswith("<b>old</b> ticket")
     assert json.loads(state.read_text())["targets"]["no-ptr.test"]["verdict"] == "fail"
+
+
+def test_a_bulk_output_file_is_one_run_of_many_targets(tmp_path):
+    """The bulk summary (issue 19): `deliverck report history OUT.jsonl` draws bulk's lines; a target that
+    could not be audited is incomplete with its error, never a pass; a line that is not bulk's is noted."""
+    lines = [{"schema": "deliverck.bulk/1", "line": 1, "input": "b.test", "status": "ok", "report": bad(),
+              "error": ""},
+             {"schema": "deliverck.bulk/1", "line": 2, "input": "down.test", "status": "error", "report": None,
+              "error": "the resolver did not answer"}]
+    out = tmp_path / "out.jsonl"
+    out.write_text("\n".join(json.dumps(x) for x in lines) + "\n{not json\n")
+    hist = read_history(str(out))
+    assert {o.name: o.verdict for o in hist.observations} == {"b.test": "fail", "down.test": "incomplete"}
+    assert [o.error for o in hist.observations if o.name == "down.test"] == ["the resolver did not answer"]
+    assert len(hist.notes) == 1 and "line 3" in hist.notes[0]
+    page = tmp_path / "summary.html"
+    r = deliverck("report", "history", str(out), "-o", str(page))
+    assert r.returncode == 0, r.stderr
+    p = Page(page.read_text())
+    assert p.cells()[("b.test", "ptr")][1:] == ("fail", "FAIL")

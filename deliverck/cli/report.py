@@ -20,8 +20,9 @@ report_app = typer.Typer(add_completion=False, no_args_is_help=True,
 @report_app.command("history")
 def history_cmd(
     directory: str = typer.Argument(..., metavar="DIR",
-                                    help="Where cron keeps `deliverck ... --json` reports, audit JSON documents "
-                                         "or audit --state files (every *.json file in it is read)."),
+                                    help="Where cron keeps `deliverck ... --json` reports, audit JSON documents, "
+                                         "audit --state files or `bulk -o` output (every *.json and *.jsonl file "
+                                         "in it is read); or one bulk output file (the bulk summary)."),
     output: str | None = typer.Option(None, "--output", "-o", metavar="FILE",
                                          help="Write the HTML page to FILE atomically instead of standard output."),
     fmt: str = typer.Option("html", "--format", "-f", help="Output format: html (the only one)."),

@@ -185,6 +185,17 @@ def from_state(doc: dict, source: str) -> list[Observation]:
             for n, e in targets.items()]
 
 
+def from_bulk_line(doc: dict, source: str) -> Observation:
+    """One line of `deliverck bulk` output (deliverck.bulk/1, docs/bulk.md): the target's report, or,
+    for a target that could not be audited, its error as an incomplete run (never a pass)."""
+    name = _str(doc, "input", "bulk line: ")
+    report = doc.get("report")
+    if isinstance(report, dict):
+        return from_report(report, source, name)
+    error = doc.get("error") if isinstance(doc.get("error"), str) else "not audited"
+    return Observation(name, "", "incomplete", None, frozenset(), source, error=str(error))
+
+
 def observations(doc: Any, source: str) -> list[Observation]:
     """Whatever deliverck document DOC is; BadDocument when it is none."""
     schema = doc.get("schema") if isinstance(doc, dict) else None
@@ -197,7 +208,10 @@ def observations(doc: Any, source: str) -> list[Observation]:
         return from_audit(doc, source)
     if kind == "deliverck.state":
         return from_state(doc, source)
-    raise BadDocument(f"schema {safe(schema)[:60]!r} is not deliverck.report, deliverck.audit or deliverck.state")
+    if kind == "deliverck.bulk":
+        return [from_bulk_line(doc, source)]
+    raise BadDocument(f"schema {safe(schema)[:60]!r} is not deliverck.report, deliverck.audit, deliverck.state "
+                      "or deliverck.bulk")
 
 
 # --- the page's model -----------------------------------------------------------------------

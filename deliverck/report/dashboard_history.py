@@ -1,9 +1,11 @@
 """`deliverck report history DIR`: the documents cron kept, read into the dashboard's observations.
 
 DIR holds what cron writes: `deliverck TARGET --json > DIR/....json` (deliverck.report/1),
-`deliverck audit --config ... --json -o DIR/....json` (deliverck.audit/1) and the audit's
-`--state` files (deliverck.state/1).  Every `*.json` file directly in DIR is read (hidden
-files are skipped: write_atomic's temporary files start with a dot), each read bounded.  A
+`deliverck audit --config ... --json -o DIR/....json` (deliverck.audit/1), the audit's
+`--state` files (deliverck.state/1) and `deliverck bulk -o DIR/....jsonl` output (deliverck.bulk/1,
+one target per line: the bulk summary).  Every `*.json` and `*.jsonl` file directly in DIR is read
+(hidden files are skipped: write_atomic's temporary files start with a dot), each read bounded; a
+single bulk output file can also be named instead of DIR.  A
 file that no run could use is said in one line and left out; when no file at all can be used
 the command stops with one line and exit 2 (UsageError), since there is nothing to draw.
 """
@@ -39,7 +41,7 @@ def _names(directory: str) -> list[str]:
         with os.scandir(directory) as it:
             names = []
             for entry in it:
-                if entry.name.startswith(".") or not entry.name.endswith(".json"):
+                if entry.name.startswith(".") or not entry.name.endswith((".json", ".jsonl")):
                     continue
                 names.append(entry.name)
                 if len(names) > MAX_FILES:
@@ -48,6 +50,8 @@ def _names(directory: str) -> list[str]:
     except FileNotFoundError:
         raise UsageError(f"{shown}: no such directory: {_HOW}") from None
     except NotADirectoryError:
+        if directory.endswith(".jsonl"):
+            return [""]                             # a bulk output file named directly
         raise UsageError(f"{shown}: not a directory: {_HOW}") from None
     except OSError as e:
         raise UsageError(f"{shown}: cannot be read ({e.strerror or e}): {_HOW}") from None
@@ -56,14 +60,20 @@ def _names(directory: str) -> list[str]:
     return sorted(names)
 
 
-def _document(path: str) -> object:
-    """The parsed JSON of PATH; ValueError with a short reason when it cannot be had."""
+def _read(path: str) -> bytes:
     try:
         data, more = read_limited(path, MAX_FILE_BYTES)
     except ReadError as e:
         raise ValueError(str(e)) from None
     if more:
         raise ValueError(f"larger than {MAX_FILE_BYTES // (1024 * 1024)} MiB")
+    return data
+
+
+def _document(path: str, data: bytes | None = None) -> object:
+    """The parsed JSON of PATH; ValueError with a short reason when it cannot be had."""
+    if data is None:
+        data = _read(path)
     try:
         return json.loads(data.decode("utf-8"))
     except UnicodeDecodeError:
@@ -74,14 +84,30 @@ def _document(path: str) -> object:
         raise ValueError("JSON nested too deeply") from None
 
 
+def _lines(path: str, name: str, notes: list[str]) -> list[Observation]:
+    """A bulk output file: one observation per line; a line that is not one of bulk's is noted."""
+    out: list[Observation] = []
+    for n, line in enumerate(_read(path).splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            out += observations(_document(path, line), f"{name}:{n}")
+        except (ValueError, BadDocument) as e:
+            notes.append(safe(f"{path}: line {n}: {e}; left out"))
+    if not out:
+        raise ValueError("no line is a deliverck bulk result")
+    return out
+
+
 def read_history(directory: str) -> History:
     obs: list[Observation] = []
     notes: list[str] = []
     used = 0
     for name in _names(directory):
-        path = os.path.join(directory, name)
+        path = os.path.join(directory, name) if name else directory
         try:
-            found = observations(_document(path), name)
+            found = _lines(path, name or os.path.basename(directory), notes) if path.endswith(".jsonl") \
+                else observations(_document(path), name)
         except (ValueError, BadDocument) as e:
             notes.append(safe(f"{path}: {e}; left out"))
             continue
