@@ -11,7 +11,7 @@ import typer
 
 from deliverck.cli.check import output_format
 from deliverck.cli.flags import table_flags
-from deliverck.cli.message import REPORT_FLAGS, exit_code
+from deliverck.cli.message import REPORT_FLAGS, exit_code, render_one
 from deliverck.errors import IncompleteError, UsageError
 from deliverck.report import FORMATS, RenderOptions
 from deliverck.target import _show
@@ -131,23 +131,16 @@ def _waiting(ready) -> None:
 
 
 async def _serve(config, opts, out_format: str, jsonl: bool, render: RenderOptions) -> list[int]:
-    import json
-
     from deliverck.message.listen import receive
     from deliverck.message.runner import Given, MessageRun
-    from deliverck.report.json import report_dict
 
     run = MessageRun(config)
     codes: list[int] = []
 
     async def judge(message, session) -> None:
         report = await run.judge(message, Given(session=session))
-        if jsonl:
-            sys.stdout.write(json.dumps(report_dict(report, render.debug), ensure_ascii=True) + "\n")
-        else:
-            if codes and out_format != "json":
-                sys.stdout.write("\n")
-            sys.stdout.write(FORMATS[out_format](report, render))
+        # json and html are one document: --count above 1 needs --jsonl (checked above)
+        sys.stdout.write(("\n" if codes and not jsonl else "") + render_one(report, out_format, jsonl, render))
         sys.stdout.flush()
         codes.append(report.exit_code)
 

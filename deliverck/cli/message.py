@@ -87,26 +87,31 @@ def message_cmd(
     raise typer.Exit(exit_code(codes))
 
 
-async def _emit(config, messages, given, out_format: str, jsonl: bool, opts: RenderOptions) -> list[int]:
-    import json
+def render_one(report, out_format: str, jsonl: bool, opts: RenderOptions) -> str:
+    """One report as `message` and `listen` print it: a JSON line with --jsonl, else the format."""
+    if jsonl:
+        import json
 
+        from deliverck.report.json import report_dict
+
+        return json.dumps(report_dict(report, opts.debug), ensure_ascii=True) + "\n"
+    return FORMATS[out_format](report, opts)
+
+
+async def _emit(config, messages, given, out_format: str, jsonl: bool, opts: RenderOptions) -> list[int]:
     from deliverck.message.runner import run_messages
-    from deliverck.report.json import report_dict
 
     codes: list[int] = []
-    held = ""          # --json: one document, so the first waits until it is known to be the only one
+    held = ""          # --json / --format html: one document, so the first waits until it is known to be the only one
     async for report in run_messages(config, messages, given):
-        if jsonl:
-            sys.stdout.write(json.dumps(report_dict(report, opts.debug), ensure_ascii=True) + "\n")
-        elif out_format in ("json", "html"):
+        text = render_one(report, out_format, jsonl, opts)
+        if not jsonl and out_format in ("json", "html"):
             if codes:
                 raise UsageError(f"the input holds more than one message: use --jsonl for one report per line "
                                  f"(--format {out_format} makes one document of one message)")
-            held = FORMATS[out_format](report, opts)
+            held = text
         else:
-            if codes:
-                sys.stdout.write("\n")
-            sys.stdout.write(FORMATS[out_format](report, opts))
+            sys.stdout.write(("\n" if codes and not jsonl else "") + text)
         sys.stdout.flush()
         codes.append(report.exit_code)
     sys.stdout.write(held)

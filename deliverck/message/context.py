@@ -12,7 +12,6 @@ from __future__ import annotations
 import email
 import email.message
 import email.policy
-from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from deliverck.config import Config
@@ -24,12 +23,14 @@ if TYPE_CHECKING:
 
 
 class MessageContext:
-    def __init__(self, ctx: Context, message: Message, info: MessageInfo) -> None:
+    def __init__(self, ctx: Context, message: Message, info: MessageInfo,
+                 parsed: email.message.Message | None = None) -> None:
         self.ctx = ctx
         self.config: Config = ctx.config
         self.target = ctx.target
         self.message = message
         self.info = info
+        self._parsed = parsed           # the runner's parse, which read the header for `info`
 
     @property
     def envelope(self) -> Envelope:
@@ -43,10 +44,12 @@ class MessageContext:
     def from_domain(self) -> str:
         return self.info.from_domain
 
-    @cached_property
+    @property
     def parsed(self) -> email.message.Message:
-        """The message parsed leniently (compat32: header values exactly as written)."""
-        return email.message_from_bytes(self.message.raw, policy=email.policy.compat32)
+        """The message parsed leniently (compat32: header values exactly as written), once."""
+        if self._parsed is None:
+            self._parsed = email.message_from_bytes(self.message.raw, policy=email.policy.compat32)
+        return self._parsed
 
     async def auth(self) -> AuthResults:
         """DKIM, ARC, SPF and DMARC of this message, computed once (deliverck.message.auth)."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import email
+import email.message
 import email.policy
 import ipaddress
 import time
@@ -45,12 +46,13 @@ class Given:
     session: Session | None = None
 
 
-def info_of(message: Message, given: Given) -> MessageInfo:
+def info_of(message: Message, given: Given) -> tuple[MessageInfo, email.message.Message]:
+    """The report's facts of MESSAGE, and the message parsed (compat32), which the checks read too."""
     from deliverck.message import headers
 
     parsed = email.message_from_bytes(message.raw, policy=email.policy.compat32)
     return headers.info_of(message, parsed, ip=given.ip, helo=given.helo, mail_from=given.mail_from,
-                           session=given.session)
+                           session=given.session), parsed
 
 
 def _connection_checks(config: Config) -> tuple[Check, ...]:
@@ -65,7 +67,8 @@ def _is_ip(text: str) -> bool:
     return True
 
 
-async def _judge_one(config: Config, client: dnsnet.DnsClient, message: Message, info: MessageInfo) -> Report:
+async def _judge_one(config: Config, client: dnsnet.DnsClient, message: Message, info: MessageInfo,
+                     parsed: email.message.Message) -> Report:
     started, t0 = _now(), time.monotonic()
     env = info.envelope
     ip = env.ip.value if env.ip is not None and _is_ip(env.ip.value) else ""
@@ -78,7 +81,7 @@ async def _judge_one(config: Config, client: dnsnet.DnsClient, message: Message,
                                      outbound_ips=(ip,) if ip else (), helo_name=helo, sender=mail_from,
                                      helo_source=env.helo.source if env.helo is not None else "")
     contexts = [Context(msg_config, client)]
-    mctx = MessageContext(contexts[0], message, info)
+    mctx = MessageContext(contexts[0], message, info, parsed)
     jobs = [attempt(c, mctx) for c in message_checks() if config.selects(c.id)]
     if ip:
         conn_config = dataclasses.replace(msg_config, target=Target(input=ip, ip=ip))
@@ -128,7 +131,7 @@ class MessageRun:
         self._checked = False
 
     async def judge(self, message: Message, given: Given = Given()) -> Report:
-        info = info_of(message, given)
+        info, parsed = info_of(message, given)
         if not self._checked:
             # Once per command, named after the first message's From domain: with --zone-file holding
             # that domain, a run without a usable resolver still judges what the file answers.
@@ -137,7 +140,7 @@ class MessageRun:
                 raise IncompleteError(why)
             self._checked = True
         async with asyncio.timeout(self.config.deadline):
-            return await _judge_one(self.config, self.client, message, info)
+            return await _judge_one(self.config, self.client, message, info, parsed)
 
     async def close(self) -> None:
         await dnsnet.close(self.client)
